@@ -1,0 +1,159 @@
+"""Command line: ``crymonitor run | replay | check-config | devices`` (also ``python -m monitor``).
+
+Known failures (bad config, unreadable audio, missing or tampered model, no audio system) print one line
+``crymonitor: error: …`` and exit with status 2; they never end in a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from monitor import __version__
+from monitor.audio import AudioFileError
+from monitor.capture import CaptureError
+from monitor.config import Config, ConfigError, load_config, override
+from monitor.log import configure_logging
+from monitor.weights import ModelFileError
+
+EXPECTED_ERRORS = (ConfigError, AudioFileError, ModelFileError, CaptureError)
+
+
+def _config(args: argparse.Namespace) -> Config:
+    config = load_config(args.config)
+    if getattr(args, "device", None) is not None:
+        device = int(args.device) if args.device.isdigit() else args.device
+        config = override(config, "audio", device=device)
+    if getattr(args, "mqtt_host", None) or getattr(args, "mqtt_port", None):
+        config = override(config, "mqtt", host=args.mqtt_host, port=args.mqtt_port)
+    if getattr(args, "log_format", None):
+        config = override(config, "logging", format=args.log_format)
+    return config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from monitor.daemon import Daemon
+
+    config = _config(args)
+    configure_logging(config.logging)
+    return asyncio.run(Daemon(config, input_path=args.input).run())
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from monitor.detect import CryDetector
+    from monitor.publish import MqttPublisher
+    from monitor.replay import replay_file
+
+    config = _config(args)
+    configure_logging(config.logging)
+    detector = CryDetector(config.detector)
+    publisher = MqttPublisher(config.mqtt) if args.publish else None
+    if publisher:
+        publisher.start()
+    events_out = sys.stdout if args.events_out == "-" else open(args.events_out, "w")
+    scores_out = open(args.scores_out, "w") if args.scores_out else None
+    if scores_out:
+        scores_out.write("t,score,level_dbfs\n")
+    failed = 0
+    try:
+        for path in args.files:
+            try:
+                for events, scores in replay_file(path, config, detector, realtime=args.realtime):
+                    for event in events:
+                        events_out.write(json.dumps({**event, "file": path}) + "\n")
+                        if publisher:
+                            publisher.publish_event(event)
+                    events_out.flush()
+                    if scores_out:
+                        scores_out.writelines(f"{s.t:.3f},{s.score:.4f},{s.level_dbfs:.1f}\n" for s in scores)
+            except AudioFileError as exc:  # report it and go on with the other files
+                print(f"crymonitor: error: {exc}", file=sys.stderr)
+                failed += 1
+    finally:
+        if events_out is not sys.stdout:
+            events_out.close()
+        if scores_out:
+            scores_out.close()
+        unacked = publisher.close(timeout=10.0) if publisher else 0
+    return 2 if failed else (1 if unacked else 0)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    path = args.path or args.config
+    config = load_config(path)
+    print(f"{path or '(built-in defaults)'}: OK")
+    print(json.dumps(_public(config), indent=2, default=str))
+    return 0
+
+
+def _public(config: Config) -> dict:
+    """The config as a dict; it holds no password (that stays in its file or the environment)."""
+    import dataclasses
+
+    return dataclasses.asdict(config)
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from monitor.capture import list_input_devices
+
+    devices = list_input_devices()
+    if not devices:
+        print("no audio input devices found")
+        return 1
+    for d in devices:
+        mark = "*" if d.is_default else " "
+        print(f"{mark} {d.index:3d}  {d.name}  ({d.channels} ch, {d.default_rate:.0f} Hz)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crymonitor", description="On-device baby cry monitor.")
+    parser.add_argument("--version", action="version", version=f"crymonitor {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, handler, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--config", type=Path, help="YAML config (default: built-in defaults)")
+        p.set_defaults(handler=handler)
+        return p
+
+    run = add("run", cmd_run, "Run the daemon on the microphone (or on a file paced in real time).")
+    run.add_argument("--input", metavar="FILE", help="use FILE, paced in real time, instead of a microphone")
+    run.add_argument("--device", help="capture device name or index (overrides audio.device)")
+    run.add_argument("--mqtt-host", help="broker host (overrides mqtt.host)")
+    run.add_argument("--mqtt-port", type=int, help="broker port (overrides mqtt.port)")
+    run.add_argument("--log-format", choices=("auto", "json", "console"))
+
+    replay = add("replay", cmd_replay, "Run recorded files through the daemon's pipeline.")
+    replay.add_argument("files", nargs="+", metavar="FILE")
+    replay.add_argument("--events-out", default="-", metavar="PATH", help="JSON lines of events ('-' = stdout)")
+    replay.add_argument("--scores-out", metavar="CSV", help="write t,score,level_dbfs per window")
+    replay.add_argument("--realtime", action="store_true", help="pace input like a live microphone")
+    replay.add_argument("--publish", action="store_true", help="also publish events to the configured broker")
+    replay.add_argument("--mqtt-host")
+    replay.add_argument("--mqtt-port", type=int)
+    replay.add_argument("--log-format", choices=("auto", "json", "console"))
+
+    check = add("check-config", cmd_check_config, "Validate a config file and print the effective settings.")
+    check.add_argument("path", nargs="?", type=Path)
+
+    add("devices", cmd_devices, "List audio capture devices.")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except EXPECTED_ERRORS as exc:
+        print(f"crymonitor: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""Typed configuration loaded from YAML, validated strictly, with defaults that work with no file at all.
+
+Each section is a frozen dataclass; a field's ``metadata`` carries its allowed range or choices. Loading
+rejects unknown keys, wrong types and out-of-range values with a :class:`ConfigError` naming the key, the file
+and the line (from the YAML node marks), e.g. ``crymonitor.yaml:12: events.end_threshold: must be in
+[0.0, 1.0], got 1.5``. ``config/crymonitor.yaml`` documents every key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+PASSWORD_ENV = "CRYMONITOR_MQTT_PASSWORD"
+
+
+class ConfigError(Exception):
+    """Invalid configuration; the message names the file, line and key."""
+
+
+def _range(lo: float | None = None, hi: float | None = None) -> dict:
+    return {"range": (lo, hi)}
+
+
+def _choices(*values: str) -> dict:
+    return {"choices": values}
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    device: int | str | None = None  # None = the system default input
+    sample_rate: int | None = field(default=None, metadata=_range(8000, 192000))  # None = try 16 kHz, else native
+    channels: int | None = field(default=None, metadata=_range(1, 32))
+    block_seconds: float = field(default=0.1, metadata=_range(0.01, 1.0))
+    buffer_seconds: float = field(default=30.0, metadata=_range(10.0, 600.0))
+    reopen_backoff_max_seconds: float = field(default=30.0, metadata=_range(1.0, 600.0))
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    model: Path = PACKAGE_ROOT / "models" / "detector.pt"
+    window_seconds: float = field(default=1.0, metadata=_range(0.5, 4.0))
+    hop_seconds: float = field(default=0.25, metadata=_range(0.05, 2.0))
+    gate_dbfs: float = field(default=-65.0, metadata=_range(-120.0, 0.0))
+    device: str = field(default="cpu", metadata=_choices("cpu", "cuda", "auto"))
+    threads: int = field(default=1, metadata=_range(1, 64))
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    start_threshold: float = field(default=0.6, metadata=_range(0.0, 1.0))
+    confirm_windows: int = field(default=3, metadata=_range(1, 100))
+    of_windows: int = field(default=4, metadata=_range(1, 100))
+    end_threshold: float = field(default=0.4, metadata=_range(0.0, 1.0))
+    end_hold_seconds: float = field(default=4.0, metadata=_range(0.0, 600.0))
+    cooldown_seconds: float = field(default=5.0, metadata=_range(0.0, 3600.0))
+    max_duration_seconds: float = field(default=600.0, metadata=_range(10.0, 86400.0))
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    enabled: bool = True
+    host: str = "localhost"
+    port: int = field(default=1883, metadata=_range(1, 65535))
+    username: str | None = None
+    password_file: Path | None = None  # else the CRYMONITOR_MQTT_PASSWORD environment variable
+    tls: bool = False
+    tls_ca_file: Path | None = None  # None with tls = the system CA store
+    base_topic: str = "crymonitor"
+    device_id: str = "nursery"
+    client_id: str | None = None  # None = crymonitor-<device_id>
+    keepalive_seconds: int = field(default=30, metadata=_range(5, 3600))
+    level_interval_seconds: float = field(default=5.0, metadata=_range(0.5, 3600.0))
+
+    def password(self) -> str | None:
+        """The broker password from ``password_file`` or the environment; never stored in the config object."""
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"mqtt.password_file: cannot read {self.password_file} ({exc.strerror})") from None
+        return os.environ.get(PASSWORD_ENV)
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = field(default="info", metadata=_choices("debug", "info", "warning", "error"))
+    format: str = field(default="auto", metadata=_choices("auto", "json", "console"))
+
+
+@dataclass(frozen=True)
+class Config:
+    audio: AudioConfig = AudioConfig()
+    detector: DetectorConfig = DetectorConfig()
+    events: EventsConfig = EventsConfig()
+    mqtt: MqttConfig = MqttConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    def __post_init__(self) -> None:
+        if self.events.confirm_windows > self.events.of_windows:
+            raise ConfigError("events.confirm_windows must not exceed events.of_windows")
+        if self.events.end_threshold > self.events.start_threshold:
+            raise ConfigError("events.end_threshold must not exceed events.start_threshold (hysteresis)")
+        for name in ("base_topic", "device_id"):
+            value = getattr(self.mqtt, name)
+            if not value or any(ch in value for ch in "#+") or value.startswith("/") or value.endswith("/"):
+                raise ConfigError(f"mqtt.{name}: {value!r} is not a valid MQTT topic level")
+
+
+def _key_lines(node: yaml.Node, prefix: str = "") -> dict[str, int]:
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            name = f"{prefix}{key.value}"
+            lines[name] = key.start_mark.line + 1
+            lines.update(_key_lines(value, name + "."))
+    return lines
+
+
+def _convert(value: Any, hint: Any, meta: dict, where: str, base: Path) -> Any:
+    """Check ``value`` against the field's type hint and metadata; return it converted (e.g. str → Path).
+
+    Relative paths resolve against ``base``: the config file's folder, so a config works whatever the daemon's
+    working directory (systemd starts it in ``/``)."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ConfigError(f"{where}: must not be empty")
+    for option in options:
+        if option is bool and isinstance(value, bool):
+            return value
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            converted = value
+            break
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            converted = float(value)
+            break
+        if option is str and isinstance(value, str):
+            converted = value
+            break
+        if option is Path and isinstance(value, str):
+            path = Path(value).expanduser()
+            return path if path.is_absolute() else (base / path).resolve()
+    else:
+        names = " or ".join("null" if o is type(None) else o.__name__ for o in options)
+        raise ConfigError(f"{where}: expected {names}, got {type(value).__name__} {value!r}")
+    if "range" in meta and isinstance(converted, (int, float)):
+        lo, hi = meta["range"]
+        if (lo is not None and converted < lo) or (hi is not None and converted > hi):
+            raise ConfigError(f"{where}: must be in [{lo}, {hi}], got {converted}")
+    if "choices" in meta and converted not in meta["choices"]:
+        raise ConfigError(f"{where}: must be one of {', '.join(meta['choices'])}, got {converted!r}")
+    return converted
+
+
+def _build(cls: type, data: Any, path: str, lines: dict[str, int], source: str, base: Path) -> Any:
+    def where(key: str) -> str:
+        key = key.rstrip(".")
+        line = lines.get(key)
+        return f"{source}:{line}: {key}" if line else f"{source}: {key}"
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where(path) if path else source}: expected a mapping of keys")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in data.items():
+        full = f"{path}{key}"
+        if key not in fields:
+            raise ConfigError(f"{where(full)}: unknown key; known keys here: {', '.join(fields)}")
+        if dataclasses.is_dataclass(hints[key]):
+            values[key] = _build(hints[key], value if value is not None else {}, full + ".", lines, source, base)
+        else:
+            values[key] = _convert(value, hints[key], dict(fields[key].metadata), where(full), base)
+    try:
+        return cls(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def parse_config(text: str, source: str = "<config>", base: Path | None = None) -> Config:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{source}{line}: invalid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    return _build(Config, data or {}, "", _key_lines(node) if node else {}, source, base or Path.cwd())
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load ``path``, or the built-in defaults when ``path`` is None."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    return parse_config(text, str(path), path.resolve().parent)
+
+
+def override(config: Config, section: str, **changes: Any) -> Config:
+    """A copy of ``config`` with some keys of one section replaced (for CLI flags), validated the same way."""
+    current = getattr(config, section)
+    hints = typing.get_type_hints(type(current))
+    fields = {f.name: f for f in dataclasses.fields(current)}
+    checked = {k: _convert(v, hints[k], dict(fields[k].metadata), f"--{section}.{k}", Path.cwd())
+               for k, v in changes.items() if v is not None}
+    return dataclasses.replace(config, **{section: dataclasses.replace(current, **checked)})

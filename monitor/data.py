@@ -1,0 +1,56 @@
+"""The training manifest (../shared/data/manifest.csv) and its leakage-free split by ``group``.
+
+Groups, not files, are split: one Donate-a-cry app install (≈ one baby) uploads many clips, and the cleaned set
+is derived from the raw uploads of the same install. The split is a pure function of the group name (sha256), so
+every tool (training, evaluation, tests) agrees on it without a stored list, and adding files never moves a group.
+Within each source, the ``val_fraction`` of groups with the smallest hashes are held out (at least one group when
+a source has two or more). A source with a single group (the Asterisk prompts: one speaker) cannot be split by
+group and stays in training.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    label: str  # "cry" | "notcry"
+    reason: str
+    group: str
+    source: str
+    duration_s: float
+
+
+def read_manifest(data_dir: Path) -> list[Clip]:
+    with open(data_dir / "manifest.csv", newline="") as handle:
+        return [
+            Clip(data_dir / row["path"], row["label"], row["reason"], row["group"], row["source"],
+                 float(row["duration_s"]))
+            for row in csv.DictReader(handle)
+        ]
+
+
+def _group_key(group: str) -> str:
+    return hashlib.sha256(group.encode()).hexdigest()
+
+
+def split_groups(clips: list[Clip], val_fraction: float = 0.2) -> dict[str, str]:
+    """Map every group to ``"train"`` or ``"val"``. Donate-a-cry cleaned and raw share group ids, so they are
+    pooled into one source here: a baby is on one side of the split in both sets."""
+    by_source: dict[str, set[str]] = defaultdict(set)
+    for clip in clips:
+        source = "donateacry" if clip.source.startswith("donateacry") else clip.source
+        by_source[source].add(clip.group)
+    assignment: dict[str, str] = {}
+    for groups in by_source.values():
+        ordered = sorted(groups, key=_group_key)
+        n_val = 0 if len(ordered) < 2 else max(1, round(val_fraction * len(ordered)))
+        for i, group in enumerate(ordered):
+            assignment[group] = "val" if i < n_val else "train"
+    return assignment

@@ -1,0 +1,59 @@
+"""Detector: scores 1 s windows of 16 kHz audio with the CNN10 cry model behind a loudness gate.
+
+Windows quieter than ``gate_dbfs`` get score 0 without running the model (a silent nursery costs almost no
+CPU) and still report their level. The model runs on ``cpu`` by default; ``cuda`` when configured and present,
+``auto`` picks it when present. A missing GPU falls back to the CPU with a logged warning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import structlog
+import torch
+
+from monitor.config import DetectorConfig
+from monitor.features import level_dbfs
+from monitor.weights import load_model
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class WindowScore:
+    t: float  # audio time of the window's end, seconds since the stream started
+    score: float  # cry probability, 0 when gated
+    level_dbfs: float
+    gated: bool
+
+
+def resolve_device(requested: str) -> str:
+    if requested == "cpu":
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if requested == "cuda":
+        log.warning("cuda_unavailable", detail="detector.device is cuda but no GPU is usable; running on CPU")
+    return "cpu"
+
+
+class CryDetector:
+    """Batch scorer: ``score(windows (B, N)) -> (probabilities, levels dBFS, gated)``, each of shape (B,)."""
+
+    def __init__(self, config: DetectorConfig) -> None:
+        torch.set_num_threads(config.threads)
+        self.device = resolve_device(config.device)
+        self.model, self.entry = load_model(config.model, self.device)
+        self.gate_dbfs = config.gate_dbfs
+
+    @torch.inference_mode()
+    def score(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        levels = np.array([level_dbfs(w) for w in windows])
+        probs = np.zeros(len(windows), dtype=np.float32)
+        gated = levels < self.gate_dbfs
+        loud = np.flatnonzero(~gated)
+        if loud.size:
+            batch = torch.from_numpy(np.ascontiguousarray(windows[loud])).to(self.device)
+            probs[loud] = torch.sigmoid(self.model(batch)).float().cpu().numpy()
+        return probs, levels, gated

@@ -1,0 +1,89 @@
+"""Hysteresis state machine: window scores → debounced ``cry_start`` / ``cry_end`` events. Pure: no I/O.
+
+- **Start**: at least ``confirm_windows`` of the last ``of_windows`` scores ≥ ``start_threshold``, and the
+  cool-down after the previous cry has passed.
+- **End**: no score ≥ ``end_threshold`` (lower than the start threshold) for ``end_hold_seconds``.
+- **Cool-down**: ``cooldown_seconds`` after an end before a new start, so one bout with a pause is one alarm.
+- **Maximum**: a cry open for ``max_duration_seconds`` is ended (``ended_by: max_duration``) and, if the baby
+  is still crying, restarts after a fresh confirmation with no cool-down: a state can never be stuck ON.
+
+Times are the audio clock (seconds since the stream started); the caller maps them to wall-clock time.
+
+Example:
+    >>> from monitor.config import EventsConfig
+    >>> sm = CryStateMachine(EventsConfig(confirm_windows=2, of_windows=2, end_hold_seconds=1.0))
+    >>> [e.type for t in range(8) for e in sm.update(t * 0.5, 0.9 if t < 3 else 0.0)]
+    ['cry_start', 'cry_end']
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from monitor.config import EventsConfig
+
+
+@dataclass(frozen=True)
+class CryEvent:
+    type: str  # "cry_start" | "cry_end"
+    t: float  # audio time of the decision
+    id: str  # shared by a cry's start and end
+    confidence: float
+    duration_s: float | None = None  # cry_end only
+    ended_by: str | None = None  # cry_end only: "quiet" | "max_duration" | "shutdown"
+
+    def to_dict(self) -> dict:
+        out = {"type": self.type, "t": round(self.t, 3), "id": self.id, "confidence": round(self.confidence, 4)}
+        if self.type == "cry_end":
+            out["duration_s"] = round(self.duration_s or 0.0, 3)
+            out["ended_by"] = self.ended_by
+        return out
+
+
+class CryStateMachine:
+    def __init__(self, config: EventsConfig, new_id: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
+        self.config = config
+        self._new_id = new_id
+        self._recent: deque[float] = deque(maxlen=config.of_windows)
+        self._cooldown_until = float("-inf")
+        self._open: tuple[str, float] | None = None  # (id, start time)
+        self._last_loud = 0.0
+        self._peak = 0.0
+
+    @property
+    def crying(self) -> bool:
+        return self._open is not None
+
+    def update(self, t: float, score: float) -> list[CryEvent]:
+        cfg = self.config
+        self._recent.append(score)
+        if self._open is None:
+            confirming = [s for s in self._recent if s >= cfg.start_threshold]
+            if len(confirming) >= cfg.confirm_windows and t >= self._cooldown_until:
+                self._open = (self._new_id(), t)
+                self._last_loud, self._peak = t, max(confirming)
+                return [CryEvent("cry_start", t, self._open[0], sum(confirming) / len(confirming))]
+            return []
+        if score >= cfg.end_threshold:
+            self._last_loud = t
+            self._peak = max(self._peak, score)
+        if t - self._open[1] >= cfg.max_duration_seconds:
+            self._recent.clear()  # a restart needs fresh confirmation
+            return [self._end(t, "max_duration", cooldown=0.0)]
+        if t - self._last_loud >= cfg.end_hold_seconds:
+            return [self._end(t, "quiet", cooldown=cfg.cooldown_seconds)]
+        return []
+
+    def close(self, t: float) -> list[CryEvent]:
+        """End an open cry now (shutdown or end of input)."""
+        return [self._end(t, "shutdown", cooldown=0.0)] if self._open else []
+
+    def _end(self, t: float, ended_by: str, cooldown: float) -> CryEvent:
+        assert self._open is not None
+        cry_id, start = self._open
+        self._open = None
+        self._cooldown_until = t + cooldown
+        return CryEvent("cry_end", t, cry_id, self._peak, duration_s=t - start, ended_by=ended_by)

@@ -1,0 +1,84 @@
+"""PANNs CNN10 with a single cry logit (../shared/docs/models.md §2.2, §7.9).
+
+Four ``ConvBlock`` stages (64, 128, 256, 512 channels; 2×2 average pooling; dropout 0.2), mean over
+frequency, ``max_t + mean_t`` pooling, ``fc1`` 512→512 + ReLU, then one logit. The log-mel front end and the
+per-mel-bin ``bn0`` live inside the module, so a waveform goes in and training and inference see identical
+features.
+
+Example:
+    >>> import torch
+    >>> model = Cnn10().eval()
+    >>> model(torch.zeros(3, 16000)).shape
+    torch.Size([3])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from monitor.features import N_MELS, LogMel
+
+
+class ConvBlock(nn.Module):
+    """(Conv3×3 → BN → ReLU) × 2 → 2×2 average pool."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.relu(self.bn2(self.conv2(x)))
+        return F.avg_pool2d(x, 2)
+
+
+class Cnn10(nn.Module):
+    """CNN10 cry detector: waveform (B, N) at 16 kHz → cry logits (B,) (or (B, K) when ``num_classes > 1``).
+
+    Needs at least 16 frames (0.15 s) because of the four pooling stages.
+    """
+
+    def __init__(self, num_classes: int = 1, n_mels: int = N_MELS, widths: tuple[int, ...] = (64, 128, 256, 512)):
+        super().__init__()
+        self.num_classes = num_classes
+        self.frontend = LogMel(n_mels)
+        self.bn0 = nn.BatchNorm2d(n_mels)
+        channels = (1, *widths)
+        self.blocks = nn.ModuleList(ConvBlock(a, b) for a, b in zip(channels[:-1], channels[1:]))
+        self.fc1 = nn.Linear(widths[-1], widths[-1])
+        self.head = nn.Linear(widths[-1], num_classes)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        return self.forward_logmel(self.frontend(waveform))
+
+    def forward_logmel(
+        self, logmel: torch.Tensor, augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Score log-mel frames (B, T, mels); ``augment`` (e.g. SpecAugment) runs after ``bn0`` in training."""
+        x = logmel.unsqueeze(1)  # (B, 1, T, mels)
+        x = self.bn0(x.transpose(1, 3)).transpose(1, 3)  # per-mel-bin standardisation
+        if augment is not None:
+            x = augment(x)
+        for block in self.blocks:
+            x = F.dropout(block(x), p=0.2, training=self.training)
+        x = x.mean(dim=3)  # over frequency → (B, C, T')
+        x = x.max(dim=2).values + x.mean(dim=2)
+        x = F.dropout(x, p=0.5, training=self.training)
+        x = F.relu(self.fc1(x))
+        logits = self.head(x)
+        return logits.squeeze(-1) if self.num_classes == 1 else logits

@@ -1,0 +1,74 @@
+"""The one pipeline object that both the daemon and replay drive: buffer → windows → detector → events.
+
+``feed(samples)`` takes 16 kHz mono audio of any chunk size and returns what it decided: one
+:class:`~monitor.detect.WindowScore` per completed window (every ``hop_seconds``) and the
+:class:`~monitor.events.CryEvent` s those scores caused. Pending windows are scored in one batch, so replay runs
+as fast as the CPU allows while a live stream (a window or so per chunk) gets the same scores and events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from monitor import SAMPLE_RATE
+from monitor.buffer import RingBuffer
+from monitor.config import Config
+from monitor.detect import WindowScore
+from monitor.events import CryEvent, CryStateMachine
+
+MAX_BATCH = 32
+
+
+class Scorer(Protocol):
+    def score(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Windows (B, N) → (cry probabilities, levels in dBFS, gated flags), each (B,)."""
+
+
+@dataclass
+class FeedResult:
+    scores: list[WindowScore] = field(default_factory=list)
+    events: list[CryEvent] = field(default_factory=list)
+
+
+class Pipeline:
+    def __init__(self, config: Config, scorer: Scorer) -> None:
+        self.scorer = scorer
+        self.window = round(config.detector.window_seconds * SAMPLE_RATE)
+        self.hop = round(config.detector.hop_seconds * SAMPLE_RATE)
+        self.buffer = RingBuffer(round(config.audio.buffer_seconds * SAMPLE_RATE))
+        self.events = CryStateMachine(config.events)
+        self._next_end = self.window  # absolute sample index where the next window ends
+        self._scratch = np.empty((MAX_BATCH, self.window), dtype=np.float32)
+
+    @property
+    def t(self) -> float:
+        """Audio time: seconds of audio fed so far."""
+        return self.buffer.total / SAMPLE_RATE
+
+    def feed(self, samples: np.ndarray) -> FeedResult:
+        result = FeedResult()
+        step = self.buffer.capacity // 2  # score before a huge chunk could overwrite unscored windows
+        for begin in range(0, samples.size, step):
+            self.buffer.write(samples[begin : begin + step])
+            self._score_pending(result)
+        return result
+
+    def close(self) -> list[CryEvent]:
+        """End of stream: close an open cry."""
+        return self.events.close(self.t)
+
+    def _score_pending(self, result: FeedResult) -> None:
+        while self._next_end <= self.buffer.total:
+            ends = []
+            while self._next_end <= self.buffer.total and len(ends) < MAX_BATCH:
+                self.buffer.read(self._next_end - self.window, self.window, out=self._scratch[len(ends)])
+                ends.append(self._next_end)
+                self._next_end += self.hop
+            probs, levels, gated = self.scorer.score(self._scratch[: len(ends)])
+            for end, prob, level, skip in zip(ends, probs, levels, gated):
+                window = WindowScore(end / SAMPLE_RATE, float(prob), float(level), bool(skip))
+                result.scores.append(window)
+                result.events.extend(self.events.update(window.t, window.score))

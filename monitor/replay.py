@@ -1,0 +1,33 @@
+"""Replay: recorded files through the same :class:`~monitor.pipeline.Pipeline` as the daemon.
+
+As fast as the CPU allows (pending windows are scored in batches), or paced like a microphone with
+``realtime=True``. Each file starts a fresh pipeline, so ``t`` is seconds from the file's start and ``ts`` is
+the replay's start time plus ``t``. An open cry is closed at the end of the file (``ended_by: shutdown``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from monitor import SAMPLE_RATE
+from monitor.audio import iter_file
+from monitor.config import Config
+from monitor.daemon import event_payload
+from monitor.detect import WindowScore
+from monitor.pipeline import Pipeline, Scorer
+
+BLOCK_SECONDS = 5.0
+
+
+def replay_file(path: str, config: Config, scorer: Scorer,
+                realtime: bool = False) -> Iterator[tuple[list[dict], list[WindowScore]]]:
+    """Yield (event payloads, window scores) chunk by chunk as the file is decoded and scored."""
+    pipeline = Pipeline(config, scorer)
+    started = time.time()
+    for chunk in iter_file(path, config.audio.block_seconds if realtime else BLOCK_SECONDS):
+        if realtime:
+            time.sleep(max(0.0, started + pipeline.t + chunk.size / SAMPLE_RATE - time.time()))
+        result = pipeline.feed(chunk)
+        yield [event_payload(e, started + e.t) for e in result.events], result.scores
+    yield [event_payload(e, started + e.t) for e in pipeline.close()], []

@@ -1,0 +1,83 @@
+"""Shipped model files: a state dict plus an entry in ``models/manifest.json`` (architecture, kwargs, sha256).
+
+Weights are loaded with ``torch.load(weights_only=True)`` only after the file's sha256 matches the manifest,
+so a truncated, tampered or swapped file is refused with a clear error instead of silently scoring garbage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from monitor.models import build
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+MANIFEST = "manifest.json"
+
+
+class ModelFileError(Exception):
+    """A model file that is missing, unlisted, corrupt or does not match its recorded hash."""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    file: str
+    arch: str
+    kwargs: dict
+    sha256: str
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(models_dir: Path) -> dict[str, ModelEntry]:
+    path = models_dir / MANIFEST
+    try:
+        raw = json.loads(path.read_text())
+        return {name: ModelEntry(file=name, arch=e["arch"], kwargs=e.get("kwargs", {}), sha256=e["sha256"])
+                for name, e in raw.items()}
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: model manifest missing") from None
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelFileError(f"{path}: malformed model manifest ({exc!r})") from None
+
+
+def write_manifest_entry(models_dir: Path, name: str, arch: str, kwargs: dict) -> str:
+    """Record ``models_dir/name`` in the manifest with its current sha256; returns the hash."""
+    path = models_dir / MANIFEST
+    entries = json.loads(path.read_text()) if path.exists() else {}
+    digest = sha256_of(models_dir / name)
+    entries[name] = {"arch": arch, "kwargs": kwargs, "sha256": digest}
+    path.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
+    return digest
+
+
+def load_model(path: Path, device: str = "cpu") -> tuple[nn.Module, ModelEntry]:
+    """Build the listed architecture and load ``path`` into it, in eval mode, after the sha256 check."""
+    path = Path(path)
+    entry = read_manifest(path.parent).get(path.name)
+    if entry is None:
+        raise ModelFileError(f"{path}: not listed in {path.parent / MANIFEST}")
+    if not path.is_file():
+        raise ModelFileError(f"{path}: model file missing (run the training tool named in the model card)")
+    actual = sha256_of(path)
+    if actual != entry.sha256:
+        raise ModelFileError(f"{path}: sha256 {actual[:16]}… does not match the manifest's {entry.sha256[:16]}…; "
+                             "refusing to load a modified or corrupt model")
+    model = build(entry.arch, **entry.kwargs)
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        model.load_state_dict(state)
+    except Exception as exc:  # torch raises many types for a bad pickle or mismatched keys
+        raise ModelFileError(f"{path}: cannot load weights ({exc})") from None
+    return model.to(device).eval(), entry

@@ -1,0 +1,153 @@
+"""Real parts for the tests: a mosquitto broker on a free loopback port, a headless PulseAudio with a null sink
+as the "microphone", MQTT subscribers, and clips from ../shared/data (held-out validation groups)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+import soundfile as sf
+
+from monitor.data import read_manifest, split_groups
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+
+
+def need(tool: str) -> str:
+    """Path of a system tool; a missing tool fails in CI (which installs it) and skips elsewhere."""
+    path = shutil.which(tool)
+    if path is None:
+        message = f"{tool} not installed (see .ci/run)"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    """mosquitto in the foreground with persistence, restartable on the same port."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.conf = workdir / "mosquitto.conf"
+        self.conf.write_text(
+            f"user root\nlistener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"persistence_location {workdir}/\nautosave_interval 1\nlog_dest file {workdir}/mosquitto.log\n"
+        )
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([need("mosquitto"), "-c", str(self.conf)])
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.02)
+        raise RuntimeError("mosquitto did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
+
+
+@pytest.fixture
+def broker(tmp_path):
+    b = Broker(tmp_path)
+    b.start()
+    yield b
+    b.stop()
+
+
+class Subscriber:
+    """Collects (topic, payload, retain) from a persistent-session QoS 1 subscription."""
+
+    def __init__(self, port: int, topic: str, client_id: str = "test-sub") -> None:
+        self.messages: list[tuple[str, str, bool]] = []
+        self.cond = threading.Condition()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self.cond:
+            self.messages.append((msg.topic, msg.payload.decode(errors="replace"), bool(msg.retain)))
+            self.cond.notify_all()
+
+    def wait_for(self, predicate, timeout: float = 15.0) -> list[tuple[str, str, bool]]:
+        """Wait until ``predicate(messages)`` is true; returns the messages (fails the test on timeout)."""
+        with self.cond:
+            if not self.cond.wait_for(lambda: predicate(self.messages), timeout=timeout):
+                pytest.fail(f"timed out; messages so far: {self.messages}")
+            return list(self.messages)
+
+    def payloads(self, leaf: str) -> list[str]:
+        with self.cond:
+            return [p for t, p, _ in self.messages if t.endswith("/" + leaf)]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@pytest.fixture
+def subscriber_factory():
+    made: list[Subscriber] = []
+
+    def make(port: int, topic: str = "crymonitor/#", client_id: str = "test-sub") -> Subscriber:
+        made.append(Subscriber(port, topic, client_id))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.close()
+
+
+@pytest.fixture(scope="session")
+def val_clips():
+    """Manifest clips from the held-out validation groups (never used for training the shipped detector)."""
+    clips = read_manifest(DATA)
+    split = split_groups(clips)
+    return [c for c in clips if split[c.group] == "val"]
+
+
+def pick(clips, source: str, label: str, min_seconds: float = 0.0):
+    chosen = sorted((c for c in clips if c.source.startswith(source) and c.label == label
+                     and c.duration_s >= min_seconds), key=lambda c: c.path.name)
+    assert chosen, f"no {label} clip from {source}"
+    return chosen
+
+
+@pytest.fixture(scope="session")
+def cry_clip(val_clips) -> Path:
+    return pick(val_clips, "donateacry-cleaned", "cry", 6.0)[0].path
+
+
+@pytest.fixture(scope="session")
+def cry_then_quiet(tmp_path_factory, cry_clip) -> Path:
+    """A held-out cry clip at 16 kHz, followed by 8 s of a quiet room, as a WAV."""
+    from monitor.audio import read_file
+
+    audio = read_file(cry_clip)
+    rng = np.random.default_rng(0)
+    quiet = (rng.standard_normal(8 * 16000) * 1e-4).astype(np.float32)
+    path = tmp_path_factory.mktemp("clips") / "cry_then_quiet.wav"
+    sf.write(path, np.concatenate([quiet[:16000], audio, quiet]), 16000)
+    return path

@@ -1,0 +1,78 @@
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from monitor.cli import main
+from monitor.config import Config, ConfigError, load_config, override, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_shipped_config_is_valid_and_documents_the_defaults():
+    shipped = load_config(ROOT / "config" / "crymonitor.yaml")
+    assert shipped == Config()  # the documented file and the built-in defaults never drift apart
+    text = (ROOT / "config" / "crymonitor.yaml").read_text()
+    for section in dataclasses.fields(Config):
+        for f in dataclasses.fields(getattr(Config(), section.name)):
+            assert f"  {f.name}:" in text, f"{section.name}.{f.name} is not documented in the shipped config"
+
+
+def test_no_file_gives_defaults():
+    assert load_config(None) == Config()
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("audio:\n  devcie: 3\n", "x.yaml:2: audio.devcie: unknown key"),
+        ("colour: red\n", "x.yaml:1: colour: unknown key"),
+        ("events:\n  start_threshold: 0.9\n  end_threshold: 1.5\n", "x.yaml:3: events.end_threshold: must be in"),
+        ("mqtt:\n  port: '1883x'\n", "x.yaml:2: mqtt.port: expected int"),
+        ("mqtt:\n  tls: 1\n", "x.yaml:2: mqtt.tls: expected bool"),
+        ("detector:\n  device: gpu\n", "x.yaml:2: detector.device: must be one of cpu, cuda, auto"),
+        ("events: [1, 2]\n", "x.yaml:1: events: expected a mapping"),
+        ("audio:\n  device: [\n", "x.yaml:3: invalid YAML"),
+        ("events:\n  confirm_windows: 5\n  of_windows: 4\n", "confirm_windows must not exceed"),
+        ("mqtt:\n  device_id: 'a/#'\n", "mqtt.device_id"),
+    ],
+)
+def test_bad_config_names_key_and_line(text, message):
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "x.yaml")
+    assert message in str(info.value)
+
+
+def test_relative_paths_resolve_against_the_config_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("detector:\n  model: sub/m.pt\n")
+    assert load_config(path).detector.model == tmp_path / "sub" / "m.pt"
+
+
+def test_cli_override_is_validated():
+    assert override(Config(), "mqtt", port=1999).mqtt.port == 1999
+    with pytest.raises(ConfigError, match="--mqtt.port: must be in"):
+        override(Config(), "mqtt", port=70000)
+
+
+def test_password_comes_from_file_or_env_and_is_never_printed(tmp_path, monkeypatch, capsys):
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret-value\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"mqtt:\n  username: parent\n  password_file: {secret}\n")
+    assert load_config(cfg).mqtt.password() == "s3cret-value"
+    monkeypatch.setenv("CRYMONITOR_MQTT_PASSWORD", "from-env")
+    assert Config().mqtt.password() == "from-env"
+    assert main(["check-config", str(cfg)]) == 0
+    assert "s3cret-value" not in capsys.readouterr().out
+
+
+def test_check_config_cli_reports_errors_without_traceback(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("events:\n  cooldown_seconds: -1\n")
+    assert main(["check-config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("crymonitor: error:") and "bad.yaml:2: events.cooldown_seconds" in err
+    assert "Traceback" not in err
+    assert main(["check-config", str(tmp_path / "missing.yaml")]) == 2
+    assert "cannot read config" in capsys.readouterr().err

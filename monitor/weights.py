@@ -65,11 +65,11 @@ def write_manifest_entry(models_dir: Path, name: str, arch: str, kwargs: dict) -
 def load_model(path: Path, device: str = "cpu") -> tuple[nn.Module, ModelEntry]:
     """Build the listed architecture and load ``path`` into it, in eval mode, after the sha256 check."""
     path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: model file missing (the model card names the tool that makes it)")
     entry = read_manifest(path.parent).get(path.name)
     if entry is None:
         raise ModelFileError(f"{path}: not listed in {path.parent / MANIFEST}")
-    if not path.is_file():
-        raise ModelFileError(f"{path}: model file missing (run the training tool named in the model card)")
     actual = sha256_of(path)
     if actual != entry.sha256:
         raise ModelFileError(f"{path}: sha256 {actual[:16]}… does not match the manifest's {entry.sha256[:16]}…; "

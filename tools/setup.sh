@@ -8,6 +8,7 @@ APT_PACKAGES=(
   libportaudio2                                          # PortAudio for sounddevice (microphone capture)
   mosquitto mosquitto-clients                            # MQTT broker: tests, and a local broker if you want one
   pulseaudio pulseaudio-utils libasound2-plugins         # headless virtual microphone for the capture tests
+  systemd                                                # systemd-analyze for the unit-file tests
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

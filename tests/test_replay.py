@@ -1,0 +1,97 @@
+"""Replay of real held-out clips through the shipped detector and the daemon's pipeline."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import ROOT, pick
+from monitor.audio import read_file
+from monitor.cli import main
+from monitor.config import Config
+from monitor.detect import CryDetector
+from monitor.replay import replay_file
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return CryDetector(Config().detector)
+
+
+def replay_events(path, detector) -> list[dict]:
+    return [e for events, _ in replay_file(str(path), Config(), detector) for e in events]
+
+
+def test_cry_clip_yields_start_then_end(cry_then_quiet, detector):
+    events = replay_events(cry_then_quiet, detector)
+    assert [e["type"] for e in events] == ["cry_start", "cry_end"]
+    assert events[0]["id"] == events[1]["id"] and events[1]["ended_by"] == "quiet"
+    assert 0.5 <= events[0]["confidence"] <= 1.0
+    assert events[1]["duration_s"] == pytest.approx(events[1]["t"] - events[0]["t"], abs=1e-3)
+
+
+@pytest.fixture(scope="module")
+def held_out_negatives(val_clips, tmp_path_factory):
+    """The held-out music track, household noise and one adult speaker's digits played end to end."""
+    folder = tmp_path_factory.mktemp("negatives")
+    music = pick(val_clips, "debian asterisk-moh", "notcry")[0].path
+    noise = pick(val_clips, "Google Speech Commands", "notcry")[0].path
+    speech = np.concatenate([read_file(c.path) for c in pick(val_clips, "free-spoken-digit", "notcry")[:150]])
+    sf.write(folder / "speech.wav", speech, 16000)
+    return {"music": music, "noise": noise, "speech": folder / "speech.wav"}
+
+
+@pytest.mark.parametrize("kind", ["music", "noise", "speech"])
+def test_non_cry_audio_yields_no_events(held_out_negatives, detector, kind):
+    assert replay_events(held_out_negatives[kind], detector) == []
+
+
+def lowpass(audio: np.ndarray, cutoff: float) -> np.ndarray:
+    spectrum = np.fft.rfft(audio)
+    spectrum[np.fft.rfftfreq(audio.size, 1 / 16000) > cutoff] = 0
+    return np.fft.irfft(spectrum, audio.size).astype(np.float32)
+
+
+def test_bandwidth_carries_no_label(held_out_negatives, cry_then_quiet, detector, tmp_path):
+    # Every training cry is 8 kHz audio (nothing above 4 kHz). Non-cries cut to the same band must not become
+    # cries, and a cry with full-band content added must still be one.
+    for kind in ("music", "speech"):
+        narrow = tmp_path / f"{kind}_4k.wav"
+        sf.write(narrow, lowpass(read_file(held_out_negatives[kind]), 4000), 16000)
+        assert replay_events(narrow, detector) == [], kind
+    cry = read_file(cry_then_quiet)
+    hiss = lowpass(np.random.default_rng(0).standard_normal(cry.size), 8000) - lowpass(
+        np.random.default_rng(0).standard_normal(cry.size), 4000)  # energy only above 4 kHz
+    wide = tmp_path / "cry_wide.wav"
+    sf.write(wide, cry + hiss * (np.sqrt(np.mean(cry**2)) / np.sqrt(np.mean(hiss**2)) / 10), 16000)  # 20 dB SNR
+    assert [e["type"] for e in replay_events(wide, detector)] == ["cry_start", "cry_end"]
+
+
+def test_cli_replay_writes_events_and_scores_and_survives_a_bad_file(cry_then_quiet, tmp_path, capsys):
+    bad = tmp_path / "corrupt.wav"
+    bad.write_bytes(b"RIFF....WAVEjunk")
+    events_path, scores_path = tmp_path / "events.jsonl", tmp_path / "scores.csv"
+    code = main(["replay", str(bad), str(cry_then_quiet), "--events-out", str(events_path),
+                 "--scores-out", str(scores_path)])
+    assert code == 2  # one input failed ...
+    err = capsys.readouterr().err
+    assert f"crymonitor: error: {bad}" in err and "Traceback" not in err
+    events = [json.loads(line) for line in events_path.read_text().splitlines()]
+    assert [e["type"] for e in events] == ["cry_start", "cry_end"]  # ... and the good one was still replayed
+    assert all(e["file"] == str(cry_then_quiet) and isinstance(e["t"], float) for e in events)
+    rows = list(csv.DictReader(scores_path.open()))
+    duration = sf.info(cry_then_quiet).duration
+    assert len(rows) == int((duration - 1.0) / 0.25) + 1
+    assert float(rows[0]["t"]) == 1.0 and all(0.0 <= float(r["score"]) <= 1.0 for r in rows)
+    assert max(float(r["score"]) for r in rows) >= Config().events.start_threshold
+
+
+def test_tools_replay_wrapper_prints_json_lines(cry_then_quiet):
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "replay.py"), str(cry_then_quiet)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(line)["type"] for line in out.stdout.splitlines()] == ["cry_start", "cry_end"]

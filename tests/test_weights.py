@@ -1,0 +1,60 @@
+import shutil
+
+import pytest
+import torch
+
+from monitor.config import Config
+from monitor.models.cnn10 import Cnn10
+from monitor.weights import MODELS_DIR, ModelFileError, load_model, sha256_of
+
+
+def test_shipped_detector_loads_after_hash_check():
+    model, entry = load_model(MODELS_DIR / "detector.pt")
+    assert isinstance(model, Cnn10) and not model.training
+    assert entry.sha256 == sha256_of(MODELS_DIR / "detector.pt")
+    assert entry.sha256 in (MODELS_DIR / "detector.md").read_text()  # the model card names the shipped file
+    with torch.no_grad():
+        assert model(torch.zeros(1, 16000)).shape == (1,)
+
+
+@pytest.fixture
+def model_copy(tmp_path):
+    for name in ("detector.pt", "manifest.json"):
+        shutil.copy(MODELS_DIR / name, tmp_path / name)
+    return tmp_path / "detector.pt"
+
+
+def test_tampered_weights_are_refused(model_copy):
+    data = bytearray(model_copy.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit
+    model_copy.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="does not match the manifest"):
+        load_model(model_copy)
+
+
+def test_missing_unlisted_and_malformed(model_copy, tmp_path):
+    with pytest.raises(ModelFileError, match="model file missing"):
+        load_model(tmp_path / "absent.pt")
+    shutil.copy(model_copy, tmp_path / "other.pt")
+    with pytest.raises(ModelFileError, match="not listed"):
+        load_model(tmp_path / "other.pt")
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ModelFileError, match="malformed model manifest"):
+        load_model(model_copy)
+
+
+def test_default_config_points_at_the_shipped_model():
+    assert Config().detector.model == MODELS_DIR / "detector.pt"
+
+
+class Payload:
+    """Not a tensor: a pickle that would run arbitrary code if loaded without weights_only."""
+
+
+def test_pickled_objects_are_refused_even_with_a_matching_hash(tmp_path):
+    from monitor.weights import write_manifest_entry
+
+    torch.save({"state": Payload()}, tmp_path / "evil.pt")
+    write_manifest_entry(tmp_path, "evil.pt", "cnn10", {})
+    with pytest.raises(ModelFileError, match="cannot load weights"):
+        load_model(tmp_path / "evil.pt")

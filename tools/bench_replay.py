@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Benchmark: how much faster than real time the pipeline runs, and the per-window cost of a live stream.
+
+    python tools/bench_replay.py [FILE] [--repeats 5]
+
+Prints medians over the repeats, all measured in this one run: replay speed (audio seconds per wall second,
+windows batched as in `crymonitor replay`) and the live-style cost (0.1 s chunks, as the daemon feeds them),
+as milliseconds per window and as a fraction of the hop. Numbers on a shared, noisy machine: compare ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from monitor import SAMPLE_RATE  # noqa: E402
+from monitor.audio import read_file  # noqa: E402
+from monitor.config import Config  # noqa: E402
+from monitor.detect import CryDetector  # noqa: E402
+from monitor.pipeline import Pipeline  # noqa: E402
+
+DEFAULT = Path(__file__).resolve().parent.parent.parent / "shared/data/notcry/music/asterisk-moh/manolo_camp-morning_coffee.flac"
+
+
+def run(audio: np.ndarray, config: Config, detector: CryDetector, chunk: int) -> tuple[float, int]:
+    pipeline = Pipeline(config, detector)
+    started = time.perf_counter()
+    windows = sum(len(pipeline.feed(audio[i : i + chunk]).scores) for i in range(0, audio.size, chunk))
+    return time.perf_counter() - started, windows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("file", nargs="?", default=str(DEFAULT))
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    config = Config()
+    detector = CryDetector(config.detector)
+    audio = read_file(args.file)
+    seconds = audio.size / SAMPLE_RATE
+    replay = [run(audio, config, detector, 5 * SAMPLE_RATE) for _ in range(args.repeats)]
+    live = [run(audio, config, detector, SAMPLE_RATE // 10) for _ in range(args.repeats)]
+    windows = replay[0][1]
+    replay_s = statistics.median(t for t, _ in replay)
+    live_s = statistics.median(t for t, _ in live)
+    print(f"file: {args.file} ({seconds:.1f} s, {windows} windows, threads={config.detector.threads})")
+    print(f"replay (5 s blocks, batched windows): median {replay_s:.2f} s → {seconds / replay_s:.1f}× real time")
+    print(f"live   (0.1 s chunks):                median {live_s:.2f} s → {seconds / live_s:.1f}× real time, "
+          f"{1000 * live_s / windows:.1f} ms per window = {live_s / windows / config.detector.hop_seconds:.1%} of the hop")
+    print(f"batched / live speed ratio: {live_s / replay_s:.2f}")
+
+
+if __name__ == "__main__":
+    main()

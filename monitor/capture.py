@@ -79,9 +79,14 @@ class MicCapture:
         self.config = config
         self.overflows = 0
         self._stopping = asyncio.Event()
+        self._reopen = False
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def reopen(self) -> None:
+        """Close and reopen the device (it delivers a flat line): takes effect at the next block."""
+        self._reopen = True
 
     async def chunks(self) -> AsyncIterator[np.ndarray]:
         sd = import_sounddevice()
@@ -114,6 +119,10 @@ class MicCapture:
                         block = await asyncio.wait_for(queue.get(), timeout=STALL_SECONDS)
                     except asyncio.TimeoutError:
                         log.error("capture_stalled", seconds=STALL_SECONDS, detail="reopening the device")
+                        break
+                    if self._reopen:
+                        self._reopen = False
+                        log.warning("capture_reopening", device=device)
                         break
                     backoff = 1.0
                     if self.overflows != reported_overflows:

@@ -42,6 +42,7 @@ class AudioConfig:
     block_seconds: float = field(default=0.1, metadata=_range(0.01, 1.0))
     buffer_seconds: float = field(default=30.0, metadata=_range(10.0, 600.0))
     reopen_backoff_max_seconds: float = field(default=30.0, metadata=_range(1.0, 600.0))
+    deaf_after_seconds: float = field(default=20.0, metadata=_range(1.0, 3600.0))
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,23 @@ class EventsConfig:
     end_hold_seconds: float = field(default=4.0, metadata=_range(0.0, 600.0))
     cooldown_seconds: float = field(default=5.0, metadata=_range(0.0, 3600.0))
     max_duration_seconds: float = field(default=600.0, metadata=_range(10.0, 86400.0))
+    sensitivity: str = field(default="medium", metadata=_choices("low", "medium", "high"))
+    quiet_hours: str | None = None  # "HH:MM-HH:MM" local time: detection paused; None = never
+
+
+SENSITIVITY_OFFSETS = {"low": 0.15, "medium": 0.0, "high": -0.15}
+
+
+def effective_events(events: EventsConfig, sensitivity: str) -> EventsConfig:
+    """The operating point for a sensitivity preset, derived from the configured (medium) point.
+
+    ``low`` raises the start threshold by 0.15 and needs every window of the N-of-M to agree; ``high`` lowers it
+    by 0.15 (never below the end threshold) and needs one window fewer. End threshold, hold and cool-down stay.
+    """
+    start = min(0.99, max(events.end_threshold, events.start_threshold + SENSITIVITY_OFFSETS[sensitivity]))
+    confirm = {"low": events.of_windows, "medium": events.confirm_windows,
+               "high": max(1, events.confirm_windows - 1)}[sensitivity]
+    return dataclasses.replace(events, start_threshold=start, confirm_windows=confirm, sensitivity=sensitivity)
 
 
 @dataclass(frozen=True)
@@ -79,6 +97,8 @@ class MqttConfig:
     client_id: str | None = None  # None = crymonitor-<device_id>
     keepalive_seconds: int = field(default=30, metadata=_range(5, 3600))
     level_interval_seconds: float = field(default=5.0, metadata=_range(0.5, 3600.0))
+    diagnostics_interval_seconds: float = field(default=30.0, metadata=_range(1.0, 3600.0))
+    accept_commands: bool = True
 
     def password(self) -> str | None:
         """The broker password from ``password_file`` or the environment; never stored in the config object."""
@@ -88,6 +108,36 @@ class MqttConfig:
             except OSError as exc:
                 raise ConfigError(f"mqtt.password_file: cannot read {self.password_file} ({exc.strerror})") from None
         return os.environ.get(PASSWORD_ENV)
+
+
+@dataclass(frozen=True)
+class HomeAssistantConfig:
+    enabled: bool = True
+    prefix: str = "homeassistant"
+    name: str = "Nursery cry monitor"
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    dir: Path | None = None  # None = $STATE_DIRECTORY (set by systemd) or $XDG_STATE_HOME/crymonitor
+    outbox_max_events: int = field(default=1000, metadata=_range(10, 1_000_000))
+    stale_after_seconds: float = field(default=3600.0, metadata=_range(1.0, 30 * 86400.0))
+
+    def path(self) -> Path:
+        if self.dir is not None:
+            return self.dir
+        if os.environ.get("STATE_DIRECTORY"):
+            return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+        return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "crymonitor"
+
+
+@dataclass(frozen=True)
+class ClipsConfig:
+    enabled: bool = False
+    pre_roll_seconds: float = field(default=5.0, metadata=_range(0.0, 60.0))
+    max_seconds: float = field(default=120.0, metadata=_range(1.0, 3600.0))
+    retention_days: float = field(default=7.0, metadata=_range(0.01, 3650.0))
+    max_total_mb: float = field(default=500.0, metadata=_range(1.0, 1_000_000.0))
 
 
 @dataclass(frozen=True)
@@ -102,6 +152,9 @@ class Config:
     detector: DetectorConfig = DetectorConfig()
     events: EventsConfig = EventsConfig()
     mqtt: MqttConfig = MqttConfig()
+    homeassistant: HomeAssistantConfig = HomeAssistantConfig()
+    state: StateConfig = StateConfig()
+    clips: ClipsConfig = ClipsConfig()
     logging: LoggingConfig = LoggingConfig()
 
     def __post_init__(self) -> None:
@@ -109,6 +162,15 @@ class Config:
             raise ConfigError("events.confirm_windows must not exceed events.of_windows")
         if self.events.end_threshold > self.events.start_threshold:
             raise ConfigError("events.end_threshold must not exceed events.start_threshold (hysteresis)")
+        if self.events.quiet_hours is not None:
+            from monitor.control import CommandError, QuietHours
+
+            try:
+                QuietHours.parse(self.events.quiet_hours)
+            except CommandError as exc:
+                raise ConfigError(f"events.quiet_hours: {exc}") from None
+        if self.clips.pre_roll_seconds > self.audio.buffer_seconds:
+            raise ConfigError("clips.pre_roll_seconds must not exceed audio.buffer_seconds")
         for name in ("base_topic", "device_id"):
             value = getattr(self.mqtt, name)
             if not value or any(ch in value for ch in "#+") or value.startswith("/") or value.endswith("/"):

@@ -1,46 +1,88 @@
-"""The daemon: the one place that wires capture → pipeline → publish, on asyncio.
+"""The daemon: the one place that wires capture → pipeline → events → publish, on asyncio.
 
 Audio arrives on the event loop from the capture callback thread; each chunk is scored on a single worker
-thread (``run_in_executor``) so inference never blocks the loop; events go to MQTT (whose network thread
-reconnects by itself) and to the log. SIGTERM/SIGINT stop capture, end an open cry with ``cry_end``, publish
-``offline`` and return within about a second.
+thread (``run_in_executor``), so inference never blocks the loop; MQTT runs on paho's own network thread and
+hands commands back to the loop. Signals: SIGTERM/SIGINT stop capture, end an open cry with ``cry_end``,
+publish ``offline`` and return within about a second; SIGHUP reloads the config file (:meth:`Daemon.reload`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import signal
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import structlog
 
+from monitor import __version__
 from monitor.capture import MicCapture, file_chunks
-from monitor.config import Config
+from monitor.clips import ClipRecorder
+from monitor.config import Config, ConfigError, effective_events, load_config
+from monitor.control import CommandError, ControlState, QuietHours, apply_command
 from monitor.detect import CryDetector
-from monitor.events import CryEvent
-from monitor.pipeline import Pipeline
+from monitor.events import CryEvent, event_payload
+from monitor.features import level_dbfs
+from monitor.health import MicHealth
+from monitor.homeassistant import discovery_payload, discovery_topic
+from monitor.notify import Notifier
+from monitor.outbox import Outbox
+from monitor.pipeline import FeedResult, Pipeline
 from monitor.publish import MqttPublisher
+from monitor.stats import CryStats
 
 log = structlog.get_logger(__name__)
 
 
-def event_payload(event: CryEvent, wall_time: float) -> dict:
-    """The event's JSON object: the pipeline's fields plus ``ts``, the wall-clock time (ISO 8601, UTC)."""
-    return {**event.to_dict(), "ts": datetime.fromtimestamp(wall_time, timezone.utc).isoformat(timespec="milliseconds")}
-
-
 class Daemon:
-    def __init__(self, config: Config, input_path: str | None = None) -> None:
+    def __init__(self, config: Config, input_path: str | None = None, config_path: Path | None = None) -> None:
         self.config = config
+        self.config_path = config_path
         self.input_path = input_path
-        self.pipeline = Pipeline(config, CryDetector(config.detector))
-        self.publisher = MqttPublisher(config.mqtt) if config.mqtt.enabled else None
+        self.state_dir = config.state.path()
+        self.detector = CryDetector(config.detector)
+        self.pipeline = Pipeline(config, self.detector)
+        self.controls, self.stats = self._load_state()
+        self.pipeline.events.reconfigure(effective_events(config.events, self.controls.sensitivity))
+        self.health = MicHealth(config.audio.deaf_after_seconds)
+        self.clips = ClipRecorder(config.clips, self.state_dir / "clips") if config.clips.enabled else None
+        self.notifier = Notifier()
+        self.publisher = self._make_publisher() if config.mqtt.enabled else None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._capture: MicCapture | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = time.monotonic()
+        self._diag = {"level_dbfs": None, "last_score": None, "inference_ms": None}
+        self._clip_name: str | None = None
+        self._monitoring = True
+        self._reopen_at, self._reopen_backoff = 0.0, 1.0
+
+    # --- wiring -------------------------------------------------------------------------------------------
+    def _make_publisher(self) -> MqttPublisher:
+        cfg = self.config
+        topic = f"{cfg.mqtt.base_topic}/{cfg.mqtt.device_id}"
+        subscriptions = (f"{topic}/set/+",) if cfg.mqtt.accept_commands else ()
+        if cfg.homeassistant.enabled:
+            subscriptions += (f"{cfg.homeassistant.prefix}/status",)
+        outbox = Outbox(self.state_dir / "outbox.sqlite", cfg.state.outbox_max_events, cfg.state.stale_after_seconds)
+        publisher = MqttPublisher(cfg.mqtt, outbox, on_message=self._on_mqtt_thread, subscriptions=subscriptions)
+        self._publish_discovery(publisher)
+        publisher.set_state("crying", "OFF")
+        publisher.set_state("state", json.dumps(self.controls.to_payload(datetime.now())))
+        publisher.set_state("stats", json.dumps(self.stats.to_payload()))
+        return publisher
+
+    def _publish_discovery(self, publisher: MqttPublisher) -> None:
+        ha = self.config.homeassistant
+        if ha.enabled:
+            payload = discovery_payload(publisher.topic, self.config.mqtt.device_id, ha.name)
+            publisher.set_retained(discovery_topic(ha.prefix, self.config.mqtt.device_id), json.dumps(payload))
 
     def _source(self) -> AsyncIterator[np.ndarray]:
         if self.input_path is not None:
@@ -48,44 +90,213 @@ class Daemon:
         self._capture = MicCapture(self.config.audio)
         return self._capture.chunks()
 
+    # --- persisted controls and statistics -----------------------------------------------------------------
+    def _load_state(self) -> tuple[ControlState, CryStats]:
+        controls = ControlState(sensitivity=self.config.events.sensitivity,
+                                quiet_hours=QuietHours.parse(self.config.events.quiet_hours)
+                                if self.config.events.quiet_hours else None)
+        stats = CryStats()
+        path = self.state_dir / "state.json"
+        if path.exists():
+            try:
+                saved = json.loads(path.read_text())
+                controls = ControlState.from_payload(saved.get("controls", {}))
+                stats = CryStats.from_payload(saved.get("stats", {}))
+            except (OSError, ValueError, TypeError, AttributeError) as exc:
+                log.error("state_file_ignored", path=str(path), error=str(exc))
+        return controls, stats
+
+    def _save_state(self) -> None:
+        path = self.state_dir / "state.json"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"controls": self.controls.to_payload(), "stats": self.stats.to_payload()}))
+            tmp.replace(path)
+        except OSError as exc:
+            log.error("state_file_unwritable", path=str(path), error=str(exc))
+
+    # --- MQTT commands (arrive on paho's thread; handled on the loop) ----------------------------------------
+    def _on_mqtt_thread(self, topic: str, payload: bytes) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._on_mqtt, topic, payload)
+
+    def _on_mqtt(self, topic: str, payload: bytes) -> None:
+        if topic == f"{self.config.homeassistant.prefix}/status":
+            if payload == b"online" and self.publisher:
+                log.info("homeassistant_online", detail="re-publishing discovery and states")
+                self.publisher.republish()
+            return
+        control = topic.rsplit("/", 1)[-1]
+        try:
+            new = apply_command(self.controls, control, payload)
+        except CommandError as exc:
+            log.warning("command_rejected", topic=topic, error=str(exc), payload_bytes=len(payload))
+            self._publish_controls()  # echo the unchanged state so a UI that guessed reverts
+            return
+        log.info("command_applied", control=control, state=new.to_payload())
+        self._set_controls(new)
+
+    def _set_controls(self, new: ControlState) -> None:
+        self.controls = new
+        self.pipeline.events.reconfigure(effective_events(self.config.events, new.sensitivity))
+        self._save_state()
+        self._publish_controls()
+
+    def _publish_controls(self) -> None:
+        if self.publisher:
+            self.publisher.set_state("state", json.dumps(self.controls.to_payload(datetime.now())))
+
+    # --- SIGHUP ---------------------------------------------------------------------------------------------
+    def reload(self) -> None:
+        """Re-read the config file: thresholds, sensitivity, quiet hours and names apply now; an invalid file is
+        rejected and the running config kept. Other changes (device, broker, model) need a restart."""
+        if self.config_path is None:
+            log.warning("reload_ignored", detail="started without --config; nothing to reload")
+            return
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("reload_rejected", error=str(exc), detail="keeping the running config")
+            return
+        live = ("events", "homeassistant")
+        needs_restart = [f.name for f in dataclasses.fields(new)
+                         if f.name not in live + ("logging",) and getattr(new, f.name) != getattr(self.config, f.name)]
+        self.config = dataclasses.replace(self.config, events=new.events, homeassistant=new.homeassistant)
+        if self.publisher:
+            self._publish_discovery(self.publisher)
+        self._set_controls(dataclasses.replace(
+            self.controls, sensitivity=new.events.sensitivity,
+            quiet_hours=QuietHours.parse(new.events.quiet_hours) if new.events.quiet_hours else None))
+        log.info("config_reloaded", path=str(self.config_path), restart_needed_for=needs_restart)
+
+    # --- audio path -----------------------------------------------------------------------------------------
     def _emit(self, events: list[CryEvent]) -> None:
         now = time.time()
         for event in events:
             payload = event_payload(event, now - (self.pipeline.t - event.t))
+            if self.clips is not None:
+                if event.type == "cry_start":
+                    self._clip_name = self.clips.start(event.id, self.pipeline.buffer, now)
+                payload["clip"] = self._clip_name
+                if event.type == "cry_end":
+                    self.clips.stop()
             log.info(event.type, **payload)
+            if event.type == "cry_start":
+                self.notifier.status("crying")
+            elif event.type == "cry_end":
+                self.stats.add(event.duration_s or 0.0, datetime.now())
+                self._save_state()
+                self.notifier.status("listening")
             if self.publisher:
                 self.publisher.publish_event(payload)
+                if event.type in ("cry_start", "cry_end"):
+                    self.publisher.set_state("crying", "ON" if event.type == "cry_start" else "OFF")
+                if event.type == "cry_end":
+                    self.publisher.set_state("stats", json.dumps(self.stats.to_payload()))
+
+    async def _process(self, chunk: np.ndarray) -> None:
+        loop = asyncio.get_running_loop()
+        monitoring = self.controls.monitoring(datetime.now())
+        if monitoring != self._monitoring:
+            self._monitoring = monitoring
+            log.info("monitoring_" + ("resumed" if monitoring else "paused"), state=self.controls.to_payload())
+            self.notifier.status("listening" if monitoring else "paused")
+            self._publish_controls()
+            if not monitoring:
+                self._emit(self.pipeline.close(ended_by="paused"))
+        if monitoring:
+            started = time.perf_counter()
+            result: FeedResult = await loop.run_in_executor(self._executor, self.pipeline.feed, chunk)
+            if result.scores:
+                self._diag["inference_ms"] = round(1000 * (time.perf_counter() - started) / len(result.scores), 1)
+                self._diag["last_score"] = round(result.scores[-1].score, 4)
+            self._emit(result.events)
+        else:
+            await loop.run_in_executor(self._executor, self.pipeline.skip, chunk)
+        if self.clips is not None and self.clips.recording:
+            self.clips.append(self.pipeline.buffer)
+        level = level_dbfs(chunk)
+        self._diag["level_dbfs"] = round(level, 1)
+        if self.publisher:
+            self.publisher.publish_level(level)
+        self._check_health(chunk)
+
+    def _check_health(self, chunk: np.ndarray) -> None:
+        change = self.health.update(chunk, self.pipeline.t)
+        now = time.monotonic()
+        if change == "deaf":
+            log.error("microphone_deaf", seconds=self.config.audio.deaf_after_seconds,
+                      detail="digital silence or a flat line; reopening the device with backoff")
+            self.notifier.status("microphone problem: no signal")
+            self._reopen_at, self._reopen_backoff = now, 1.0
+        elif change == "ok":
+            log.info("microphone_ok")
+            self.notifier.status("listening")
+        if self.health.state == "deaf" and self._capture and now >= self._reopen_at:
+            self._capture.reopen()
+            self._reopen_at = now + self._reopen_backoff
+            self._reopen_backoff = min(2 * self._reopen_backoff, self.config.audio.reopen_backoff_max_seconds)
+        if change and self.publisher:
+            self.publisher.set_availability("deaf" if change == "deaf" else "online")
+            self._publish_diagnostics()
+
+    def _publish_diagnostics(self) -> None:
+        diagnostics = {
+            **self._diag, "problem": self.health.state == "deaf",
+            "dropped_frames": self._capture.overflows if self._capture else 0,
+            "models": {"detector": self.detector.entry.sha256[:12]}, "version": __version__,
+            "uptime_s": round(time.monotonic() - self._started), "monitoring": self._monitoring,
+            "outbox_pending": len(self.publisher.outbox) if self.publisher else 0,
+            "outbox_dropped": self.publisher.outbox.dropped if self.publisher else 0,
+        }
+        if self.publisher:
+            self.publisher.publish_measurement("diagnostics", json.dumps(diagnostics))
 
     async def _consume(self) -> None:
-        loop = asyncio.get_running_loop()
+        ready = False
+        last_ping = last_diag = 0.0
         async for chunk in self._source():
-            result = await loop.run_in_executor(self._executor, self.pipeline.feed, chunk)
-            self._emit(result.events)
-            if self.publisher and result.scores:
-                self.publisher.publish_level(max(s.level_dbfs for s in result.scores))
+            await self._process(chunk)
+            now = time.monotonic()
+            if not ready:  # model loaded and audio flowing
+                ready = True
+                self.notifier.ready("listening" if self._monitoring else "paused")
+            if self.notifier.watchdog_interval and now - last_ping >= self.notifier.watchdog_interval:
+                self.notifier.watchdog()  # only from the audio path: a hung stream stops the pings
+                last_ping = now
+            if now - last_diag >= self.config.mqtt.diagnostics_interval_seconds:
+                self._publish_diagnostics()
+                last_diag = now
         log.info("input_ended", audio_seconds=round(self.pipeline.t, 2))
 
     async def run(self) -> int:
-        loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         if self.publisher:
             self.publisher.start()
         consumer = asyncio.ensure_future(self._consume())
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, consumer.cancel)
-        log.info("daemon_started", model=self.pipeline.scorer.entry.sha256[:12], input=self.input_path or "microphone",
-                 hop_s=self.config.detector.hop_seconds)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        log.info("daemon_started", model=self.detector.entry.sha256[:12], input=self.input_path or "microphone",
+                 state_dir=str(self.state_dir), controls=self.controls.to_payload())
         try:
             await consumer
         except asyncio.CancelledError:
             log.info("daemon_stopping", reason="signal")
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            stopping = time.monotonic()
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
+            self.notifier.stopping()
             if self._capture:
                 self._capture.stop()
             # let an in-flight inference finish before touching the pipeline from this thread
             await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
             self._emit(self.pipeline.close())
+            if self.clips is not None:
+                self.clips.stop()
             if self.publisher:
                 await asyncio.to_thread(self.publisher.close, 1.0)
+            log.info("daemon_stopped", shutdown_s=round(time.monotonic() - stopping, 3))
         return 0

@@ -22,6 +22,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from monitor.config import EventsConfig
 
@@ -43,6 +44,11 @@ class CryEvent:
         return out
 
 
+def event_payload(event: CryEvent, wall_time: float) -> dict:
+    """The event's JSON object: its fields plus ``ts``, the wall-clock time (ISO 8601, UTC)."""
+    return {**event.to_dict(), "ts": datetime.fromtimestamp(wall_time, timezone.utc).isoformat(timespec="milliseconds")}
+
+
 class CryStateMachine:
     def __init__(self, config: EventsConfig, new_id: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
         self.config = config
@@ -56,6 +62,15 @@ class CryStateMachine:
     @property
     def crying(self) -> bool:
         return self._open is not None
+
+    def reconfigure(self, config: EventsConfig) -> None:
+        """New thresholds (sensitivity change, config reload); an open cry stays open."""
+        self.config = config
+        self._recent = deque(self._recent, maxlen=config.of_windows)
+
+    def reset_confirmation(self) -> None:
+        """Forget recent scores (after a pause, so old windows cannot confirm a new start)."""
+        self._recent.clear()
 
     def update(self, t: float, score: float) -> list[CryEvent]:
         cfg = self.config
@@ -77,9 +92,9 @@ class CryStateMachine:
             return [self._end(t, "quiet", cooldown=cfg.cooldown_seconds)]
         return []
 
-    def close(self, t: float) -> list[CryEvent]:
-        """End an open cry now (shutdown or end of input)."""
-        return [self._end(t, "shutdown", cooldown=0.0)] if self._open else []
+    def close(self, t: float, ended_by: str = "shutdown") -> list[CryEvent]:
+        """End an open cry now (shutdown, end of input, monitoring paused)."""
+        return [self._end(t, ended_by, cooldown=0.0)] if self._open else []
 
     def _end(self, t: float, ended_by: str, cooldown: float) -> CryEvent:
         assert self._open is not None

@@ -15,7 +15,7 @@ import numpy as np
 
 from monitor import SAMPLE_RATE
 from monitor.buffer import RingBuffer
-from monitor.config import Config
+from monitor.config import Config, effective_events
 from monitor.detect import WindowScore
 from monitor.events import CryEvent, CryStateMachine
 
@@ -39,7 +39,7 @@ class Pipeline:
         self.window = round(config.detector.window_seconds * SAMPLE_RATE)
         self.hop = round(config.detector.hop_seconds * SAMPLE_RATE)
         self.buffer = RingBuffer(round(config.audio.buffer_seconds * SAMPLE_RATE))
-        self.events = CryStateMachine(config.events)
+        self.events = CryStateMachine(effective_events(config.events, config.events.sensitivity))
         self._next_end = self.window  # absolute sample index where the next window ends
         self._scratch = np.empty((MAX_BATCH, self.window), dtype=np.float32)
 
@@ -56,9 +56,16 @@ class Pipeline:
             self._score_pending(result)
         return result
 
-    def close(self) -> list[CryEvent]:
-        """End of stream: close an open cry."""
-        return self.events.close(self.t)
+    def skip(self, samples: np.ndarray) -> None:
+        """Keep the audio clock and buffer running without scoring (monitoring paused)."""
+        self.buffer.write(samples)
+        while self._next_end <= self.buffer.total:
+            self._next_end += self.hop
+        self.events.reset_confirmation()
+
+    def close(self, ended_by: str = "shutdown") -> list[CryEvent]:
+        """End an open cry now (end of stream, shutdown, pause)."""
+        return self.events.close(self.t, ended_by)
 
     def _score_pending(self, result: FeedResult) -> None:
         while self._next_end <= self.buffer.total:

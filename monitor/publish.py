@@ -1,18 +1,19 @@
 """MQTT publishing with paho-mqtt 2.x (callback API v2).
 
-Topics under ``<base_topic>/<device_id>/``:
+Topics under ``<base_topic>/<device_id>/`` (the README lists them with payloads):
 
-| topic    | payload                             | QoS | retained |
-|----------|-------------------------------------|-----|----------|
-| status   | ``online`` / ``offline`` (last will) | 1   | yes      |
-| crying   | ``ON`` / ``OFF``                     | 1   | yes      |
-| event    | one JSON object per event           | 1   | no       |
-| level    | dBFS as a number, rate-limited      | 0   | no       |
+| topic                  | payload                                   | QoS | retained |
+|------------------------|-------------------------------------------|-----|----------|
+| status                 | ``online`` / ``deaf`` / ``offline`` (will)  | 1   | yes      |
+| crying, reason, state, stats | current states                        | 1   | yes      |
+| event                  | one JSON object per event (via the outbox) | 1   | no       |
+| level, diagnostics     | measurements                              | 0   | no       |
 
-The client connects asynchronously and reconnects with backoff (1 → 30 s) on its own network thread, so a
-broker that is down at start or goes away later never blocks or crashes the daemon. QoS 1 messages published
-while disconnected stay queued in the client (no limit) and go out after reconnection; :meth:`close` waits for
-outstanding acknowledgements and logs how many were never acknowledged instead of dropping them silently.
+The client connects asynchronously and reconnects with backoff (1 → 30 s) on its own network thread, so a broker
+that is down at start or goes away later never blocks the daemon. On every (re)connect it publishes the
+availability, every retained state, the discovery config, and subscribes again. Events go through the
+:class:`~monitor.outbox.Outbox` when one is given: rows left by an earlier run are queued first, each row is
+deleted when its PUBACK arrives, and :meth:`close` reports what was never acknowledged.
 """
 
 from __future__ import annotations
@@ -21,23 +22,30 @@ import json
 import ssl
 import threading
 import time
+from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 import structlog
 
 from monitor.config import MqttConfig
+from monitor.outbox import Outbox
 
 log = structlog.get_logger(__name__)
 
 
 class MqttPublisher:
-    def __init__(self, config: MqttConfig) -> None:
+    def __init__(self, config: MqttConfig, outbox: Outbox | None = None,
+                 on_message: Callable[[str, bytes], None] | None = None, subscriptions: tuple[str, ...] = ()) -> None:
         self.config = config
         self.topic = f"{config.base_topic}/{config.device_id}"
-        self._crying = False
+        self.outbox = outbox
+        self.availability = "online"
+        self._retained: dict[str, str] = {}  # full topic → payload, re-sent on every connect
+        self._on_message = on_message
+        self._subscriptions = subscriptions
         self._last_level = 0.0
         self._lock = threading.Lock()
-        self._unacked: set[int] = set()
+        self._unacked: dict[int, int | None] = {}  # mid → outbox row (None: not an outbox message)
         self._acked_early: set[int] = set()  # PUBACKs that beat publish() back to us
         self.connected = threading.Event()
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=config.client_id or f"crymonitor-{config.device_id}")
@@ -52,11 +60,15 @@ class MqttPublisher:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_paho_message
         self.client = client
 
     def start(self) -> None:
         log.info("mqtt_connecting", host=self.config.host, port=self.config.port, tls=self.config.tls,
                  username=self.config.username)
+        if self.outbox is not None:  # an earlier run's undelivered events go first, in order
+            for seq, topic, payload in self.outbox.pending(now=time.time()):
+                self._publish(topic, payload, qos=1, row=seq)
         self.client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_seconds)
         self.client.loop_start()
 
@@ -65,56 +77,92 @@ class MqttPublisher:
             log.error("mqtt_connect_refused", reason=str(reason_code))
             return
         log.info("mqtt_connected", host=self.config.host, port=self.config.port)
-        self._send("status", "online", qos=1, retain=True)
-        self._send("crying", "ON" if self._crying else "OFF", qos=1, retain=True)
-        self.connected.set()
+        self.connected.set()  # before republishing, so a state set meanwhile is sent rather than missed
+        self.republish()
+        for topic in self._subscriptions:
+            client.subscribe(topic, qos=1)
+
+    def republish(self) -> None:
+        """Availability and every retained state again (on connect, and when Home Assistant restarts)."""
+        self._publish(f"{self.topic}/status", self.availability, qos=1, retain=True)
+        with self._lock:
+            retained = list(self._retained.items())
+        for topic, payload in retained:
+            self._publish(topic, payload, qos=1, retain=True)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
         if reason_code != 0:
-            log.warning("mqtt_disconnected", reason=str(reason_code), queued=len(self._unacked))
+            log.warning("mqtt_disconnected", reason=str(reason_code), unacked=len(self._unacked))
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._lock:
-            if mid in self._unacked:
-                self._unacked.remove(mid)
-            else:
+            if mid not in self._unacked:
                 self._acked_early.add(mid)
+                return
+            row = self._unacked.pop(mid)
+        if row is not None and self.outbox is not None:
+            self.outbox.remove(row)
 
-    def _send(self, leaf: str, payload: str, qos: int, retain: bool = False) -> None:
-        info = self.client.publish(f"{self.topic}/{leaf}", payload, qos=qos, retain=retain)
+    def _on_paho_message(self, client, userdata, message) -> None:
+        if self._on_message is not None:
+            self._on_message(message.topic, message.payload)
+
+    def _publish(self, topic: str, payload: str, qos: int, retain: bool = False, row: int | None = None) -> None:
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
         # For QoS 1, MQTT_ERR_NO_CONN still queues the message; it goes out after reconnection.
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-            log.error("mqtt_publish_failed", topic=leaf, rc=mqtt.error_string(info.rc))
-        if qos > 0 or info.rc == mqtt.MQTT_ERR_SUCCESS:  # a QoS 0 level sent while offline is simply skipped
+            log.error("mqtt_publish_failed", topic=topic, rc=mqtt.error_string(info.rc))
+        if qos > 0 or info.rc == mqtt.MQTT_ERR_SUCCESS:  # a QoS 0 measurement sent while offline is skipped
             with self._lock:
-                if info.mid in self._acked_early:
+                acked = info.mid in self._acked_early
+                if acked:
                     self._acked_early.remove(info.mid)
                 else:
-                    self._unacked.add(info.mid)
+                    self._unacked[info.mid] = row
+            if acked and row is not None and self.outbox is not None:
+                self.outbox.remove(row)
+
+    def set_state(self, leaf: str, payload: str) -> None:
+        """Publish a retained state under the device topic and remember it for reconnects."""
+        self.set_retained(f"{self.topic}/{leaf}", payload)
+
+    def set_retained(self, topic: str, payload: str) -> None:
+        """Only the latest value of a state matters: while offline it is just remembered for the reconnect."""
+        with self._lock:
+            self._retained[topic] = payload
+        if self.connected.is_set():
+            self._publish(topic, payload, qos=1, retain=True)
+
+    def set_availability(self, availability: str) -> None:
+        self.availability = availability
+        if self.connected.is_set():
+            self._publish(f"{self.topic}/status", availability, qos=1, retain=True)
 
     def publish_event(self, event: dict) -> None:
-        self._send("event", json.dumps(event, separators=(",", ":")), qos=1)
-        if event["type"] in ("cry_start", "cry_end"):
-            self._crying = event["type"] == "cry_start"
-            self._send("crying", "ON" if self._crying else "OFF", qos=1, retain=True)
+        topic = f"{self.topic}/event"
+        row = self.outbox.add(topic, event) if self.outbox is not None else None
+        self._publish(topic, json.dumps(event, separators=(",", ":")), qos=1, row=row)
+
+    def publish_measurement(self, leaf: str, payload: str) -> None:
+        self._publish(f"{self.topic}/{leaf}", payload, qos=0)
 
     def publish_level(self, level_dbfs: float) -> None:
         now = time.monotonic()
         if now - self._last_level >= self.config.level_interval_seconds:
             self._last_level = now
-            self._send("level", f"{level_dbfs:.1f}", qos=0)
+            self.publish_measurement("level", f"{level_dbfs:.1f}")
 
     def close(self, timeout: float = 1.0) -> int:
         """Publish ``offline``, wait up to ``timeout`` for acknowledgements, disconnect; returns unacked count."""
-        self._send("status", "offline", qos=1, retain=True)
+        self._publish(f"{self.topic}/status", "offline", qos=1, retain=True)
         deadline = time.monotonic() + timeout
         while self._unacked and self.connected.is_set() and time.monotonic() < deadline:
             time.sleep(0.02)
         unacked = len(self._unacked)
         if unacked:
-            log.error("mqtt_unacked_at_exit", count=unacked,
-                      detail="these QoS 1 messages never reached the broker before shutdown")
+            kept = f"; {len(self.outbox)} events stay in the outbox for the next start" if self.outbox else ""
+            log.error("mqtt_unacked_at_exit", count=unacked, detail=f"never acknowledged by a broker{kept}")
         self.client.disconnect()
         self.client.loop_stop()
         return unacked

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from monitor import SAMPLE_RATE
 from monitor.audio import iter_file
 from monitor.config import Config
-from monitor.daemon import event_payload
 from monitor.detect import WindowScore
+from monitor.events import event_payload
 from monitor.pipeline import Pipeline, Scorer
 
 BLOCK_SECONDS = 5.0

@@ -151,3 +151,36 @@ def cry_then_quiet(tmp_path_factory, cry_clip) -> Path:
     path = tmp_path_factory.mktemp("clips") / "cry_then_quiet.wav"
     sf.write(path, np.concatenate([quiet[:16000], audio, quiet]), 16000)
     return path
+
+
+@pytest.fixture(scope="session")
+def pulse(tmp_path_factory):
+    """Headless PulseAudio whose null sink's monitor is the default capture device (a virtual microphone).
+
+    Anything played to the sink ``vspk`` is what the "microphone" hears. The server's environment variables are
+    set for this process and inherited by the daemon subprocesses."""
+    need("pulseaudio")
+    runtime = tmp_path_factory.mktemp("pulse")
+    runtime.chmod(0o700)
+    env_before = {k: os.environ.get(k) for k in ("XDG_RUNTIME_DIR", "PULSE_SERVER")}
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+    os.environ["PULSE_SERVER"] = f"unix:{runtime}/pulse/native"
+    subprocess.run(
+        ["pulseaudio", "--daemonize=yes", "--exit-idle-time=-1", "--disallow-exit", "-n",
+         f"--log-target=file:{runtime}/pulse.log", "--load=module-native-protocol-unix",
+         "--load=module-null-sink sink_name=vspk rate=16000 channels=1"],
+        check=True,
+    )
+    for _ in range(50):
+        if subprocess.run(["pactl", "info"], capture_output=True).returncode == 0:
+            break
+        time.sleep(0.1)
+    subprocess.run(["pactl", "set-default-sink", "vspk"], check=True)
+    subprocess.run(["pactl", "set-default-source", "vspk.monitor"], check=True)
+    yield "vspk"
+    subprocess.run(["pulseaudio", "--kill"], capture_output=True)
+    for key, value in env_before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

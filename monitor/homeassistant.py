@@ -1,0 +1,65 @@
+"""Home Assistant MQTT discovery: one retained device-based config on ``<prefix>/device/<device_id>/config``.
+
+Built from the same topic layout the publisher uses, so the entities always point at live topics. HA requires
+``dev`` with identifiers, and ``platform`` plus ``unique_id`` on every component; an empty retained payload on
+the same topic deletes the device (``crymonitor ha-remove``).
+"""
+
+from __future__ import annotations
+
+from monitor import __version__
+from monitor.control import SENSITIVITIES
+
+REASONS = ("hungry", "tired", "discomfort", "belly_pain", "burping", "unknown")
+EVENT_TYPES = ("cry_start", "cry_end", "cry_reason")
+
+
+def discovery_topic(prefix: str, device_id: str) -> str:
+    return f"{prefix}/device/{_object_id(device_id)}/config"
+
+
+def _object_id(device_id: str) -> str:
+    return "crymonitor_" + "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in device_id)
+
+
+def discovery_payload(topic: str, device_id: str, name: str) -> dict:
+    """The device config for the daemon publishing under ``topic`` (``<base>/<device_id>``)."""
+    uid = _object_id(device_id)
+
+    def entity(platform: str, key: str, label: str, **options) -> dict:
+        return {"p": platform, "unique_id": f"{uid}_{key}", "name": label, **options}
+
+    state = f"{topic}/state"
+    return {
+        "dev": {"ids": [uid], "name": name, "mf": "crymonitor", "mdl": "CNN10 cry detector", "sw": __version__},
+        "o": {"name": "crymonitor", "sw": __version__},
+        "avty": [{"t": f"{topic}/status"}],
+        "qos": 1,
+        "cmps": {
+            "crying": entity("binary_sensor", "crying", "Crying", device_class="sound", state_topic=f"{topic}/crying"),
+            # HA's event entity wants {"event_type": …}; the template maps our event JSON onto it
+            "cry": entity("event", "cry", "Cry", state_topic=f"{topic}/event", event_types=list(EVENT_TYPES),
+                          value_template="{{ dict(value_json, event_type=value_json.type) | to_json }}"),
+            "reason": entity("sensor", "reason", "Cry reason", device_class="enum", options=list(REASONS),
+                             state_topic=f"{topic}/reason"),
+            "level": entity("sensor", "level", "Sound level", device_class="sound_pressure", unit_of_measurement="dB",
+                            state_class="measurement", entity_category="diagnostic", state_topic=f"{topic}/level"),
+            "cries_today": entity("sensor", "cries_today", "Cries today", state_class="total",
+                                  icon="mdi:emoticon-cry-outline", state_topic=f"{topic}/stats",
+                                  value_template="{{ value_json.cries_today }}"),
+            "last_cry_duration": entity("sensor", "last_cry_duration", "Last cry duration", device_class="duration",
+                                        unit_of_measurement="s", state_topic=f"{topic}/stats",
+                                        value_template="{{ value_json.last_cry_duration_s }}"),
+            "enabled": entity("switch", "enabled", "Monitoring enabled", command_topic=f"{topic}/set/enabled",
+                              state_topic=state, value_template="{{ value_json.enabled }}"),
+            "sensitivity": entity("select", "sensitivity", "Sensitivity", options=list(SENSITIVITIES),
+                                  command_topic=f"{topic}/set/sensitivity", state_topic=state,
+                                  value_template="{{ value_json.sensitivity }}", entity_category="config"),
+            "problem": entity("binary_sensor", "problem", "Microphone problem", device_class="problem",
+                              entity_category="diagnostic", state_topic=f"{topic}/diagnostics",
+                              value_template="{{ 'ON' if value_json.problem else 'OFF' }}"),
+            "inference_ms": entity("sensor", "inference_ms", "Inference time", unit_of_measurement="ms",
+                                   state_class="measurement", entity_category="diagnostic",
+                                   state_topic=f"{topic}/diagnostics", value_template="{{ value_json.inference_ms }}"),
+        },
+    }

@@ -1,0 +1,31 @@
+"""Cry statistics for Home Assistant: cries today (local calendar day) and the last cry's duration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+
+@dataclass
+class CryStats:
+    day: str = ""
+    cries_today: int = 0
+    last_cry_duration_s: float | None = None
+
+    def add(self, duration_s: float, now: datetime) -> None:
+        today = now.date().isoformat()
+        if today != self.day:
+            self.day, self.cries_today = today, 0
+        self.cries_today += 1
+        self.last_cry_duration_s = round(duration_s, 1)
+
+    def to_payload(self, today: date | None = None) -> dict:
+        today_iso = (today or date.today()).isoformat()
+        return {"day": self.day, "cries_today": self.cries_today if self.day == today_iso else 0,
+                "last_cry_duration_s": self.last_cry_duration_s}
+
+    @classmethod
+    def from_payload(cls, data: dict) -> CryStats:
+        duration = data.get("last_cry_duration_s")
+        return cls(str(data.get("day", "")), int(data.get("cries_today", 0)),
+                   float(duration) if duration is not None else None)

@@ -1,0 +1,66 @@
+"""The real daemon process on a file paced in real time, publishing to a real mosquitto."""
+
+import json
+import signal
+
+import soundfile as sf
+
+from daemon_helpers import DaemonProcess, write_config
+
+
+def events(sub, kind=None):
+    out = [json.loads(p) for p in sub.payloads("event")]
+    return [e for e in out if kind is None or e["type"] == kind]
+
+
+def test_daemon_publishes_a_cry_and_exits_cleanly_on_sigterm(broker, subscriber_factory, cry_then_quiet, tmp_path):
+    cry_seconds = sf.info(cry_then_quiet).duration - 9.0  # 1 s of quiet room before the cry, 8 s after
+    sub = subscriber_factory(broker.port, "crymonitor/file1/#")
+    daemon = DaemonProcess(write_config(tmp_path / "c.yaml", broker.port, "file1"), "--input", str(cry_then_quiet))
+    try:
+        sub.wait_for(lambda m: len(events(sub, "cry_end")) == 1, timeout=60)
+    finally:
+        code, seconds = daemon.stop(signal.SIGTERM)
+    start, end = events(sub, "cry_start")[0], events(sub, "cry_end")[0]
+    assert start["id"] == end["id"] and end["ended_by"] == "quiet"
+    assert 1.0 < start["t"] < 1.0 + cry_seconds  # detected while the baby is crying
+    assert end["duration_s"] > 3.0 and start["ts"].endswith("+00:00")
+    assert sub.payloads("crying") == ["OFF", "ON", "OFF"]
+    assert code == 0 and seconds < 2.0, daemon.stderr
+    sub.wait_for(lambda m: "offline" in sub.payloads("status"))
+    assert sub.payloads("status")[0] == "online"
+    assert any(r["event"] == "cry_start" and r["id"] == start["id"] for r in daemon.logs())  # JSON logs off a TTY
+
+
+def test_sigterm_mid_cry_ends_it_before_going_offline(broker, subscriber_factory, cry_then_quiet, tmp_path):
+    sub = subscriber_factory(broker.port, "crymonitor/file2/#")
+    daemon = DaemonProcess(write_config(tmp_path / "c.yaml", broker.port, "file2"), "--input", str(cry_then_quiet))
+    try:
+        sub.wait_for(lambda m: len(events(sub, "cry_start")) == 1, timeout=60)
+    finally:
+        code, seconds = daemon.stop(signal.SIGTERM)
+    assert code == 0 and seconds < 2.0, daemon.stderr
+    sub.wait_for(lambda m: "offline" in sub.payloads("status"))
+    end = events(sub, "cry_end")[0]
+    assert end["ended_by"] == "shutdown" and end["id"] == events(sub, "cry_start")[0]["id"]
+    assert sub.payloads("crying")[-1] == "OFF"
+
+
+def test_sigkill_leaves_offline_through_the_last_will(broker, subscriber_factory, cry_then_quiet, tmp_path):
+    sub = subscriber_factory(broker.port, "crymonitor/file3/#")
+    daemon = DaemonProcess(write_config(tmp_path / "c.yaml", broker.port, "file3"), "--input", str(cry_then_quiet))
+    try:
+        sub.wait_for(lambda m: "online" in sub.payloads("status"), timeout=60)
+    finally:
+        daemon.stop(signal.SIGKILL)
+    msgs = sub.wait_for(lambda m: "offline" in sub.payloads("status"), timeout=15)
+    assert ("crymonitor/file3/status", "offline", False) in msgs  # delivered live; it is also retained
+
+
+def test_missing_model_is_a_clear_error(tmp_path, broker):
+    config = write_config(tmp_path / "c.yaml", broker.port, "x", f"detector:\n  model: {tmp_path}/none.pt\n")
+    daemon = DaemonProcess(config, "--input", "/dev/null")
+    assert daemon.proc.wait(timeout=60) == 2
+    daemon.stop(signal.SIGTERM)
+    assert "crymonitor: error:" in daemon.stderr and "none.pt" in daemon.stderr
+    assert "Traceback" not in daemon.stderr

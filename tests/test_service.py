@@ -1,0 +1,239 @@
+"""Issue 5 behaviour of the real daemon process: Home Assistant discovery, control, durability, signals, health."""
+
+import json
+import os
+import signal
+import socket
+import time
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+import soundfile as sf
+
+from daemon_helpers import DaemonProcess, write_config
+from monitor.homeassistant import EVENT_TYPES
+
+HA_PLATFORMS = {"binary_sensor", "event", "sensor", "switch", "select", "number", "button", "text"}
+BINARY_SENSOR_CLASSES = {"sound", "problem", "connectivity", "running"}
+SENSOR_CLASSES = {"enum", "sound_pressure", "duration", "timestamp", None}
+
+
+def validate_ha_device_discovery(config: dict) -> None:
+    """The checks Home Assistant's MQTT device discovery applies to a device-based config."""
+    device = config.get("dev") or config.get("device")
+    assert device and (device.get("ids") or device.get("identifiers")), "required key not provided: device ids"
+    assert config.get("o", {}).get("name"), "origin name required"
+    components = config.get("cmps") or config.get("components")
+    assert components
+    unique_ids = [c["unique_id"] for c in components.values()]
+    assert len(set(unique_ids)) == len(unique_ids)
+    for key, comp in components.items():
+        platform = comp.get("p") or comp.get("platform")
+        assert platform in HA_PLATFORMS, (key, platform)
+        assert comp.get("unique_id"), key
+        for field, value in comp.items():
+            if field.endswith("_topic"):
+                assert value and "#" not in value and "+" not in value, (key, field)
+        if platform == "binary_sensor":
+            assert comp.get("device_class") in BINARY_SENSOR_CLASSES and comp["state_topic"]
+        if platform == "sensor":
+            assert comp.get("device_class") in SENSOR_CLASSES
+            if comp.get("device_class") == "enum":
+                assert comp["options"] and all(isinstance(o, str) for o in comp["options"])
+            if comp.get("device_class") == "sound_pressure":
+                assert comp["unit_of_measurement"] == "dB"
+        if platform == "event":
+            assert comp["event_types"] and comp["state_topic"]
+        if platform in ("switch", "select"):
+            assert comp["command_topic"]
+        if platform == "select":
+            assert comp["options"]
+
+
+def quiet_file(path, seconds: float, level: float = 1e-3):
+    rng = np.random.default_rng(1)
+    sf.write(path, (rng.standard_normal(int(seconds * 16000)) * level).astype(np.float32), 16000)
+    return path
+
+
+def publish(port: int, topic: str, payload: bytes, retain: bool = False) -> None:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"cmd-{time.monotonic_ns()}")
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+
+
+def test_home_assistant_discovery_and_rediscovery(broker, subscriber_factory, tmp_path):
+    sub = subscriber_factory(broker.port, "homeassistant/#")
+    daemon = DaemonProcess(write_config(tmp_path / "c.yaml", broker.port, "ha1"),
+                           "--input", str(quiet_file(tmp_path / "q.wav", 60)))
+    try:
+        msgs = sub.wait_for(lambda m: any(t == "homeassistant/device/crymonitor_ha1/config" for t, _, _ in m))
+        config = json.loads([p for t, p, _ in msgs if t.endswith("/config")][0])
+        validate_ha_device_discovery(config)
+        assert config["cmps"]["crying"]["device_class"] == "sound"
+        assert config["cmps"]["cry"]["event_types"] == list(EVENT_TYPES)
+        assert config["avty"] == [{"t": "crymonitor/ha1/status"}]
+        publish(broker.port, "homeassistant/status", b"online")  # Home Assistant restarted
+        sub.wait_for(lambda m: sum(t.endswith("crymonitor_ha1/config") for t, _, _ in m) >= 2)
+    finally:
+        code, _ = daemon.stop(signal.SIGTERM)
+    assert code == 0
+    assert json.loads(sub.payloads("config")[-1]) == config
+
+    removed = subscriber_factory(broker.port, "homeassistant/device/crymonitor_ha1/config", client_id="rm")
+    from monitor.cli import main
+
+    assert main(["ha-remove", "--config", str(tmp_path / "c.yaml")]) == 0
+    removed.wait_for(lambda m: any(p == "" for _, p, _ in m))
+
+
+def test_controls_apply_echo_persist_and_survive_fuzzing(broker, subscriber_factory, tmp_path):
+    sub = subscriber_factory(broker.port, "crymonitor/ctl/#")
+    config = write_config(tmp_path / "c.yaml", broker.port, "ctl")
+    daemon = DaemonProcess(config, "--input", str(quiet_file(tmp_path / "q.wav", 120)))
+    try:
+        sub.wait_for(lambda m: "online" in sub.payloads("status"), timeout=60)
+        publish(broker.port, "crymonitor/ctl/set/sensitivity", b"high")
+        sub.wait_for(lambda m: any(json.loads(p)["sensitivity"] == "high" for p in sub.payloads("state")))
+        publish(broker.port, "crymonitor/ctl/set/quiet_hours", b"00:00-23:59")
+        sub.wait_for(lambda m: any(json.loads(p)["monitoring"] == "OFF" for p in sub.payloads("state")))
+        publish(broker.port, "crymonitor/ctl/set/quiet_hours", b"OFF")
+        sub.wait_for(lambda m: json.loads(sub.payloads("state")[-1])["quiet_hours"] == "OFF")
+        settled = json.loads(sub.payloads("state")[-1])
+
+        rng = np.random.default_rng(7)
+        fuzz = [rng.integers(0, 256, int(rng.integers(0, 300)), dtype=np.uint8).tobytes() for _ in range(40)]
+        fuzz += [b"", b"{}", b"[]", b"null", b"12", b"\"high", b"x" * 200_000, b"ON\x00", json.dumps({"a": 1}).encode()]
+        for n, payload in enumerate(fuzz):
+            publish(broker.port, f"crymonitor/ctl/set/{['enabled', 'sensitivity', 'quiet_hours', 'bogus'][n % 4]}",
+                    payload)
+        time.sleep(1.0)
+        assert daemon.proc.poll() is None  # still running
+        assert json.loads(sub.payloads("state")[-1]) == settled  # and nothing changed
+        rejected = [r for r in daemon.logs() if r["event"] == "command_rejected"]
+        assert len(rejected) >= len(fuzz) - 5  # a few random payloads can be valid by chance ("on", "")
+    finally:
+        code, _ = daemon.stop(signal.SIGTERM)
+    assert code == 0
+    saved = json.loads((tmp_path / "state" / "state.json").read_text())["controls"]
+    assert saved["sensitivity"] == settled["sensitivity"]
+
+
+def test_sighup_applies_a_good_config_and_rejects_a_bad_one(broker, subscriber_factory, tmp_path):
+    sub = subscriber_factory(broker.port, "#")
+    config = write_config(tmp_path / "c.yaml", broker.port, "hup")
+    daemon = DaemonProcess(config, "--input", str(quiet_file(tmp_path / "q.wav", 120)))
+    try:
+        sub.wait_for(lambda m: "online" in sub.payloads("status"), timeout=60)
+        write_config(config, broker.port, "hup", "events:\n  sensitivity: low\nhomeassistant:\n  name: Attic\n")
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.wait_log("config_reloaded")
+        sub.wait_for(lambda m: any(json.loads(p)["sensitivity"] == "low" for p in sub.payloads("state")))
+        sub.wait_for(lambda m: any(json.loads(p)["dev"]["name"] == "Attic" for p in sub.payloads("config") if p))
+        config.write_text(config.read_text() + "events:\n  bogus: 1\n")
+        daemon.proc.send_signal(signal.SIGHUP)
+        assert "bogus" in daemon.wait_log("reload_rejected")["error"]
+        time.sleep(0.5)
+        assert daemon.proc.poll() is None and json.loads(sub.payloads("state")[-1])["sensitivity"] == "low"
+    finally:
+        code, seconds = daemon.stop(signal.SIGTERM)
+    assert code == 0 and seconds < 2.0
+    sub.wait_for(lambda m: sub.payloads("status")[-1] == "offline")
+
+
+def test_broker_restart_mid_cry_loses_no_event(broker, subscriber_factory, cry_then_quiet, tmp_path):
+    sub = subscriber_factory(broker.port, "crymonitor/brk/#")
+    daemon = DaemonProcess(write_config(tmp_path / "c.yaml", broker.port, "brk"), "--input", str(cry_then_quiet))
+    try:
+        sub.wait_for(lambda m: any(json.loads(p)["type"] == "cry_start" for p in sub.payloads("event")), timeout=60)
+        time.sleep(1.2)  # the broker autosaves the subscriber's session every second
+        broker.proc.kill()
+        broker.proc.wait()
+        daemon.wait_log("cry_end", timeout=30)  # the cry ends while the broker is down
+        broker.start()
+        sub.wait_for(lambda m: any(json.loads(p)["type"] == "cry_end" for p in sub.payloads("event")), timeout=30)
+    finally:
+        daemon.stop(signal.SIGTERM)
+    logged = [(r["event"], r["id"]) for r in daemon.logs() if r["event"] in ("cry_start", "cry_end")]
+    received = [(e["type"], e["id"]) for e in map(json.loads, sub.payloads("event"))]
+    assert logged and set(logged) <= set(received)
+    assert sorted(set(received), key=received.index) == logged  # first deliveries in order
+
+
+def test_daemon_sigkill_mid_cry_is_made_good_by_the_outbox(broker, subscriber_factory, cry_then_quiet, tmp_path):
+    sub = subscriber_factory(broker.port, "crymonitor/kill/#")
+    config = write_config(tmp_path / "c.yaml", broker.port, "kill")
+    first = DaemonProcess(config, "--input", str(cry_then_quiet))
+    try:
+        sub.wait_for(lambda m: any(json.loads(p)["type"] == "cry_start" for p in sub.payloads("event")), timeout=60)
+        time.sleep(1.2)
+        broker.stop()
+        first.wait_log("cry_end", timeout=30)  # published into the outbox only
+    finally:
+        first.stop(signal.SIGKILL)
+    lost = [(r["event"], r["id"]) for r in first.logs() if r["event"] in ("cry_start", "cry_end")]
+    broker.start()
+    second = DaemonProcess(config, "--input", str(quiet_file(tmp_path / "q.wav", 60)))
+    try:
+        sub.wait_for(lambda m: ("cry_end", lost[-1][1]) in
+                     [(e["type"], e["id"]) for e in map(json.loads, sub.payloads("event"))], timeout=60)
+    finally:
+        second.stop(signal.SIGTERM)
+    received = [(e["type"], e["id"]) for e in map(json.loads, sub.payloads("event"))]
+    assert sorted(set(received), key=received.index) == lost
+
+
+def test_digital_silence_is_reported_as_deaf(broker, subscriber_factory, tmp_path):
+    sub = subscriber_factory(broker.port, "crymonitor/deaf/#")
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(16000 * 30, np.float32), 16000)
+    config = write_config(tmp_path / "c.yaml", broker.port, "deaf", "audio:\n  deaf_after_seconds: 2\n")
+    daemon = DaemonProcess(config, "--input", str(silent))
+    try:
+        sub.wait_for(lambda m: "deaf" in sub.payloads("status"), timeout=60)
+        sub.wait_for(lambda m: any(json.loads(p)["problem"] for p in sub.payloads("diagnostics")))
+    finally:
+        daemon.stop(signal.SIGTERM)
+    diagnostics = json.loads(sub.payloads("diagnostics")[-1])
+    assert {"level_dbfs", "last_score", "inference_ms", "dropped_frames", "models", "uptime_s"} <= diagnostics.keys()
+    assert diagnostics["level_dbfs"] == -120.0
+
+
+def test_systemd_notify_ready_status_and_watchdog(broker, tmp_path):
+    address = f"@crymonitor-notify-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind("\0" + address[1:])
+        server.settimeout(30)
+        env = {**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000"}
+        daemon = DaemonProcess(write_config(tmp_path / "c.yaml", broker.port, "sd"),
+                               "--input", str(quiet_file(tmp_path / "q.wav", 60)), env=env)
+        try:
+            received = []
+            while sum(m == "WATCHDOG=1" for m in received) < 3:
+                received += server.recv(4096).decode().split("\n")
+            assert received.index("READY=1") < received.index("WATCHDOG=1")
+            assert any(m.startswith("STATUS=") for m in received)
+        finally:
+            code, _ = daemon.stop(signal.SIGTERM)
+        assert code == 0
+        assert "STOPPING=1" in server.recv(4096).decode()
+
+
+def test_cry_clip_saved_with_pre_roll_and_named_in_events(broker, subscriber_factory, cry_then_quiet, tmp_path):
+    sub = subscriber_factory(broker.port, "crymonitor/clip/#")
+    config = write_config(tmp_path / "c.yaml", broker.port, "clip", "clips:\n  enabled: true\n  pre_roll_seconds: 3\n")
+    daemon = DaemonProcess(config, "--input", str(cry_then_quiet))
+    try:
+        sub.wait_for(lambda m: any(json.loads(p)["type"] == "cry_end" for p in sub.payloads("event")), timeout=60)
+    finally:
+        daemon.stop(signal.SIGTERM)
+    start, end = [json.loads(p) for p in sub.payloads("event")][:2]
+    assert start["clip"] == end["clip"] and start["clip"].endswith(".flac")
+    clip = tmp_path / "state" / "clips" / start["clip"]
+    seconds = sf.info(clip).duration
+    expected = min(3.0, start["t"]) + end["t"] - start["t"]
+    assert seconds == pytest.approx(expected, abs=0.3)

@@ -1,0 +1,68 @@
+"""The unit file passes systemd's own checks, and the notify protocol works through a socket the test owns."""
+
+import os
+import shutil
+import socket
+import subprocess
+
+import pytest
+
+from conftest import ROOT, need
+from monitor.notify import Notifier
+
+UNIT = ROOT / "systemd" / "crymonitor.service"
+
+
+@pytest.fixture
+def unit_copy(tmp_path):
+    """The unit with ExecStart pointed at an existing binary: verify checks that the command exists."""
+    text = UNIT.read_text().replace("/opt/crymonitor/.venv/bin/crymonitor", shutil.which("true") or "/bin/true")
+    path = tmp_path / "crymonitor.service"
+    path.write_text(text)
+    return path
+
+
+def test_unit_verifies_without_any_warning(unit_copy):
+    out = subprocess.run([need("systemd-analyze"), "verify", str(unit_copy)], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stderr.strip() == "", out.stderr
+
+
+def test_unit_security_exposure_is_at_most_3(unit_copy):
+    out = subprocess.run([need("systemd-analyze"), "security", "--offline=true", str(unit_copy)],
+                         capture_output=True, text=True)
+    line = [l for l in out.stdout.splitlines() if "Overall exposure level" in l][0]
+    exposure = float(line.split(":")[1].split()[0])
+    assert exposure <= 3.0, line
+
+
+def test_unit_keeps_sound_devices_reachable():
+    text = UNIT.read_text()
+    for needed in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "DeviceAllow=char-alsa",
+                   "SupplementaryGroups=audio", "StateDirectory=crymonitor", "ProtectSystem=strict",
+                   "NoNewPrivileges=yes", "RestrictAddressFamilies="):
+        assert needed in text
+    assert "PrivateDevices=yes" not in text  # it would hide /dev/snd
+
+
+def test_notifier_sends_datagrams_to_path_and_abstract_sockets(tmp_path, monkeypatch):
+    for address in (str(tmp_path / "notify.sock"), f"@crymonitor-test-{os.getpid()}"):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+            server.bind(address.replace("@", "\0", 1))
+            server.settimeout(2)
+            monkeypatch.setenv("NOTIFY_SOCKET", address)
+            monkeypatch.setenv("WATCHDOG_USEC", "10000000")
+            monkeypatch.delenv("WATCHDOG_PID", raising=False)
+            notifier = Notifier()
+            assert notifier.watchdog_interval == 5.0
+            assert notifier.ready("listening")
+            assert server.recv(1024) == b"READY=1\nSTATUS=listening"
+            assert notifier.watchdog()
+            assert server.recv(1024) == b"WATCHDOG=1"
+
+
+def test_notifier_is_silent_without_systemd(monkeypatch):
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    notifier = Notifier()
+    assert not notifier.ready("x") and notifier.watchdog_interval is None
+    assert not Notifier("/nonexistent/socket").watchdog()  # an unreachable socket never raises

@@ -1,14 +1,37 @@
-"""Model architectures, selected by name through a registry (never ``eval``)."""
+"""Model architectures, selected by name through a registry (never ``eval``), and the size counters used to
+report them.
+
+Inputs differ by family: ``cnn10`` takes a waveform; ``cnn14-*`` take the shared log-mel (B, T, 64);
+``ietma*``, ``ecapa`` and ``resnet18`` take channels-first features (B, F, T), normally the 13 MFCC of
+:class:`monitor.models.mfcc.Mfcc`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
+import torch
 from torch import nn
 
 from monitor.models.cnn10 import Cnn10
+from monitor.models.cnn14 import Cnn14
+from monitor.models.ecapa import EcapaTdnn
+from monitor.models.ietma import Ietma
+from monitor.models.resnet import ResNet18
 
-REGISTRY: dict[str, Callable[..., nn.Module]] = {"cnn10": Cnn10}
+REGISTRY: dict[str, Callable[..., nn.Module]] = {
+    "cnn10": Cnn10,
+    "ietma": Ietma,
+    "ietma-paper": partial(Ietma, variant="paper"),
+    "ietma-no-mca": partial(Ietma, use_mca=False),
+    "ietma-no-rse": partial(Ietma, use_rse=False),
+    "ietma-no-diffattn": partial(Ietma, use_diff_attention=False),
+    "ecapa": EcapaTdnn,
+    "resnet18": ResNet18,
+    "cnn14-stat": partial(Cnn14, pooling="stat"),
+    "cnn14-mha": partial(Cnn14, pooling="mha"),
+}
 
 
 def build(arch: str, **kwargs: object) -> nn.Module:
@@ -18,3 +41,36 @@ def build(arch: str, **kwargs: object) -> nn.Module:
     except KeyError:
         raise ValueError(f"unknown model architecture {arch!r}; known: {', '.join(sorted(REGISTRY))}") from None
     return factory(**kwargs)
+
+
+def count_params(model: nn.Module) -> int:
+    """All parameters (our models register no dead layers, so this is the count the forward pass uses)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, *inputs: torch.Tensor) -> int:
+    """Multiply-accumulates of one forward pass, counted for conv and linear layers only.
+
+    A conv costs ``output elements × in_channels/groups × kernel size`` and a linear ``output elements ×
+    in_features``, bias excluded: the same rule as thop's ``profile``. thop also charges 4 ops per element of an
+    affine BatchNorm and about one per input element of an adaptive average pool (0.6 % extra for IETMA); it skips
+    functional ops (matmuls, pooling via ``torch.mean``) just as we do. FLOPs ≈ 2 × MACs.
+    """
+    total = 0
+
+    def hook(module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Linear):
+            total += output.numel() * module.in_features
+        elif isinstance(module, nn.modules.conv._ConvNd):
+            total += output.numel() * module.in_channels // module.groups * module.weight[0, 0].numel()
+
+    counted = (nn.Linear, nn.modules.conv._ConvNd)
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, counted)]
+    try:
+        with torch.no_grad():
+            model(*inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total

@@ -24,10 +24,11 @@ from monitor.features import N_MELS, LogMel
 
 
 class ConvBlock(nn.Module):
-    """(Conv3×3 → BN → ReLU) × 2 → 2×2 average pool."""
+    """(Conv3×3 → BN → ReLU) × 2 → 2×2 average pool (``pool=False``: none, CNN14's last stage)."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, pool: bool = True) -> None:
         super().__init__()
+        self.pool = pool
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
@@ -36,7 +37,7 @@ class ConvBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.bn1(self.conv1(x)))
         x = F.relu(self.bn2(self.conv2(x)))
-        return F.avg_pool2d(x, 2)
+        return F.avg_pool2d(x, 2) if self.pool else x
 
 
 class Cnn10(nn.Module):

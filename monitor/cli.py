@@ -49,13 +49,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from monitor.detect import CryDetector
+    from monitor.detect import make_detector
     from monitor.publish import MqttPublisher
     from monitor.replay import replay_file
 
     config = _config(args)
     configure_logging(config.logging)
-    detector = CryDetector(config.detector)
+    detector = make_detector(config.detector)
     publisher = MqttPublisher(config.mqtt) if args.publish else None
     if publisher:
         publisher.start()

@@ -47,12 +47,15 @@ class AudioConfig:
 
 @dataclass(frozen=True)
 class DetectorConfig:
+    kind: str = field(default="cnn10", metadata=_choices("cnn10", "loudness"))
     model: Path = PACKAGE_ROOT / "models" / "detector.pt"
     window_seconds: float = field(default=1.0, metadata=_range(0.5, 4.0))
     hop_seconds: float = field(default=0.25, metadata=_range(0.05, 2.0))
     gate_dbfs: float = field(default=-65.0, metadata=_range(-120.0, 0.0))
     device: str = field(default="cpu", metadata=_choices("cpu", "cuda", "auto"))
     threads: int = field(default=1, metadata=_range(1, 64))
+    loudness_dbfs: float = field(default=-35.0, metadata=_range(-100.0, 0.0))  # kind: loudness
+    loudness_hold_seconds: float = field(default=1.0, metadata=_range(0.0, 60.0))  # kind: loudness
 
 
 @dataclass(frozen=True)
@@ -71,12 +74,18 @@ class EventsConfig:
 SENSITIVITY_OFFSETS = {"low": 0.15, "medium": 0.0, "high": -0.15}
 
 
-def effective_events(events: EventsConfig, sensitivity: str) -> EventsConfig:
-    """The operating point for a sensitivity preset, derived from the configured (medium) point.
+def effective_events(events: EventsConfig, sensitivity: str, detector: DetectorConfig | None = None) -> EventsConfig:
+    """The state machine's operating point for a sensitivity preset, derived from the configured (medium) point.
 
     ``low`` raises the start threshold by 0.15 and needs every window of the N-of-M to agree; ``high`` lowers it
     by 0.15 (never below the end threshold) and needs one window fewer. End threshold, hold and cool-down stay.
+    In loudness mode the scores are 0/1, so a start needs every window over ``loudness_hold_seconds`` to be loud
+    and the presets do not apply (the level itself is the setting).
     """
+    if detector is not None and detector.kind == "loudness":
+        windows = max(1, round(detector.loudness_hold_seconds / detector.hop_seconds))
+        return dataclasses.replace(events, start_threshold=0.5, end_threshold=0.5, confirm_windows=windows,
+                                   of_windows=windows, sensitivity=sensitivity)
     start = min(0.99, max(events.end_threshold, events.start_threshold + SENSITIVITY_OFFSETS[sensitivity]))
     confirm = {"low": events.of_windows, "medium": events.confirm_windows,
                "high": max(1, events.confirm_windows - 1)}[sensitivity]

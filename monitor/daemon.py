@@ -26,7 +26,7 @@ from monitor.capture import MicCapture, file_chunks
 from monitor.clips import ClipRecorder
 from monitor.config import Config, ConfigError, effective_events, load_config
 from monitor.control import CommandError, ControlState, QuietHours, apply_command
-from monitor.detect import CryDetector
+from monitor.detect import make_detector
 from monitor.events import CryEvent, event_payload
 from monitor.features import level_dbfs
 from monitor.health import MicHealth
@@ -46,10 +46,10 @@ class Daemon:
         self.config_path = config_path
         self.input_path = input_path
         self.state_dir = config.state.path()
-        self.detector = CryDetector(config.detector)
+        self.detector = make_detector(config.detector)
         self.pipeline = Pipeline(config, self.detector)
         self.controls, self.stats = self._load_state()
-        self.pipeline.events.reconfigure(effective_events(config.events, self.controls.sensitivity))
+        self.pipeline.events.reconfigure(effective_events(config.events, self.controls.sensitivity, config.detector))
         self.health = MicHealth(config.audio.deaf_after_seconds)
         self.clips = ClipRecorder(config.clips, self.state_dir / "clips") if config.clips.enabled else None
         self.notifier = Notifier()
@@ -139,7 +139,7 @@ class Daemon:
 
     def _set_controls(self, new: ControlState) -> None:
         self.controls = new
-        self.pipeline.events.reconfigure(effective_events(self.config.events, new.sensitivity))
+        self.pipeline.events.reconfigure(effective_events(self.config.events, new.sensitivity, self.config.detector))
         self._save_state()
         self._publish_controls()
 
@@ -245,7 +245,7 @@ class Daemon:
         diagnostics = {
             **self._diag, "problem": self.health.state == "deaf",
             "dropped_frames": self._capture.overflows if self._capture else 0,
-            "models": {"detector": self.detector.entry.sha256[:12]}, "version": __version__,
+            "models": {"detector": self.detector.model_id}, "version": __version__,
             "uptime_s": round(time.monotonic() - self._started), "monitoring": self._monitoring,
             "outbox_pending": len(self.publisher.outbox) if self.publisher else 0,
             "outbox_dropped": self.publisher.outbox.dropped if self.publisher else 0,
@@ -278,7 +278,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, consumer.cancel)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
-        log.info("daemon_started", model=self.detector.entry.sha256[:12], input=self.input_path or "microphone",
+        log.info("daemon_started", model=self.detector.model_id, input=self.input_path or "microphone",
                  state_dir=str(self.state_dir), controls=self.controls.to_payload())
         try:
             await consumer

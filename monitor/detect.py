@@ -13,6 +13,7 @@ import numpy as np
 import structlog
 import torch
 
+from monitor import SAMPLE_RATE
 from monitor.config import DetectorConfig
 from monitor.features import level_dbfs
 from monitor.weights import load_model
@@ -38,6 +39,28 @@ def resolve_device(requested: str) -> str:
     return "cpu"
 
 
+def make_detector(config: DetectorConfig) -> CryDetector | LoudnessDetector:
+    return LoudnessDetector(config) if config.kind == "loudness" else CryDetector(config)
+
+
+class LoudnessDetector:
+    """``detector.kind: loudness``: any sound, not only crying (users of other monitors ask for this for newborns).
+
+    A window scores 1 when its newest hop (not the whole 1 s window, so a short bang cannot stay "loud" for a
+    whole window) reaches ``loudness_dbfs``; the state machine then asks for ``loudness_hold_seconds`` of them.
+    """
+
+    def __init__(self, config: DetectorConfig) -> None:
+        self.threshold_dbfs = config.loudness_dbfs
+        self.frame = round(config.hop_seconds * SAMPLE_RATE)
+        self.model_id = f"loudness@{config.loudness_dbfs:g}dBFS"
+
+    def score(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        levels = np.array([level_dbfs(w[-self.frame :]) for w in windows])
+        loud = levels >= self.threshold_dbfs
+        return loud.astype(np.float32), levels, np.zeros(len(windows), dtype=bool)
+
+
 class CryDetector:
     """Batch scorer: ``score(windows (B, N)) -> (probabilities, levels dBFS, gated)``, each of shape (B,)."""
 
@@ -45,6 +68,7 @@ class CryDetector:
         torch.set_num_threads(config.threads)
         self.device = resolve_device(config.device)
         self.model, self.entry = load_model(config.model, self.device)
+        self.model_id = self.entry.sha256[:12]
         self.gate_dbfs = config.gate_dbfs
 
     @torch.inference_mode()

@@ -39,7 +39,7 @@ class Pipeline:
         self.window = round(config.detector.window_seconds * SAMPLE_RATE)
         self.hop = round(config.detector.hop_seconds * SAMPLE_RATE)
         self.buffer = RingBuffer(round(config.audio.buffer_seconds * SAMPLE_RATE))
-        self.events = CryStateMachine(effective_events(config.events, config.events.sensitivity))
+        self.events = CryStateMachine(effective_events(config.events, config.events.sensitivity, config.detector))
         self._next_end = self.window  # absolute sample index where the next window ends
         self._scratch = np.empty((MAX_BATCH, self.window), dtype=np.float32)
 

@@ -73,3 +73,21 @@ def test_daemon_on_the_microphone_detects_a_played_cry(pulse, broker, subscriber
     assert code == 0 and seconds < 2.0, daemon.stderr
     assert daemon.wait_log("capture_started")["sample_rate"] == 16000
     assert sub.payloads("crying")[:2] == ["OFF", "ON"]
+
+
+def test_a_silent_microphone_is_reported_deaf_reopened_and_recovers(pulse, broker, subscriber_factory,
+                                                                    cry_then_quiet, tmp_path):
+    # Nothing plays into the null sink: its monitor delivers digital silence, as a muted or broken mic would.
+    sub = subscriber_factory(broker.port, "crymonitor/deafmic/#")
+    config = write_config(tmp_path / "c.yaml", broker.port, "deafmic", "audio:\n  deaf_after_seconds: 2\n")
+    daemon = DaemonProcess(config)
+    try:
+        sub.wait_for(lambda m: "deaf" in sub.payloads("status"), timeout=60)
+        daemon.wait_log("capture_reopening", timeout=15)
+        player = play(cry_then_quiet)  # sound again: the monitor can hear
+        sub.wait_for(lambda m: sub.payloads("status")[-1] == "online", timeout=30)
+        player.wait(30)
+    finally:
+        code, _ = daemon.stop(signal.SIGTERM)
+    assert code == 0
+    assert daemon.wait_log("microphone_ok")

@@ -173,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("devices", cmd_devices, "List audio capture devices.")
 
+    # listed here for --help; main() hands its arguments to monitor.evaluate_cli, which has its own parser
+    sub.add_parser("evaluate", add_help=False, help="Score annotated recordings: event and window metrics, timelines "
+                   "(crymonitor evaluate --help).")
+
     remove = add("ha-remove", cmd_ha_remove, "Delete this device from Home Assistant (empty retained discovery).")
     remove.add_argument("--mqtt-host")
     remove.add_argument("--mqtt-port", type=int)
@@ -180,6 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["evaluate"]:
+        from monitor.evaluate_cli import main as evaluate
+
+        return evaluate(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)

@@ -9,6 +9,7 @@ APT_PACKAGES=(
   mosquitto mosquitto-clients                            # MQTT broker: tests, and a local broker if you want one
   pulseaudio pulseaudio-utils libasound2-plugins         # headless virtual microphone for the capture tests
   systemd                                                # systemd-analyze for the unit-file tests
+  espeak-ng                                              # synthetic speech for tools/make_soundscapes.py
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -40,6 +40,30 @@ class ConvBlock(nn.Module):
         return F.avg_pool2d(x, 2) if self.pool else x
 
 
+def xavier_init(model: nn.Module) -> None:
+    """PANNs' init: Xavier-uniform convs and linears, zero biases (BatchNorm keeps weight 1, bias 0)."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+
+def conv_features(logmel: torch.Tensor, bn0: nn.BatchNorm2d, blocks: nn.ModuleList, training: bool,
+                  augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """The PANNs CNN body shared by CNN10 and CNN14: log-mel (B, T, mels) → frequency-averaged map (B, C, T').
+
+    ``bn0`` standardises each mel bin; ``augment`` (e.g. SpecAugment) runs after it, in training only.
+    """
+    x = logmel.unsqueeze(1)  # (B, 1, T, mels)
+    x = bn0(x.transpose(1, 3)).transpose(1, 3)
+    if augment is not None:
+        x = augment(x)
+    for block in blocks:
+        x = F.dropout(block(x), p=0.2, training=training)
+    return x.mean(dim=3)
+
+
 class Cnn10(nn.Module):
     """CNN10 cry detector: waveform (B, N) at 16 kHz → cry logits (B,) (or (B, K) when ``num_classes > 1``).
 
@@ -55,14 +79,7 @@ class Cnn10(nn.Module):
         self.blocks = nn.ModuleList(ConvBlock(a, b) for a, b in zip(channels[:-1], channels[1:]))
         self.fc1 = nn.Linear(widths[-1], widths[-1])
         self.head = nn.Linear(widths[-1], num_classes)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for module in self.modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        xavier_init(self)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         return self.forward_logmel(self.frontend(waveform))
@@ -71,13 +88,7 @@ class Cnn10(nn.Module):
         self, logmel: torch.Tensor, augment: Callable[[torch.Tensor], torch.Tensor] | None = None
     ) -> torch.Tensor:
         """Score log-mel frames (B, T, mels); ``augment`` (e.g. SpecAugment) runs after ``bn0`` in training."""
-        x = logmel.unsqueeze(1)  # (B, 1, T, mels)
-        x = self.bn0(x.transpose(1, 3)).transpose(1, 3)  # per-mel-bin standardisation
-        if augment is not None:
-            x = augment(x)
-        for block in self.blocks:
-            x = F.dropout(block(x), p=0.2, training=self.training)
-        x = x.mean(dim=3)  # over frequency → (B, C, T')
+        x = conv_features(logmel, self.bn0, self.blocks, self.training, augment)
         x = x.max(dim=2).values + x.mean(dim=2)
         x = F.dropout(x, p=0.5, training=self.training)
         x = F.relu(self.fc1(x))

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from monitor.features import N_MELS
-from monitor.models.cnn10 import ConvBlock
+from monitor.models.cnn10 import ConvBlock, conv_features, xavier_init
 
 POOLINGS = ("stat", "mha")
 
@@ -92,26 +92,12 @@ class Cnn14(nn.Module):
             self.pool = MultiHeadAttentionPooling(width, n_heads)
             self.fc1 = nn.Linear(width, width)
         self.head = nn.Linear(width, num_classes)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        """PANNs' init: Xavier-uniform convs and linears (the attention scorer too), zero biases."""
-        for module in self.modules():
-            if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)):
-                nn.init.xavier_uniform_(module.weight)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
+        xavier_init(self)  # the attention scorer too
 
     def forward(
         self, logmel: torch.Tensor, augment: Callable[[torch.Tensor], torch.Tensor] | None = None
     ) -> torch.Tensor:
         """Classify log-mel frames (B, T, mels); ``augment`` (e.g. SpecAugment) runs after ``bn0`` in training."""
-        x = logmel.unsqueeze(1)  # (B, 1, T, mels)
-        x = self.bn0(x.transpose(1, 3)).transpose(1, 3)  # per-mel-bin standardisation
-        if augment is not None:
-            x = augment(x)
-        for block in self.blocks:
-            x = F.dropout(block(x), p=0.2, training=self.training)
-        x = self.pool(x.mean(dim=3))  # mean over frequency, then pool over time
+        x = self.pool(conv_features(logmel, self.bn0, self.blocks, self.training, augment))
         x = F.dropout(x, p=0.5, training=self.training)
         return self.head(F.relu(self.fc1(x)))

@@ -4,6 +4,7 @@ import asyncio
 import json
 import signal
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -91,3 +92,18 @@ def test_a_silent_microphone_is_reported_deaf_reopened_and_recovers(pulse, broke
         code, _ = daemon.stop(signal.SIGTERM)
     assert code == 0
     assert daemon.wait_log("microphone_ok")
+
+
+def test_a_missing_device_is_retried_with_backoff_not_fatal(pulse, broker, tmp_path):
+    config = write_config(tmp_path / "c.yaml", broker.port, "nomic", "audio:\n  device: no-such-microphone\n")
+    daemon = DaemonProcess(config)
+    try:
+        deadline = time.monotonic() + 30
+        while len([r for r in daemon.logs() if r["event"] == "capture_open_failed"]) < 3:
+            assert daemon.proc.poll() is None and time.monotonic() < deadline, daemon.stderr
+            time.sleep(0.1)
+    finally:
+        code, _ = daemon.stop(signal.SIGTERM)
+    failures = [r for r in daemon.logs() if r["event"] == "capture_open_failed"]
+    assert [r["retry_in_s"] for r in failures[:3]] == [1.0, 2.0, 4.0]
+    assert "no-such-microphone" in failures[0]["error"] and code == 0

@@ -7,7 +7,8 @@ Recipe (decisions and reasons are in models/detector.md):
 - Split by ``group`` (monitor.data.split_groups): no baby, speaker or recording is on both sides.
 - Positives: 1 s crops of Donate-a-cry *cleaned* cries (raw uploads are skipped: many hold no crying), taken
   where the clip is active, mixed over a background at a random SNR in [-5, 30] dB.
-- Negatives: crops of speech, music and household noise, synthetic coloured noise and mains hum, alone or mixed.
+- Negatives: crops of speech, music and household noise (each kind equally likely, whatever its duration),
+  synthetic coloured noise, mains hum and tonal music (notes, chords, drums), alone or mixed.
 - Every window gets a random level (-50…-12 dBFS), a random spectral tilt and, with p = 0.6, a random low-pass
   (2.5–7.5 kHz), so bandwidth and microphone colour carry no label (every cry here is 8 kHz audio).
 - SpecAugment sized for 1 s (2 time stripes ≤ 10 frames, 2 mel stripes ≤ 8 bins); Adam (amsgrad) 1e-3 with
@@ -101,6 +102,56 @@ class Pool:
         return np.pad(window, (0, WIN - window.size))
 
 
+class Negatives:
+    """Real non-cry crops with speech, music and household noise equally likely, whatever their share of the data.
+
+    Weighted by duration alone, the 4 training music tracks and 3 noise recordings would be under 7 % of the
+    crops, and the first model trained that way called a held-out music track a cry for a minute on end.
+    """
+
+    def __init__(self, audio: np.ndarray, clips: list[dict]) -> None:
+        kinds: dict[str, list[dict]] = {}
+        for c in clips:
+            kinds.setdefault(c["path"].split("/")[1], []).append(c)  # notcry/<speech|music|noise>/...
+        self.pools = [Pool(audio, members, cry=False) for _, members in sorted(kinds.items())]
+
+    def crop(self, rng: np.random.Generator) -> np.ndarray:
+        return self.pools[int(rng.integers(len(self.pools)))].crop(rng)
+
+
+def synthetic_music(rng: np.random.Generator) -> np.ndarray:
+    """Notes and chords on a musical scale with harmonic timbres and envelopes, plus optional drums.
+
+    Tonal music is the nearest thing to a cry that a nursery hears (TV, radio, a mobile): steady pitches on a
+    scale, shared onsets and percussion tell it apart from a cry's gliding, voiced bursts.
+    """
+    t = np.arange(WIN) / SAMPLE_RATE
+    out = np.zeros(WIN)
+    root = rng.integers(40, 70)
+    scale = root + np.array([0, 2, 4, 5, 7, 9, 11, 12, 14, 16])
+    onset = -rng.uniform(0, 0.3)
+    while onset < 1.0:
+        length = rng.uniform(0.12, 0.7)
+        decay = rng.uniform(1.5, 12)  # plucked/piano-like to sustained/organ-like
+        brightness = rng.uniform(0.6, 2.0)
+        span = slice(max(0, int(onset * SAMPLE_RATE)), min(WIN, int((onset + length) * SAMPLE_RATE)))
+        local = t[span] - onset
+        env = np.exp(-decay * local) * np.clip(local / 0.01, 0, 1)  # 10 ms attack
+        for note in rng.choice(scale, size=int(rng.integers(1, 4)), replace=False):
+            f0 = 440.0 * 2 ** ((note - 69) / 12)
+            k = np.arange(1, int(min(12, 7000 // f0)) + 1)[:, None]
+            phases = rng.uniform(0, 6.3, (k.size, 1))
+            out[span] += env * (np.sin(2 * np.pi * k * f0 * local + phases) / k**brightness).sum(axis=0)
+        onset += length * rng.uniform(0.6, 1.0)
+    if rng.random() < 0.5:  # drums: kick (decaying 60 Hz) and hi-hat (short noise bursts)
+        beat = rng.uniform(0.25, 0.6)
+        for start in np.arange(rng.uniform(0, beat), 1.0, beat):
+            local = np.clip(t - start, 0, None) * (t >= start)
+            out += 0.8 * np.exp(-local * 25) * np.sin(2 * np.pi * 60 * local) * (t >= start)
+            out += 0.2 * np.exp(-local * 80) * rng.standard_normal(WIN) * (t >= start)
+    return out.astype(np.float32)
+
+
 def rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(x**2) + 1e-12))
 
@@ -131,12 +182,16 @@ def colour(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.fft.irfft(spectrum, x.size).astype(np.float32)
 
 
-def background(rng: np.random.Generator, negatives: Pool) -> np.ndarray:
+def background(rng: np.random.Generator, negatives: Negatives | Pool) -> np.ndarray:
     kind = rng.random()
-    if kind < 0.5:
+    if kind < 0.45:
         return negatives.crop(rng)
-    if kind < 0.7:
+    if kind < 0.6:
         return negatives.crop(rng) + coloured_noise(rng) * rng.uniform(0.05, 1.0) * 0.05
+    if kind < 0.72:
+        music = synthetic_music(rng)
+        return music + (negatives.crop(rng) * rng.uniform(0, 1) * rms(music) / max(rms(negatives.crop(rng)), 1e-6)
+                        if rng.random() < 0.3 else 0)
     if kind < 0.85:
         return coloured_noise(rng)
     if kind < 0.92:
@@ -200,9 +255,10 @@ def train(args) -> None:
         build_cache(args.data, cache)
     audio = np.load(cache / "audio.npy", mmap_mode="r")
     clips = json.loads((cache / "clips.json").read_text())
-    pools = {(split, label): Pool(audio, [c for c in clips if c["split"] == split and c["label"] == label],
-                                  cry=label == "cry")
-             for split in ("train", "val") for label in ("cry", "notcry")}
+    pools = {}
+    for split in ("train", "val"):
+        pools[split, "cry"] = Pool(audio, [c for c in clips if c["split"] == split and c["label"] == "cry"], cry=True)
+        pools[split, "notcry"] = Negatives(audio, [c for c in clips if c["split"] == split and c["label"] == "notcry"])
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     val_a = make_batch(np.random.default_rng(1001), pools["val", "cry"], pools["val", "notcry"], args.val_windows)
@@ -297,7 +353,7 @@ def evaluate(args) -> dict:
 def write_card(metrics: dict, args) -> None:
     log = json.loads((ROOT / "cache" / "detector" / "train_log.json").read_text())
     cache_clips = json.loads((ROOT / "cache" / "detector" / "clips.json").read_text())
-    count = {(s, l): sum(1 for c in cache_clips if c["split"] == s and c["label"] == l)
+    count = {f"{s}_{l}": sum(1 for c in cache_clips if c["split"] == s and c["label"] == l)
              for s in ("train", "val") for l in ("cry", "notcry")}
     val_groups = sorted({c["group"] for c in cache_clips if c["split"] == "val" and c["label"] == "notcry"})
     from monitor.weights import read_manifest as read_models
@@ -313,7 +369,6 @@ def write_card(metrics: dict, args) -> None:
                        neg_rows=neg_rows, cries=cries, history=history,
                        missed="\n".join(f"- {m}" for m in cries["missed"]) or "- none")
     (args.out.parent / "detector.md").write_text(text)
-    (ROOT / "cache" / "detector" / "metrics.json").write_text(json.dumps(metrics, indent=1))
 
 
 CARD = """# Cry detector: CNN10 (models/detector.pt)
@@ -325,10 +380,12 @@ was measured by it). sha256 `{sha}` (also in `models/manifest.json`, checked at 
 ## Data and split
 - Positives: Donate-a-cry *cleaned* cries (8 kHz; ODbL 1.0 + DbCL 1.0). Raw uploads are not used: many hold
   little or no crying. Negatives: Free Spoken Digit Dataset speech, Asterisk prompts (speech) and music on hold,
-  Speech Commands household noise, plus synthetic white/pink/brown noise and mains hum made on the fly.
+  Speech Commands household noise — drawn with speech, music and noise equally likely, because by duration
+  music and noise were under 7 % of the crops and a first model called a held-out music track a cry — plus
+  synthetic white/pink/brown noise, mains hum and tonal music (notes and chords with drums) made on the fly.
 - Split by `group` (`monitor/data.py`: sha256 of the group name; 20 % of each source's groups held out; the
-  single-speaker Asterisk prompts stay in training). Clips: train {n[train,cry]} cry / {n[train,notcry]} non-cry,
-  validation {n[val,cry]} cry / {n[val,notcry]} non-cry. Held-out non-cry groups: {val_groups}.
+  single-speaker Asterisk prompts stay in training). Clips: train {n[train_cry]} cry / {n[train_notcry]} non-cry,
+  validation {n[val_cry]} cry / {n[val_notcry]} non-cry. Held-out non-cry groups: {val_groups}.
 
 ## Recipe
 1 s windows; cries mixed over speech/music/noise/hum/quiet room at SNR −5…30 dB; random level −50…−12 dBFS,
@@ -385,6 +442,7 @@ def main(argv=None) -> None:
     if not args.eval_only:
         train(args)
     metrics = evaluate(args)
+    (ROOT / "cache" / "detector" / "metrics.json").write_text(json.dumps(metrics, indent=1))
     write_card(metrics, args)
     print(json.dumps(metrics, indent=1))
 

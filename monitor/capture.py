@@ -62,14 +62,17 @@ def _stream_settings(sd, config: AudioConfig) -> tuple[int | str | None, int, in
         info = sd.query_devices(config.device, kind="input")
     except (ValueError, sd.PortAudioError) as exc:
         raise CaptureError(f"audio.device {config.device!r}: {exc}") from None
-    channels = config.channels or 1
-    if config.sample_rate:
-        return config.device, config.sample_rate, channels
-    try:
-        sd.check_input_settings(device=config.device, samplerate=SAMPLE_RATE, channels=channels)
-        return config.device, SAMPLE_RATE, channels
-    except (ValueError, sd.PortAudioError):
-        return config.device, int(info["default_samplerate"]), channels
+    # Many ALSA hw: devices only open with 2 channels: try mono, then what the device has (down-mixed later).
+    channel_options = [config.channels] if config.channels else [1, int(info["max_input_channels"])]
+    rate_options = [config.sample_rate] if config.sample_rate else [SAMPLE_RATE, int(info["default_samplerate"])]
+    for rate in rate_options:
+        for channels in channel_options:
+            try:
+                sd.check_input_settings(device=config.device, samplerate=rate, channels=channels)
+                return config.device, rate, channels
+            except (ValueError, sd.PortAudioError):
+                continue
+    return config.device, rate_options[-1], channel_options[-1]  # let opening report the device's own error
 
 
 class MicCapture:

@@ -57,6 +57,15 @@ class ClipRecorder:
         if self._written >= round(self.config.max_seconds * SAMPLE_RATE):
             self.stop()
 
+    def abandon(self) -> None:
+        """Give up the current clip after a write error (it stays on disk as far as it got)."""
+        try:
+            if self._file is not None:
+                self._file.close()
+        except (OSError, RuntimeError):
+            pass
+        self._file = None
+
     def stop(self) -> None:
         if self._file is None:
             return

@@ -9,6 +9,7 @@ and the line (from the YAML node marks), e.g. ``crymonitor.yaml:12: events.end_t
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -64,7 +65,7 @@ class EventsConfig:
     confirm_windows: int = field(default=3, metadata=_range(1, 100))
     of_windows: int = field(default=4, metadata=_range(1, 100))
     end_threshold: float = field(default=0.4, metadata=_range(0.0, 1.0))
-    end_hold_seconds: float = field(default=4.0, metadata=_range(0.0, 600.0))
+    end_hold_seconds: float = field(default=4.0, metadata=_range(0.25, 600.0))
     cooldown_seconds: float = field(default=5.0, metadata=_range(0.0, 3600.0))
     max_duration_seconds: float = field(default=600.0, metadata=_range(10.0, 86400.0))
     sensitivity: str = field(default="medium", metadata=_choices("low", "medium", "high"))
@@ -178,6 +179,10 @@ class Config:
                 QuietHours.parse(self.events.quiet_hours)
             except CommandError as exc:
                 raise ConfigError(f"events.quiet_hours: {exc}") from None
+        if self.mqtt.tls_ca_file is not None and not self.mqtt.tls_ca_file.is_file():
+            raise ConfigError(f"mqtt.tls_ca_file: {self.mqtt.tls_ca_file} does not exist")
+        if self.events.end_hold_seconds < self.detector.hop_seconds:
+            raise ConfigError("events.end_hold_seconds must be at least detector.hop_seconds")
         if self.clips.pre_roll_seconds > self.audio.buffer_seconds:
             raise ConfigError("clips.pre_roll_seconds must not exceed audio.buffer_seconds")
         for name in ("base_topic", "device_id"):
@@ -224,6 +229,8 @@ def _convert(value: Any, hint: Any, meta: dict, where: str, base: Path) -> Any:
     else:
         names = " or ".join("null" if o is type(None) else o.__name__ for o in options)
         raise ConfigError(f"{where}: expected {names}, got {type(value).__name__} {value!r}")
+    if isinstance(converted, float) and not math.isfinite(converted):
+        raise ConfigError(f"{where}: must be a finite number, got {converted}")
     if "range" in meta and isinstance(converted, (int, float)):
         lo, hi = meta["range"]
         if (lo is not None and converted < lo) or (hi is not None and converted > hi):
@@ -275,9 +282,11 @@ def load_config(path: str | Path | None) -> Config:
         return Config()
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     return parse_config(text, str(path), path.resolve().parent)
 
 

@@ -14,18 +14,19 @@ import json
 import signal
 import time
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import structlog
 
 from monitor import __version__
 from monitor.capture import MicCapture, file_chunks
 from monitor.clips import ClipRecorder
 from monitor.config import Config, ConfigError, effective_events, load_config
-from monitor.control import CommandError, ControlState, QuietHours, apply_command
+from monitor.control import CommandError, ControlState, apply_command
 from monitor.detect import make_detector
 from monitor.events import CryEvent, event_payload
 from monitor.features import level_dbfs
@@ -62,6 +63,8 @@ class Daemon:
         self._clip_name: str | None = None
         self._monitoring = True
         self._reopen_at, self._reopen_backoff = 0.0, 1.0
+        self._last_chunk = time.monotonic()
+        self._inflight: Future | None = None  # the chunk being scored, if any
 
     # --- wiring -------------------------------------------------------------------------------------------
     def _make_publisher(self) -> MqttPublisher:
@@ -71,7 +74,8 @@ class Daemon:
         if cfg.homeassistant.enabled:
             subscriptions += (f"{cfg.homeassistant.prefix}/status",)
         outbox = Outbox(self.state_dir / "outbox.sqlite", cfg.state.outbox_max_events, cfg.state.stale_after_seconds)
-        publisher = MqttPublisher(cfg.mqtt, outbox, on_message=self._on_mqtt_thread, subscriptions=subscriptions)
+        publisher = MqttPublisher(cfg.mqtt, outbox, on_message=self._on_mqtt_thread, subscriptions=subscriptions,
+                                  call_soon=self._call_soon)
         self._publish_discovery(publisher)
         publisher.set_state("crying", "OFF")
         publisher.set_state("state", json.dumps(self.controls.to_payload(datetime.now())))
@@ -91,16 +95,24 @@ class Daemon:
         return self._capture.chunks()
 
     # --- persisted controls and statistics -----------------------------------------------------------------
+    def _config_controls(self, config: Config) -> dict:
+        """The controls a config file sets, in :meth:`ControlState.to_payload` form."""
+        return {"sensitivity": config.events.sensitivity, "quiet_hours": config.events.quiet_hours or "OFF"}
+
     def _load_state(self) -> tuple[ControlState, CryStats]:
-        controls = ControlState(sensitivity=self.config.events.sensitivity,
-                                quiet_hours=QuietHours.parse(self.config.events.quiet_hours)
-                                if self.config.events.quiet_hours else None)
+        """Controls set over MQTT survive restarts, but a control whose value in the config file changed since
+        they were saved follows the file: an edit to the file must never be silently overridden."""
+        from_config = self._config_controls(self.config)
+        controls = ControlState.from_payload(from_config)
         stats = CryStats()
         path = self.state_dir / "state.json"
         if path.exists():
             try:
                 saved = json.loads(path.read_text())
-                controls = ControlState.from_payload(saved.get("controls", {}))
+                remembered = saved.get("controls", {})
+                file_then = saved.get("from_config", {})
+                merged = {k: (remembered.get(k, v) if file_then.get(k) == v else v) for k, v in from_config.items()}
+                controls = ControlState.from_payload({**remembered, **merged})
                 stats = CryStats.from_payload(saved.get("stats", {}))
             except (OSError, ValueError, TypeError, AttributeError) as exc:
                 log.error("state_file_ignored", path=str(path), error=str(exc))
@@ -111,23 +123,33 @@ class Daemon:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"controls": self.controls.to_payload(), "stats": self.stats.to_payload()}))
+            tmp.write_text(json.dumps({"controls": self.controls.to_payload(), "stats": self.stats.to_payload(),
+                                       "from_config": self._config_controls(self.config)}))
             tmp.replace(path)
         except OSError as exc:
             log.error("state_file_unwritable", path=str(path), error=str(exc))
 
     # --- MQTT commands (arrive on paho's thread; handled on the loop) ----------------------------------------
-    def _on_mqtt_thread(self, topic: str, payload: bytes) -> None:
+    def _on_mqtt_thread(self, topic: str, payload: bytes, retained: bool) -> None:
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._on_mqtt, topic, payload)
+            self._loop.call_soon_threadsafe(self._on_mqtt, topic, payload, retained)
 
-    def _on_mqtt(self, topic: str, payload: bytes) -> None:
+    def _call_soon(self, fn) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(fn)
+        else:
+            fn()
+
+    def _on_mqtt(self, topic: str, payload: bytes, retained: bool = False) -> None:
         if topic == f"{self.config.homeassistant.prefix}/status":
             if payload == b"online" and self.publisher:
                 log.info("homeassistant_online", detail="re-publishing discovery and states")
                 self.publisher.republish()
             return
         control = topic.rsplit("/", 1)[-1]
+        if retained:  # a stale retained command would be re-applied at every reconnect, undoing later ones
+            log.warning("command_ignored", topic=topic, reason="retained message; publish commands unretained")
+            return
         try:
             new = apply_command(self.controls, control, payload)
         except CommandError as exc:
@@ -159,41 +181,49 @@ class Daemon:
         except ConfigError as exc:
             log.error("reload_rejected", error=str(exc), detail="keeping the running config")
             return
+        changed_controls = {k: v for k, v in self._config_controls(new).items()
+                            if self._config_controls(self.config)[k] != v}  # MQTT-set values stay unless edited
         live = ("events", "homeassistant")
         needs_restart = [f.name for f in dataclasses.fields(new)
                          if f.name not in live + ("logging",) and getattr(new, f.name) != getattr(self.config, f.name)]
         self.config = dataclasses.replace(self.config, events=new.events, homeassistant=new.homeassistant)
         if self.publisher:
             self._publish_discovery(self.publisher)
-        self._set_controls(dataclasses.replace(
-            self.controls, sensitivity=new.events.sensitivity,
-            quiet_hours=QuietHours.parse(new.events.quiet_hours) if new.events.quiet_hours else None))
+        self._set_controls(ControlState.from_payload({**self.controls.to_payload(), **changed_controls}))
         log.info("config_reloaded", path=str(self.config_path), restart_needed_for=needs_restart)
 
     # --- audio path -----------------------------------------------------------------------------------------
     def _emit(self, events: list[CryEvent]) -> None:
+        """Publish first; clips, statistics and the state file come after and may fail without losing the event."""
         now = time.time()
         for event in events:
             payload = event_payload(event, now - (self.pipeline.t - event.t))
             if self.clips is not None:
-                if event.type == "cry_start":
-                    self._clip_name = self.clips.start(event.id, self.pipeline.buffer, now)
-                payload["clip"] = self._clip_name
-                if event.type == "cry_end":
-                    self.clips.stop()
+                payload["clip"] = self._clip(event, now)
             log.info(event.type, **payload)
-            if event.type == "cry_start":
-                self.notifier.status("crying")
-            elif event.type == "cry_end":
-                self.stats.add(event.duration_s or 0.0, datetime.now())
-                self._save_state()
-                self.notifier.status("listening")
             if self.publisher:
                 self.publisher.publish_event(payload)
-                if event.type in ("cry_start", "cry_end"):
-                    self.publisher.set_state("crying", "ON" if event.type == "cry_start" else "OFF")
-                if event.type == "cry_end":
-                    self.publisher.set_state("stats", json.dumps(self.stats.to_payload()))
+                self.publisher.set_state("crying", "ON" if event.type == "cry_start" else "OFF")
+            self.notifier.status("crying" if event.type == "cry_start" else "listening")
+            if event.type == "cry_end" and event.ended_by != "max_duration":  # a refreshed cry is the same cry
+                self.stats.add(event.duration_s or 0.0, datetime.now())
+                self._save_state()
+                self._publish_stats()
+
+    def _clip(self, event: CryEvent, now: float) -> str | None:
+        try:
+            if event.type == "cry_start":
+                self._clip_name = self.clips.start(event.id, self.pipeline.buffer, now)
+            elif event.type == "cry_end":
+                self.clips.stop()
+        except (OSError, RuntimeError, sf.LibsndfileError) as exc:  # disk full: the alarm matters more
+            log.error("clip_failed", error=str(exc), cry_id=event.id)
+            self._clip_name = None
+        return self._clip_name
+
+    def _publish_stats(self) -> None:
+        if self.publisher:
+            self.publisher.set_state("stats", json.dumps(self.stats.to_payload()))
 
     async def _process(self, chunk: np.ndarray) -> None:
         loop = asyncio.get_running_loop()
@@ -207,7 +237,10 @@ class Daemon:
                 self._emit(self.pipeline.close(ended_by="paused"))
         if monitoring:
             started = time.perf_counter()
-            result: FeedResult = await loop.run_in_executor(self._executor, self.pipeline.feed, chunk)
+            # shielded: if SIGTERM cancels us mid-inference, run() still emits what this chunk decided
+            self._inflight = self._executor.submit(self.pipeline.feed, chunk)
+            result: FeedResult = await asyncio.shield(asyncio.wrap_future(self._inflight))
+            self._inflight = None
             if result.scores:
                 self._diag["inference_ms"] = round(1000 * (time.perf_counter() - started) / len(result.scores), 1)
                 self._diag["last_score"] = round(result.scores[-1].score, 4)
@@ -215,15 +248,21 @@ class Daemon:
         else:
             await loop.run_in_executor(self._executor, self.pipeline.skip, chunk)
         if self.clips is not None and self.clips.recording:
-            self.clips.append(self.pipeline.buffer)
+            try:
+                self.clips.append(self.pipeline.buffer)
+            except (OSError, RuntimeError, sf.LibsndfileError) as exc:
+                log.error("clip_failed", error=str(exc))
+                self.clips.abandon()
         level = level_dbfs(chunk)
         self._diag["level_dbfs"] = round(level, 1)
         if self.publisher:
             self.publisher.publish_level(level)
+        self._last_chunk = time.monotonic()
         self._check_health(chunk)
 
-    def _check_health(self, chunk: np.ndarray) -> None:
-        change = self.health.update(chunk, self.pipeline.t)
+    def _check_health(self, chunk: np.ndarray | None) -> None:
+        """A flat-lined chunk stream, or (``chunk`` None) no audio at all for too long, makes the monitor deaf."""
+        change = self.health.update(chunk, self.pipeline.t) if chunk is not None else self.health.no_audio()
         now = time.monotonic()
         if change == "deaf":
             log.error("microphone_deaf", seconds=self.config.audio.deaf_after_seconds,
@@ -233,7 +272,7 @@ class Daemon:
         elif change == "ok":
             log.info("microphone_ok")
             self.notifier.status("listening")
-        if self.health.state == "deaf" and self._capture and now >= self._reopen_at:
+        if chunk is not None and self.health.state == "deaf" and self._capture and now >= self._reopen_at:
             self._capture.reopen()
             self._reopen_at = now + self._reopen_backoff
             self._reopen_backoff = min(2 * self._reopen_backoff, self.config.audio.reopen_backoff_max_seconds)
@@ -255,7 +294,7 @@ class Daemon:
 
     async def _consume(self) -> None:
         ready = False
-        last_ping = last_diag = 0.0
+        last_ping = 0.0
         async for chunk in self._source():
             await self._process(chunk)
             now = time.monotonic()
@@ -265,16 +304,30 @@ class Daemon:
             if self.notifier.watchdog_interval and now - last_ping >= self.notifier.watchdog_interval:
                 self.notifier.watchdog()  # only from the audio path: a hung stream stops the pings
                 last_ping = now
+        log.info("input_ended", audio_seconds=round(self.pipeline.t, 2))
+
+    async def _watch(self) -> None:
+        """Once a second, whether or not audio flows: no audio for ``deaf_after_seconds`` (device gone, stream
+        hung) is a microphone problem; diagnostics go out on time; the daily count rolls over at midnight."""
+        last_diag, day = 0.0, date.today()
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            if now - self._last_chunk > self.config.audio.deaf_after_seconds:
+                self._check_health(None)
             if now - last_diag >= self.config.mqtt.diagnostics_interval_seconds:
                 self._publish_diagnostics()
                 last_diag = now
-        log.info("input_ended", audio_seconds=round(self.pipeline.t, 2))
+            if date.today() != day:
+                day = date.today()
+                self._publish_stats()
 
     async def run(self) -> int:
         self._loop = loop = asyncio.get_running_loop()
         if self.publisher:
             self.publisher.start()
         consumer = asyncio.ensure_future(self._consume())
+        watcher = asyncio.ensure_future(self._watch())
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, consumer.cancel)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
@@ -286,6 +339,7 @@ class Daemon:
             log.info("daemon_stopping", reason="signal")
         finally:
             stopping = time.monotonic()
+            watcher.cancel()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             self.notifier.stopping()
@@ -293,6 +347,8 @@ class Daemon:
                 self._capture.stop()
             # let an in-flight inference finish before touching the pipeline from this thread
             await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+            if self._inflight is not None and not self._inflight.cancelled() and self._inflight.exception() is None:
+                self._emit(self._inflight.result().events)
             self._emit(self.pipeline.close())
             if self.clips is not None:
                 self.clips.stop()

@@ -25,6 +25,14 @@ class MicHealth:
         self._flat_since: float | None = None
         self.state = "ok"
 
+    def no_audio(self) -> str | None:
+        """No chunk at all arrived for too long (device gone, stream hung): deaf; returns ``deaf`` on the change."""
+        self._flat_since = None
+        if self.state == "deaf":
+            return None
+        self.state = "deaf"
+        return "deaf"
+
     def update(self, chunk: np.ndarray, t: float) -> str | None:
         """Feed a chunk ending at audio time ``t``; returns the new state (``ok``/``deaf``) when it changes."""
         flat = chunk.size > 0 and float(chunk.max() - chunk.min()) <= FLAT_PEAK_TO_PEAK

@@ -31,15 +31,26 @@ class Outbox:
     def __init__(self, path: str | Path, max_events: int = 1000, stale_after_seconds: float = 3600.0) -> None:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-                         "topic TEXT NOT NULL, payload TEXT NOT NULL, created REAL NOT NULL)")
+        try:
+            self._db = self._open(str(path))
+        except sqlite3.DatabaseError as exc:  # e.g. an SD card corrupted by a power cut: keep it, start afresh
+            corrupt = Path(f"{path}.corrupt-{int(time.time())}")
+            Path(path).rename(corrupt)
+            log.error("outbox_corrupt", error=str(exc), moved_to=str(corrupt))
+            self._db = self._open(str(path))
         self._lock = threading.Lock()
         self.max_events = max_events
         self.stale_after_seconds = stale_after_seconds
         self.dropped = 0
+
+    @staticmethod
+    def _open(path: str) -> sqlite3.Connection:
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                   "topic TEXT NOT NULL, payload TEXT NOT NULL, created REAL NOT NULL)")
+        return db
 
     def add(self, topic: str, payload: dict) -> int:
         with self._lock:
@@ -54,8 +65,11 @@ class Outbox:
         return seq
 
     def remove(self, seq: int) -> None:
-        with self._lock:
-            self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+        try:
+            with self._lock:
+                self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+        except sqlite3.Error as exc:  # the row stays and is re-sent next start: a duplicate, never a loss
+            log.error("outbox_remove_failed", error=str(exc), seq=seq)
 
     def pending(self, now: float | None) -> list[tuple[int, str, str]]:
         """(seq, topic, payload) oldest first; with ``now`` given, old payloads get ``"stale": true``."""

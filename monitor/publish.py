@@ -19,6 +19,7 @@ deleted when its PUBACK arrives, and :meth:`close` reports what was never acknow
 from __future__ import annotations
 
 import json
+import sqlite3
 import ssl
 import threading
 import time
@@ -35,7 +36,11 @@ log = structlog.get_logger(__name__)
 
 class MqttPublisher:
     def __init__(self, config: MqttConfig, outbox: Outbox | None = None,
-                 on_message: Callable[[str, bytes], None] | None = None, subscriptions: tuple[str, ...] = ()) -> None:
+                 on_message: Callable[[str, bytes, bool], None] | None = None, subscriptions: tuple[str, ...] = (),
+                 call_soon: Callable[[Callable[[], None]], None] | None = None) -> None:
+        """``on_message(topic, payload, retained)`` runs on paho's thread. ``call_soon`` runs a function on the
+        thread that sets states (the daemon's event loop), so a reconnect's re-publish cannot interleave with a
+        state change and leave an older value retained on the broker."""
         self.config = config
         self.topic = f"{config.base_topic}/{config.device_id}"
         self.outbox = outbox
@@ -43,6 +48,7 @@ class MqttPublisher:
         self._retained: dict[str, str] = {}  # full topic → payload, re-sent on every connect
         self._on_message = on_message
         self._subscriptions = subscriptions
+        self._call_soon = call_soon or (lambda fn: fn())
         self._last_level = 0.0
         self._lock = threading.Lock()
         self._unacked: dict[int, int | None] = {}  # mid → outbox row (None: not an outbox message)
@@ -61,6 +67,7 @@ class MqttPublisher:
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_paho_message
+        client.suppress_exceptions = True  # a failing callback must not end the network thread (no reconnects)
         self.client = client
 
     def start(self) -> None:
@@ -78,7 +85,7 @@ class MqttPublisher:
             return
         log.info("mqtt_connected", host=self.config.host, port=self.config.port)
         self.connected.set()  # before republishing, so a state set meanwhile is sent rather than missed
-        self.republish()
+        self._call_soon(self.republish)
         for topic in self._subscriptions:
             client.subscribe(topic, qos=1)
 
@@ -98,6 +105,8 @@ class MqttPublisher:
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._lock:
             if mid not in self._unacked:
+                if len(self._acked_early) > 10_000:  # QoS 0 completions land here too; keep it bounded
+                    self._acked_early.clear()
                 self._acked_early.add(mid)
                 return
             row = self._unacked.pop(mid)
@@ -106,14 +115,14 @@ class MqttPublisher:
 
     def _on_paho_message(self, client, userdata, message) -> None:
         if self._on_message is not None:
-            self._on_message(message.topic, message.payload)
+            self._on_message(message.topic, message.payload, bool(message.retain))
 
     def _publish(self, topic: str, payload: str, qos: int, retain: bool = False, row: int | None = None) -> None:
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         # For QoS 1, MQTT_ERR_NO_CONN still queues the message; it goes out after reconnection.
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             log.error("mqtt_publish_failed", topic=topic, rc=mqtt.error_string(info.rc))
-        if qos > 0 or info.rc == mqtt.MQTT_ERR_SUCCESS:  # a QoS 0 measurement sent while offline is skipped
+        if qos > 0:  # QoS 0 measurements are fire-and-forget: nothing to wait for
             with self._lock:
                 acked = info.mid in self._acked_early
                 if acked:
@@ -141,7 +150,12 @@ class MqttPublisher:
 
     def publish_event(self, event: dict) -> None:
         topic = f"{self.topic}/event"
-        row = self.outbox.add(topic, event) if self.outbox is not None else None
+        row = None
+        if self.outbox is not None:
+            try:
+                row = self.outbox.add(topic, event)
+            except sqlite3.Error as exc:  # disk full or failing: still publish, only durability is lost
+                log.error("outbox_write_failed", error=str(exc), event_id=event.get("id"))
         self._publish(topic, json.dumps(event, separators=(",", ":")), qos=1, row=row)
 
     def publish_measurement(self, leaf: str, payload: str) -> None:

@@ -2,6 +2,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 
 from monitor.cli import main
 from monitor.config import Config, ConfigError, load_config, override, parse_config
@@ -12,10 +13,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_shipped_config_is_valid_and_documents_the_defaults():
     shipped = load_config(ROOT / "config" / "crymonitor.yaml")
     assert shipped == Config()  # the documented file and the built-in defaults never drift apart
-    text = (ROOT / "config" / "crymonitor.yaml").read_text()
+    documented = yaml.safe_load((ROOT / "config" / "crymonitor.yaml").read_text())
     for section in dataclasses.fields(Config):
-        for f in dataclasses.fields(getattr(Config(), section.name)):
-            assert f"  {f.name}:" in text, f"{section.name}.{f.name} is not documented in the shipped config"
+        keys = {f.name for f in dataclasses.fields(getattr(Config(), section.name))}
+        assert set(documented[section.name]) == keys, f"{section.name}: every key, and only real keys, documented"
 
 
 def test_no_file_gives_defaults():
@@ -35,6 +36,9 @@ def test_no_file_gives_defaults():
         ("audio:\n  device: [\n", "x.yaml:3: invalid YAML"),
         ("events:\n  confirm_windows: 5\n  of_windows: 4\n", "confirm_windows must not exceed"),
         ("mqtt:\n  device_id: 'a/#'\n", "mqtt.device_id"),
+        ("events:\n  start_threshold: .nan\n", "x.yaml:2: events.start_threshold: must be a finite number"),
+        ("events:\n  end_hold_seconds: 0\n", "x.yaml:2: events.end_hold_seconds: must be in"),
+        ("mqtt:\n  tls_ca_file: /nonexistent/ca.pem\n", "mqtt.tls_ca_file: /nonexistent/ca.pem does not exist"),
     ],
 )
 def test_bad_config_names_key_and_line(text, message):
@@ -76,3 +80,7 @@ def test_check_config_cli_reports_errors_without_traceback(tmp_path, capsys):
     assert "Traceback" not in err
     assert main(["check-config", str(tmp_path / "missing.yaml")]) == 2
     assert "cannot read config" in capsys.readouterr().err
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("logging:\n  level: info # caf\xe9\n".encode("latin-1"))
+    assert main(["check-config", str(latin1)]) == 2
+    assert "not UTF-8" in capsys.readouterr().err

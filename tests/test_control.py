@@ -35,11 +35,9 @@ def test_valid_commands(control, payload, expected):
         ("quiet_hours", b"{\"start\": 1}"), ("volume", b"11"),
     ],
 )
-def test_invalid_commands_raise_and_leave_state_alone(control, payload):
-    before = ControlState()
+def test_invalid_commands_raise(control, payload):
     with pytest.raises(CommandError):
-        apply_command(before, control, payload)
-    assert before == ControlState()
+        apply_command(ControlState(), control, payload)
 
 
 def test_random_bytes_never_escape_as_anything_but_command_error():
@@ -61,6 +59,22 @@ def test_quiet_hours_wrap_midnight_and_pause_monitoring():
     state = ControlState(quiet_hours=night)
     assert not state.monitoring(dt.datetime(2026, 1, 1, 23, 0)) and state.monitoring(dt.datetime(2026, 1, 1, 12, 0))
     assert not ControlState(enabled=False).monitoring(dt.datetime(2026, 1, 1, 12, 0))
+
+
+def test_settings_changed_in_the_file_win_over_remembered_ones(tmp_path):
+    from monitor.config import parse_config
+    from monitor.daemon import Daemon
+
+    def daemon(yaml_text: str) -> Daemon:  # loudness mode: no model to load, MQTT off
+        return Daemon(parse_config(f"detector:\n  kind: loudness\nmqtt:\n  enabled: false\nstate:\n  dir: {tmp_path}\n"
+                                   + yaml_text))
+
+    first = daemon("events:\n  sensitivity: medium\n")
+    first._set_controls(apply_command(first.controls, "sensitivity", b"high"))  # set over MQTT
+    first._set_controls(apply_command(first.controls, "enabled", b"OFF"))
+    assert daemon("events:\n  sensitivity: medium\n").controls.sensitivity == "high"  # file unchanged: kept
+    edited = daemon("events:\n  sensitivity: low\n").controls  # file edited: the file wins for that key
+    assert edited.sensitivity == "low" and edited.enabled is False
 
 
 def test_state_round_trips_through_its_payload():

@@ -72,3 +72,39 @@ def test_unacknowledged_events_are_reported_not_silently_dropped(broker):
     publisher.start()
     publisher.publish_event(event(0))
     assert publisher.close(timeout=0.2) == 2  # the event and "offline" never reached a broker
+
+
+def test_outbox_rows_live_until_puback_and_are_resent_by_the_next_publisher(broker, subscriber_factory, tmp_path):
+    from monitor.outbox import Outbox
+
+    sub = subscriber_factory(broker.port)
+    box = Outbox(tmp_path / "outbox.sqlite")
+    publisher = MqttPublisher(MqttConfig(port=broker.port), outbox=box)
+    publisher.start()
+    assert publisher.connected.wait(5)
+    publisher.publish_event(event(0))
+    sub.wait_for(lambda m: len(sub.payloads("event")) == 1)
+    deadline = time.monotonic() + 5
+    while len(box) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(box) == 0  # acknowledged → deleted
+    broker.stop()
+    publisher.publish_event(event(1))
+    publisher.publish_event(event(2))
+    assert publisher.close(timeout=0.2) == 3 and len(box) == 2  # two events and "offline" never acknowledged
+
+    broker.start()
+    again = MqttPublisher(MqttConfig(port=broker.port), outbox=Outbox(tmp_path / "outbox.sqlite"))
+    again.start()
+    sub.wait_for(lambda m: [json.loads(p)["t"] for p in sub.payloads("event")][-2:] == [1.0, 2.0], timeout=20)
+    assert again.close(timeout=5) == 0 and len(again.outbox) == 0
+
+
+def test_a_corrupt_outbox_is_set_aside_not_fatal(tmp_path):
+    from monitor.outbox import Outbox
+
+    path = tmp_path / "outbox.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    box = Outbox(path)
+    box.add("t", {"id": "x"})
+    assert len(box) == 1 and len(list(tmp_path.glob("outbox.sqlite.corrupt-*"))) == 1

@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import json
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -284,8 +285,10 @@ def train(args) -> None:
             print(f"val A step {step}: {metrics}", flush=True)
             if metrics["f1"] > best:
                 best = metrics["f1"]
-                torch.save(model.state_dict(), args.out)
+                torch.save(model.state_dict(), cache / "best.pt")
     minutes = (time.time() - started) / 60
+    # the shipped file and its manifest hash change together, so an interrupted run never leaves them apart
+    shutil.copyfile(cache / "best.pt", args.out)
     write_manifest_entry(args.out.parent, args.out.name, "cnn10", {})
     (cache / "train_log.json").write_text(json.dumps({"history": history, "minutes": minutes,
                                                       "steps": args.steps, "batch": args.batch}, indent=1))

@@ -83,9 +83,15 @@ class MicCapture:
         self.overflows = 0
         self._stopping = asyncio.Event()
         self._reopen = False
+        self._queue: asyncio.Queue | None = None
 
     def stop(self) -> None:
         self._stopping.set()
+
+    @property
+    def backlog_seconds(self) -> float:
+        """Audio captured but not yet processed: grows when inference cannot keep up with real time."""
+        return self._queue.qsize() * self.config.block_seconds if self._queue is not None else 0.0
 
     def reopen(self) -> None:
         """Close and reopen the device (it delivers a flat line): takes effect at the next block."""
@@ -97,6 +103,7 @@ class MicCapture:
         backoff = 1.0
         while not self._stopping.is_set():
             queue: asyncio.Queue[np.ndarray] = asyncio.Queue()
+            self._queue = queue
 
             def callback(indata, frames, time_info, status) -> None:
                 if status.input_overflow:

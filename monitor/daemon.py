@@ -284,6 +284,7 @@ class Daemon:
         diagnostics = {
             **self._diag, "problem": self.health.state == "deaf",
             "dropped_frames": self._capture.overflows if self._capture else 0,
+            "backlog_s": round(self._capture.backlog_seconds, 2) if self._capture else 0.0,
             "models": {"detector": self.detector.model_id}, "version": __version__,
             "uptime_s": round(time.monotonic() - self._started), "monitoring": self._monitoring,
             "outbox_pending": len(self.publisher.outbox) if self.publisher else 0,

@@ -108,3 +108,21 @@ def test_mic_health_flags_digital_silence_and_flat_lines_only():
     changes = [health.update(np.full(1600, 0.25, np.float32), t=10 + 0.1 * (i + 1)) for i in range(30)]
     assert changes.index("deaf") == 19 and changes.count("deaf") == 1  # after 2 s of a DC-stuck stream
     assert health.update(room, t=14.0) == "ok"
+
+
+def test_clip_retention_by_age_then_total_size(tmp_path):
+    import os
+    import time
+
+    from monitor.clips import ClipRecorder
+    from monitor.config import ClipsConfig
+
+    recorder = ClipRecorder(ClipsConfig(enabled=True, retention_days=1.0, max_total_mb=0.25), tmp_path)
+    now = time.time()
+    ages_h = {"old.flac": 30, "a.flac": 3, "b.flac": 2, "c.flac": 1}
+    for name, hours in ages_h.items():
+        (tmp_path / name).write_bytes(b"\0" * 100_000)
+        os.utime(tmp_path / name, (now - hours * 3600, now - hours * 3600))
+    removed = {p.name for p in recorder.prune(now=now)}
+    assert removed == {"old.flac", "a.flac"}  # past 1 day, then the oldest until ≤ 0.25 MB remain
+    assert sorted(p.name for p in tmp_path.glob("*.flac")) == ["b.flac", "c.flac"]

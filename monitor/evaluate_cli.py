@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics["detector"] = detector.model_id
     metrics["events_config"] = asdict(config.events)
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (args.out / "report.txt").write_text(table + "\n")
     print(table)
-    print(f"wrote {args.out / 'metrics.json'} and {len(results)} timeline(s)")
+    print(f"wrote {args.out / 'metrics.json'}, report.txt and {len(results)} timeline(s)")
     return 0

@@ -354,6 +354,8 @@ def evaluate(args) -> dict:
 
 
 def write_card(metrics: dict, args) -> None:
+    from monitor.config import Config
+
     log = json.loads((ROOT / "cache" / "detector" / "train_log.json").read_text())
     cache_clips = json.loads((ROOT / "cache" / "detector" / "clips.json").read_text())
     count = {f"{s}_{l}": sum(1 for c in cache_clips if c["split"] == s and c["label"] == l)
@@ -369,7 +371,7 @@ def write_card(metrics: dict, args) -> None:
                         for h in log["history"])
     text = CARD.format(sha=entry.sha256, steps=log["steps"], batch=log["batch"], minutes=log["minutes"],
                        n=count, val_groups=", ".join(val_groups), w=w, a=w["at_0.5"], s=w["at_start_threshold"],
-                       neg_rows=neg_rows, cries=cries, history=history,
+                       neg_rows=neg_rows, cries=cries, history=history, events=Config().events,
                        missed="\n".join(f"- {m}" for m in cries["missed"]) or "- none")
     (args.out.parent / "detector.md").write_text(text)
 
@@ -422,6 +424,13 @@ Held-out cry clips, each between 2 s and 6 s of a quiet room: {cries[detected]} 
 onset → `cry_start` latency median {cries[latency_median_s]:.2f} s, p95 {cries[latency_p95_s]:.2f} s (onset = first
 50 ms frame within 20 dB of the clip's peak). Missed clips:
 {missed}
+
+## Operating point
+The default config's events (start threshold {events.start_threshold}, {events.confirm_windows} of
+{events.of_windows} windows, end threshold {events.end_threshold}, held {events.end_hold_seconds} s) were chosen by
+`python tools/sweep_operating_point.py` (table in `models/detector-operating-point.md`): the loosest point with no
+false start on the held-out negatives above. That choice was made on the same held-out groups these numbers
+come from, so they are optimistic; the soundscape evaluation (`crymonitor evaluate`) is the second look.
 
 ## Limits
 The validation cries are the same kind of recording as the training cries (Donate-a-cry phone uploads, 8 kHz);

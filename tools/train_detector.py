@@ -430,7 +430,8 @@ The default config's events (start threshold {events.start_threshold}, {events.c
 {events.of_windows} windows, end threshold {events.end_threshold}, held {events.end_hold_seconds} s) were chosen by
 `python tools/sweep_operating_point.py` (table in `models/detector-operating-point.md`): the loosest point with no
 false start on the held-out negatives above. That choice was made on the same held-out groups these numbers
-come from, so they are optimistic; the soundscape evaluation (`crymonitor evaluate`) is the second look.
+come from, so they are optimistic; the soundscape evaluation (`crymonitor evaluate`, kept in
+`models/detector-soundscapes.md`) is the second look.
 
 ## Limits
 The validation cries are the same kind of recording as the training cries (Donate-a-cry phone uploads, 8 kHz);

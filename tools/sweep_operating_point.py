@@ -46,18 +46,9 @@ def main() -> None:
     def scores(x: np.ndarray) -> list[tuple[float, float]]:
         return [(s.t, s.score) for s in Pipeline(config, detector).feed(x).scores]
 
-    val = {label: [c for c in clips if c["split"] == "val" and c["label"] == label] for label in ("cry", "notcry")}
-    groups: dict[str, list[dict]] = {}
-    for c in val["notcry"]:
-        groups.setdefault(c["group"], []).append(c)
-    negatives = {g: scores(np.concatenate([audio[c["offset"]:c["offset"] + c["length"]].astype(np.float32)
-                                           for c in members])) for g, members in sorted(groups.items())}
-    quiet = np.random.default_rng(3).standard_normal(8 * T.SAMPLE_RATE).astype(np.float32) * 1e-4
-    cries = []
-    for c in val["cry"]:
-        clip = audio[c["offset"]:c["offset"] + c["length"]].astype(np.float32)
-        onset = 2.0 + float(np.argmax(T.frame_db(clip) > T.frame_db(clip).max() - 20)) * T.ACTIVE_HOP / T.SAMPLE_RATE
-        cries.append((onset, scores(np.concatenate([quiet[: 2 * T.SAMPLE_RATE], clip, quiet[: 6 * T.SAMPLE_RATE]]))))
+    negative_streams, cry_streams = T.held_out_streams(audio, clips)
+    negatives = {group: scores(stream) for group, _, stream in negative_streams}
+    cries = [(onset, scores(stream)) for _, onset, stream in cry_streams]
 
     def starts(events: EventsConfig, stream: list[tuple[float, float]]) -> list[float]:
         machine = CryStateMachine(events)

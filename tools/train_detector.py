@@ -302,6 +302,29 @@ def roc_auc(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(greater + 0.5 * ties)
 
 
+def held_out_streams(audio: np.ndarray, clips: list[dict]) -> tuple[list, list]:
+    """The held-out audio the shipped pipeline is judged on end to end.
+
+    Returns ``[(group, source, stream)]``, each held-out non-cry recording or speaker played end to end, and
+    ``[(path, onset_s, stream)]``, each held-out cry clip between 2 s and 6 s of a quiet room, with its onset at
+    the first 50 ms frame within 20 dB of the clip's peak.
+    """
+    val = {label: [c for c in clips if c["split"] == "val" and c["label"] == label] for label in ("cry", "notcry")}
+    by_group: dict[str, list[dict]] = {}
+    for c in val["notcry"]:
+        by_group.setdefault(c["group"], []).append(c)
+    negatives = [(group, members[0]["source"],
+                  np.concatenate([audio[c["offset"] : c["offset"] + c["length"]].astype(np.float32) for c in members]))
+                 for group, members in sorted(by_group.items())]
+    quiet = np.random.default_rng(3).standard_normal(8 * SAMPLE_RATE).astype(np.float32) * 1e-4
+    cries = []
+    for c in val["cry"]:
+        clip = audio[c["offset"] : c["offset"] + c["length"]].astype(np.float32)
+        onset = 2.0 + float(np.argmax(frame_db(clip) > frame_db(clip).max() - 20)) * ACTIVE_HOP / SAMPLE_RATE
+        cries.append((c["path"], onset, np.concatenate([quiet[: 2 * SAMPLE_RATE], clip, quiet[: 6 * SAMPLE_RATE]])))
+    return negatives, cries
+
+
 def evaluate(args) -> dict:
     """Window metrics on validation set B, then the shipped pipeline end to end on held-out files."""
     from monitor.config import Config
@@ -328,25 +351,19 @@ def evaluate(args) -> dict:
         events = pipeline.feed(samples).events + pipeline.close()
         return [e for e in events if e.type == "cry_start"]
 
+    negative_streams, cry_streams = held_out_streams(audio, clips)
     negatives = []
-    by_group: dict[str, list[dict]] = {}
-    for c in val["notcry"]:
-        by_group.setdefault(c["group"], []).append(c)
-    for group, members in sorted(by_group.items()):  # each held-out recording or speaker played end to end
-        stream = np.concatenate([audio[c["offset"] : c["offset"] + c["length"]].astype(np.float32) for c in members])
+    for group, source, stream in negative_streams:
         starts = run(stream)
-        negatives.append({"group": group, "source": members[0]["source"], "minutes": stream.size / SAMPLE_RATE / 60,
+        negatives.append({"group": group, "source": source, "minutes": stream.size / SAMPLE_RATE / 60,
                           "cry_starts": len(starts), "at_s": [round(e.t, 2) for e in starts]})
-    quiet = np.random.default_rng(3).standard_normal(8 * SAMPLE_RATE).astype(np.float32) * 1e-4
     latencies, missed = [], []
-    for c in val["cry"]:  # each held-out cry clip between 2 s and 6 s of a quiet room
-        clip = audio[c["offset"] : c["offset"] + c["length"]].astype(np.float32)
-        starts = run(np.concatenate([quiet[: 2 * SAMPLE_RATE], clip, quiet[: 6 * SAMPLE_RATE]]))
-        onset = 2.0 + float(np.argmax(frame_db(clip) > frame_db(clip).max() - 20)) * ACTIVE_HOP / SAMPLE_RATE
+    for path, onset, stream in cry_streams:
+        starts = run(stream)
         if starts:
             latencies.append(starts[0].t - onset)
         else:
-            missed.append(c["path"])
+            missed.append(path)
     clip_level = {"clips": len(val["cry"]), "detected": len(latencies), "missed": missed,
                   "latency_median_s": float(np.median(latencies)) if latencies else None,
                   "latency_p95_s": float(np.percentile(latencies, 95)) if latencies else None}

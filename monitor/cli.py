@@ -104,16 +104,11 @@ def _public(config: Config) -> dict:
 
 def cmd_ha_remove(args: argparse.Namespace) -> int:
     """Publish the empty retained discovery config that makes Home Assistant delete the device."""
-    import paho.mqtt.client as mqtt
-
     from monitor.homeassistant import discovery_topic
+    from monitor.publish import make_client
 
     config = _config(args)
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"crymonitor-{config.mqtt.device_id}-remove")
-    if config.mqtt.username:
-        client.username_pw_set(config.mqtt.username, config.mqtt.password())
-    if config.mqtt.tls:
-        client.tls_set(ca_certs=str(config.mqtt.tls_ca_file) if config.mqtt.tls_ca_file else None)
+    client = make_client(config.mqtt, f"crymonitor-{config.mqtt.device_id}-remove")
     try:
         client.connect(config.mqtt.host, config.mqtt.port)
     except OSError as exc:

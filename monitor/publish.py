@@ -34,6 +34,16 @@ from monitor.outbox import Outbox
 log = structlog.get_logger(__name__)
 
 
+def make_client(config: MqttConfig, client_id: str) -> mqtt.Client:
+    """A paho 2 client with the configured credentials and TLS (the password is read here, never logged)."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    if config.username:
+        client.username_pw_set(config.username, config.password())
+    if config.tls:
+        client.tls_set(ca_certs=str(config.tls_ca_file) if config.tls_ca_file else None, cert_reqs=ssl.CERT_REQUIRED)
+    return client
+
+
 class MqttPublisher:
     def __init__(self, config: MqttConfig, outbox: Outbox | None = None,
                  on_message: Callable[[str, bytes, bool], None] | None = None, subscriptions: tuple[str, ...] = (),
@@ -54,12 +64,7 @@ class MqttPublisher:
         self._unacked: dict[int, int | None] = {}  # mid → outbox row (None: not an outbox message)
         self._acked_early: set[int] = set()  # PUBACKs that beat publish() back to us
         self.connected = threading.Event()
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=config.client_id or f"crymonitor-{config.device_id}")
-        if config.username:
-            client.username_pw_set(config.username, config.password())
-        if config.tls:
-            client.tls_set(ca_certs=str(config.tls_ca_file) if config.tls_ca_file else None,
-                           cert_reqs=ssl.CERT_REQUIRED)
+        client = make_client(config, config.client_id or f"crymonitor-{config.device_id}")
         client.will_set(f"{self.topic}/status", "offline", qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.max_queued_messages_set(0)

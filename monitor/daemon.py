@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import json
 import signal
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -73,7 +74,10 @@ class Daemon:
         subscriptions = (f"{topic}/set/+",) if cfg.mqtt.accept_commands else ()
         if cfg.homeassistant.enabled:
             subscriptions += (f"{cfg.homeassistant.prefix}/status",)
-        outbox = Outbox(self.state_dir / "outbox.sqlite", cfg.state.outbox_max_events, cfg.state.stale_after_seconds)
+        try:
+            outbox = Outbox(self.state_dir / "outbox.sqlite", cfg.state.outbox_max_events, cfg.state.stale_after_seconds)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(f"state.dir {self.state_dir}: cannot keep the event outbox there ({exc})") from None
         publisher = MqttPublisher(cfg.mqtt, outbox, on_message=self._on_mqtt_thread, subscriptions=subscriptions,
                                   call_soon=self._call_soon)
         self._publish_discovery(publisher)

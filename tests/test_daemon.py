@@ -64,3 +64,13 @@ def test_missing_model_is_a_clear_error(tmp_path, broker):
     daemon.stop(signal.SIGTERM)
     assert "crymonitor: error:" in daemon.stderr and "none.pt" in daemon.stderr
     assert "Traceback" not in daemon.stderr
+
+
+def test_unusable_state_dir_is_a_clear_error(tmp_path, broker):
+    (tmp_path / "file").write_text("not a folder")
+    config = write_config(tmp_path / "c.yaml", broker.port, "x", f"state:\n  dir: {tmp_path}/file/state\n")
+    config.write_text(config.read_text().replace(f"state:\n  dir: {tmp_path / 'state'}\n", ""))
+    daemon = DaemonProcess(config, "--input", "/dev/null")
+    assert daemon.proc.wait(timeout=60) == 2
+    daemon.stop(signal.SIGTERM)
+    assert "crymonitor: error: state.dir" in daemon.stderr and "Traceback" not in daemon.stderr

@@ -1,4 +1,5 @@
-"""Command line: ``crymonitor run | replay | check-config | devices`` (also ``python -m monitor``).
+"""Command line: ``crymonitor run | replay | classify | evaluate | check-config | devices | ha-remove``
+(also ``python -m monitor``).
 
 Known failures (bad config, unreadable audio, missing or tampered model, no audio system) print one line
 ``crymonitor: error: …`` and exit with status 2; they never end in a traceback.
@@ -49,6 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from monitor.classify import ReasonClassifier, reasons_enabled
     from monitor.detect import make_detector
     from monitor.publish import MqttPublisher
     from monitor.replay import replay_file
@@ -56,6 +58,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     config = _config(args)
     configure_logging(config.logging)
     detector = make_detector(config.detector)
+    classifier = ReasonClassifier(config.classifier) if reasons_enabled(config) else None
     publisher = MqttPublisher(config.mqtt) if args.publish else None
     if publisher:
         publisher.start()
@@ -67,7 +70,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     try:
         for path in args.files:
             try:
-                for events, scores in replay_file(path, config, detector, realtime=args.realtime):
+                for events, scores in replay_file(path, config, detector, classifier, realtime=args.realtime):
                     for event in events:
                         events_out.write(json.dumps({**event, "file": path}) + "\n")
                         if publisher:
@@ -85,6 +88,28 @@ def cmd_replay(args: argparse.Namespace) -> int:
             scores_out.close()
         unacked = publisher.close(timeout=10.0) if publisher else 0
     return 2 if failed else (1 if unacked else 0)
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    """One JSON line per file: the reason for the cry in it (the whole file is one cry; its loudest part counts)."""
+    from monitor.audio import read_file
+    from monitor.classify import ReasonClassifier
+
+    config = _config(args)
+    configure_logging(config.logging)
+    classifier = ReasonClassifier(config.classifier)
+    failed = 0
+    for path in args.files:
+        try:
+            result = classifier.classify(read_file(path))
+        except (AudioFileError, ValueError) as exc:  # report it and go on with the other files
+            print(f"crymonitor: error: {path}: {exc}" if isinstance(exc, ValueError) else f"crymonitor: error: {exc}",
+                  file=sys.stderr)
+            failed += 1
+            continue
+        print(json.dumps({"path": path, "reason": result.reason, "confidence": round(result.confidence, 4),
+                          "probs": {k: round(v, 4) for k, v in result.probs.items()}}), flush=True)
+    return 2 if failed else 0
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -162,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--mqtt-host")
     replay.add_argument("--mqtt-port", type=int)
     replay.add_argument("--log-format", choices=("auto", "json", "console"))
+
+    classify = add("classify", cmd_classify, "Print the likely reason for the cry in each file (one JSON line each).")
+    classify.add_argument("files", nargs="+", metavar="FILE")
 
     check = add("check-config", cmd_check_config, "Validate a config file and print the effective settings.")
     check.add_argument("path", nargs="?", type=Path)

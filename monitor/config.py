@@ -74,25 +74,47 @@ class EventsConfig:
     quiet_hours: str | None = None  # "HH:MM-HH:MM" local time: detection paused; None = never
 
 
-SENSITIVITY_OFFSETS = {"low": 0.15, "medium": 0.0, "high": -0.15}
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """The cry-reason classifier (monitor/classify.py): when it runs, on what audio, and when it says "unknown"."""
+
+    enabled: bool = True
+    model: Path = PACKAGE_ROOT / "models" / "classifier.pt"
+    device: str = field(default="auto", metadata=_choices("cpu", "cuda", "auto"))
+    first_after_seconds: float = field(default=2.0, metadata=_range(0.0, 60.0))
+    refine_after_seconds: float = field(default=6.0, metadata=_range(0.0, 120.0))  # 0 = no second answer
+    lookback_seconds: float = field(default=1.5, metadata=_range(0.0, 10.0))
+    # 0.9: below it, grouped CV shows the confident reasons are less often right than assuming "hungry"
+    # (models/classifier.md); the daemon then says "unknown" and still publishes the probabilities
+    min_confidence: float = field(default=0.9, metadata=_range(0.0, 1.0))
+
+    def at_seconds(self) -> tuple[float, ...]:
+        first, refine = self.first_after_seconds, self.refine_after_seconds
+        return (first, refine) if refine > first else (first,)
+
+
+# (start threshold, N, M) of the low and high presets; medium is the events section itself. Calibrated for the
+# shipped detector by tools/sweep_operating_point.py (models/detector-operating-point.md has the trade-off).
+SENSITIVITY_PRESETS: dict[str, tuple[float, int, int]] = {"low": (0.95, 6, 8), "high": (0.7, 3, 4)}
 
 
 def effective_events(events: EventsConfig, sensitivity: str, detector: DetectorConfig | None = None) -> EventsConfig:
-    """The state machine's operating point for a sensitivity preset, derived from the configured (medium) point.
+    """The state machine's operating point for a sensitivity preset.
 
-    ``low`` raises the start threshold by 0.15 and needs every window of the N-of-M to agree; ``high`` lowers it
-    by 0.15 (never below the end threshold) and needs one window fewer. End threshold, hold and cool-down stay.
-    In loudness mode the scores are 0/1, so a start needs every window over ``loudness_hold_seconds`` to be loud
-    and the presets do not apply (the level itself is the setting).
+    ``medium`` is the events section as configured; ``low`` and ``high`` replace its start threshold and N of M
+    with the calibrated :data:`SENSITIVITY_PRESETS` (the end threshold is lowered to the start threshold if it
+    is above it). End hold and cool-down stay. In loudness mode the scores are 0/1, so a start needs every window
+    over ``loudness_hold_seconds`` to be loud and the presets do not apply (the level itself is the setting).
     """
     if detector is not None and detector.kind == "loudness":
         windows = max(1, round(detector.loudness_hold_seconds / detector.hop_seconds))
         return dataclasses.replace(events, start_threshold=0.5, end_threshold=0.5, confirm_windows=windows,
                                    of_windows=windows, sensitivity=sensitivity)
-    start = min(0.99, max(events.end_threshold, events.start_threshold + SENSITIVITY_OFFSETS[sensitivity]))
-    confirm = {"low": events.of_windows, "medium": events.confirm_windows,
-               "high": max(1, events.confirm_windows - 1)}[sensitivity]
-    return dataclasses.replace(events, start_threshold=start, confirm_windows=confirm, sensitivity=sensitivity)
+    if sensitivity == "medium":
+        return dataclasses.replace(events, sensitivity=sensitivity)
+    start, confirm, of = SENSITIVITY_PRESETS[sensitivity]
+    return dataclasses.replace(events, start_threshold=start, confirm_windows=confirm, of_windows=of,
+                               end_threshold=min(events.end_threshold, start), sensitivity=sensitivity)
 
 
 @dataclass(frozen=True)
@@ -163,6 +185,7 @@ class Config:
     audio: AudioConfig = AudioConfig()
     detector: DetectorConfig = DetectorConfig()
     events: EventsConfig = EventsConfig()
+    classifier: ClassifierConfig = ClassifierConfig()
     mqtt: MqttConfig = MqttConfig()
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     state: StateConfig = StateConfig()
@@ -185,6 +208,9 @@ class Config:
             raise ConfigError(f"mqtt.tls_ca_file: {self.mqtt.tls_ca_file} does not exist")
         if self.events.end_hold_seconds < self.detector.hop_seconds:
             raise ConfigError("events.end_hold_seconds must be at least detector.hop_seconds")
+        if max(self.classifier.at_seconds()) + self.classifier.lookback_seconds > self.audio.buffer_seconds / 2:
+            raise ConfigError("classifier.refine_after_seconds + lookback_seconds must not exceed half of "
+                              "audio.buffer_seconds (the cry's audio must still be in the buffer)")
         if self.clips.pre_roll_seconds > self.audio.buffer_seconds:
             raise ConfigError("clips.pre_roll_seconds must not exceed audio.buffer_seconds")
         for name in ("base_topic", "device_id"):

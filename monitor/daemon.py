@@ -1,8 +1,10 @@
 """The daemon: the one place that wires capture → pipeline → events → publish, on asyncio.
 
 Audio arrives on the event loop from the capture callback thread; each chunk is scored on a single worker
-thread (``run_in_executor``), so inference never blocks the loop; MQTT runs on paho's own network thread and
-hands commands back to the loop. Signals: SIGTERM/SIGINT stop capture, end an open cry with ``cry_end``,
+thread (``run_in_executor``), so inference never blocks the loop. The reason classifier has its own worker
+thread: a cry's audio is handed over when it falls due and the ``cry_reason`` comes back to the loop whenever
+it is ready, so the detector never waits for it. MQTT runs on paho's own network thread and hands commands back
+to the loop. Signals: SIGTERM/SIGINT stop capture, end an open cry with ``cry_end``,
 publish ``offline`` and return within about a second; SIGHUP reloads the config file (:meth:`Daemon.reload`).
 """
 
@@ -23,8 +25,9 @@ import numpy as np
 import soundfile as sf
 import structlog
 
-from monitor import __version__
+from monitor import SAMPLE_RATE, __version__
 from monitor.capture import MicCapture, file_chunks
+from monitor.classify import ClassifyRequest, ReasonClassifier, ReasonEvent, reasons_enabled
 from monitor.clips import ClipRecorder
 from monitor.config import Config, ConfigError, effective_events, load_config
 from monitor.control import CommandError, ControlState, apply_command
@@ -49,6 +52,7 @@ class Daemon:
         self.input_path = input_path
         self.state_dir = config.state.path()
         self.detector = make_detector(config.detector)
+        self.classifier = ReasonClassifier(config.classifier) if reasons_enabled(config) else None
         self.pipeline = Pipeline(config, self.detector)
         self.controls, self.stats = self._load_state()
         self.pipeline.events.reconfigure(effective_events(config.events, self.controls.sensitivity, config.detector))
@@ -57,6 +61,7 @@ class Daemon:
         self.notifier = Notifier()
         self.publisher = self._make_publisher() if config.mqtt.enabled else None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self._classify_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classifier")
         self._capture: MicCapture | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = time.monotonic()
@@ -197,6 +202,31 @@ class Daemon:
         log.info("config_reloaded", path=str(self.config_path), restart_needed_for=needs_restart)
 
     # --- audio path -----------------------------------------------------------------------------------------
+    def _handle(self, result: FeedResult) -> None:
+        self._emit(result.events)
+        for request in result.requests:
+            self._classify(request)
+
+    def _classify(self, request: ClassifyRequest) -> None:
+        assert self.classifier is not None and self._loop is not None
+        loop, started = self._loop, time.perf_counter()
+        future = self._classify_executor.submit(self.classifier.classify, request.samples)
+        future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._emit_reason, request, f, started))
+
+    def _emit_reason(self, request: ClassifyRequest, future: Future, started: float) -> None:
+        if future.cancelled():
+            return
+        if future.exception() is not None:  # a reason is a hint: log it, keep detecting
+            log.error("classify_failed", cry_id=request.id, error=repr(future.exception()))
+            return
+        self._diag["classify_ms"] = round(1000 * (time.perf_counter() - started), 1)
+        event = ReasonEvent(request.t, request.id, future.result(), request.samples.size / SAMPLE_RATE)
+        payload = event_payload(event, time.time() - (self.pipeline.t - event.t))
+        log.info(event.type, **payload)
+        if self.publisher:
+            self.publisher.publish_event(payload)
+            self.publisher.set_state("reason", event.reason.reason)
+
     def _emit(self, events: list[CryEvent]) -> None:
         """Publish first; clips, statistics and the state file come after and may fail without losing the event."""
         now = time.time()
@@ -208,6 +238,8 @@ class Daemon:
             if self.publisher:
                 self.publisher.publish_event(payload)
                 self.publisher.set_state("crying", "ON" if event.type == "cry_start" else "OFF")
+                if event.type == "cry_start" and self.classifier is not None:
+                    self.publisher.set_state("reason", "unknown")  # not the previous cry's reason
             self.notifier.status("crying" if event.type == "cry_start" else "listening")
             if event.type == "cry_end" and event.ended_by != "max_duration":  # a refreshed cry is the same cry
                 self.stats.add(event.duration_s or 0.0, datetime.now())
@@ -238,7 +270,7 @@ class Daemon:
             self.notifier.status("listening" if monitoring else "paused")
             self._publish_controls()
             if not monitoring:
-                self._emit(self.pipeline.close(ended_by="paused"))
+                self._handle(self.pipeline.close(ended_by="paused"))
         if monitoring:
             started = time.perf_counter()
             # shielded: if SIGTERM cancels us mid-inference, run() still emits what this chunk decided
@@ -248,7 +280,7 @@ class Daemon:
             if result.scores:
                 self._diag["inference_ms"] = round(1000 * (time.perf_counter() - started) / len(result.scores), 1)
                 self._diag["last_score"] = round(result.scores[-1].score, 4)
-            self._emit(result.events)
+            self._handle(result)
         else:
             await loop.run_in_executor(self._executor, self.pipeline.skip, chunk)
         if self.clips is not None and self.clips.recording:
@@ -289,7 +321,8 @@ class Daemon:
             **self._diag, "problem": self.health.state == "deaf",
             "dropped_frames": self._capture.overflows if self._capture else 0,
             "backlog_s": round(self._capture.backlog_seconds, 2) if self._capture else 0.0,
-            "models": {"detector": self.detector.model_id}, "version": __version__,
+            "models": {"detector": self.detector.model_id,
+                       "classifier": self.classifier.model_id if self.classifier else None}, "version": __version__,
             "uptime_s": round(time.monotonic() - self._started), "monitoring": self._monitoring,
             "outbox_pending": len(self.publisher.outbox) if self.publisher else 0,
             "outbox_dropped": self.publisher.outbox.dropped if self.publisher else 0,
@@ -336,7 +369,8 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, consumer.cancel)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
-        log.info("daemon_started", model=self.detector.model_id, input=self.input_path or "microphone",
+        log.info("daemon_started", model=self.detector.model_id,
+                 classifier=self.classifier.model_id if self.classifier else None, input=self.input_path or "microphone",
                  state_dir=str(self.state_dir), controls=self.controls.to_payload())
         try:
             await consumer
@@ -353,8 +387,11 @@ class Daemon:
             # let an in-flight inference finish before touching the pipeline from this thread
             await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
             if self._inflight is not None and not self._inflight.cancelled() and self._inflight.exception() is None:
-                self._emit(self._inflight.result().events)
-            self._emit(self.pipeline.close())
+                self._handle(self._inflight.result())
+            # a reason being computed is published; one that is only due now (a cry cut short by the stop) is not
+            self._emit(self.pipeline.close().events)
+            await asyncio.to_thread(self._classify_executor.shutdown, wait=True, cancel_futures=True)
+            await asyncio.sleep(0)  # run the call_soon_threadsafe callbacks of finished classifications
             if self.clips is not None:
                 self.clips.stop()
             if self.publisher:

@@ -2,7 +2,8 @@
 
 Windows quieter than ``gate_dbfs`` get score 0 without running the model (a silent nursery costs almost no
 CPU) and still report their level. The model runs on ``cpu`` by default; ``cuda`` when configured and present,
-``auto`` picks it when present. A missing GPU falls back to the CPU with a logged warning.
+``auto`` picks it when present. A missing GPU falls back to the CPU with a logged warning. On CUDA the network
+runs under fp16 autocast while the log-mel front end stays fp32 (a full-scale power spectrum overflows fp16).
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ class WindowScore:
     gated: bool
 
 
-def resolve_device(requested: str) -> str:
+def resolve_device(requested: str, component: str = "detector") -> str:
+    """``cpu``, ``cuda`` or ``auto`` → the device to use; a missing GPU falls back to the CPU with a warning."""
     if requested == "cpu":
         return "cpu"
     if torch.cuda.is_available():
         return "cuda"
     if requested == "cuda":
-        log.warning("cuda_unavailable", detail="detector.device is cuda but no GPU is usable; running on CPU")
+        log.warning("cuda_unavailable", detail=f"{component}.device is cuda but no GPU is usable; running on CPU")
     return "cpu"
 
 
@@ -79,5 +81,8 @@ class CryDetector:
         loud = np.flatnonzero(~gated)
         if loud.size:
             batch = torch.from_numpy(np.ascontiguousarray(windows[loud])).to(self.device)
-            probs[loud] = torch.sigmoid(self.model(batch)).float().cpu().numpy()
+            logmel = self.model.frontend(batch)
+            with torch.autocast("cuda", dtype=torch.float16, enabled=self.device == "cuda"):
+                logits = self.model.forward_logmel(logmel)
+            probs[loud] = torch.sigmoid(logits.float()).cpu().numpy()
         return probs, levels, gated

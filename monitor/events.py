@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Protocol
 
 from monitor.config import EventsConfig
 
@@ -44,7 +45,15 @@ class CryEvent:
         return out
 
 
-def event_payload(event: CryEvent, wall_time: float) -> dict:
+class Event(Protocol):
+    """Anything published on the event topic: :class:`CryEvent` or :class:`monitor.classify.ReasonEvent`."""
+
+    t: float
+
+    def to_dict(self) -> dict: ...
+
+
+def event_payload(event: Event, wall_time: float) -> dict:
     """The event's JSON object: its fields plus ``ts``, the wall-clock time (ISO 8601, UTC)."""
     return {**event.to_dict(), "ts": datetime.fromtimestamp(wall_time, timezone.utc).isoformat(timespec="milliseconds")}
 

@@ -1,9 +1,12 @@
 """The one pipeline object that both the daemon and replay drive: buffer → windows → detector → events.
 
 ``feed(samples)`` takes 16 kHz mono audio of any chunk size and returns what it decided: one
-:class:`~monitor.detect.WindowScore` per completed window (every ``hop_seconds``) and the
-:class:`~monitor.events.CryEvent` s those scores caused. Pending windows are scored in one batch, so replay runs
-as fast as the CPU allows while a live stream (a window or so per chunk) gets the same scores and events.
+:class:`~monitor.detect.WindowScore` per completed window (every ``hop_seconds``), the
+:class:`~monitor.events.CryEvent` s those scores caused, and the :class:`~monitor.classify.ClassifyRequest` s
+that fell due (a cry's audio, copied from the ring buffer, for the reason classifier). Pending windows are scored
+in one batch, so replay runs as fast as the CPU allows while a live stream (a window or so per chunk) gets the
+same scores and events. The pipeline never runs the classifier itself: the daemon hands requests to their own
+thread so the detector never waits for it, and replay runs them inline.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 
 from monitor import SAMPLE_RATE
 from monitor.buffer import RingBuffer
+from monitor.classify import ClassifyRequest, ReasonSchedule, reasons_enabled
 from monitor.config import Config, effective_events
 from monitor.detect import WindowScore
 from monitor.events import CryEvent, CryStateMachine
@@ -31,6 +35,7 @@ class Scorer(Protocol):
 class FeedResult:
     scores: list[WindowScore] = field(default_factory=list)
     events: list[CryEvent] = field(default_factory=list)
+    requests: list[ClassifyRequest] = field(default_factory=list)
 
 
 class Pipeline:
@@ -40,6 +45,8 @@ class Pipeline:
         self.hop = round(config.detector.hop_seconds * SAMPLE_RATE)
         self.buffer = RingBuffer(round(config.audio.buffer_seconds * SAMPLE_RATE))
         self.events = CryStateMachine(effective_events(config.events, config.events.sensitivity, config.detector))
+        self.schedule = (ReasonSchedule(config.classifier.at_seconds(), config.classifier.lookback_seconds)
+                         if reasons_enabled(config) else None)
         self._next_end = self.window  # absolute sample index where the next window ends
         self._scratch = np.empty((MAX_BATCH, self.window), dtype=np.float32)
 
@@ -63,9 +70,24 @@ class Pipeline:
             self._next_end += self.hop
         self.events.reset_confirmation()
 
-    def close(self, ended_by: str = "shutdown") -> list[CryEvent]:
+    def close(self, ended_by: str = "shutdown") -> FeedResult:
         """End an open cry now (end of stream, shutdown, pause)."""
-        return self.events.close(self.t, ended_by)
+        result = FeedResult(events=self.events.close(self.t, ended_by))
+        self._schedule(result, result.events, self.t)
+        return result
+
+    def _schedule(self, result: FeedResult, events: list[CryEvent], t: float) -> None:
+        if self.schedule is None:
+            return
+        for event in events:
+            self.schedule.on_event(event.type, event.id, event.t)
+        self.schedule.on_time(t)
+        for cry_id, start_s, end_s in self.schedule.take():
+            end = round(end_s * SAMPLE_RATE)
+            start = max(round(start_s * SAMPLE_RATE), self.buffer.oldest)
+            samples = np.empty(end - start, dtype=np.float32)
+            self.buffer.read(start, end - start, out=samples)
+            result.requests.append(ClassifyRequest(cry_id, end_s, samples))
 
     def _score_pending(self, result: FeedResult) -> None:
         while self._next_end <= self.buffer.total:
@@ -78,4 +100,6 @@ class Pipeline:
             for end, prob, level, skip in zip(ends, probs, levels, gated):
                 window = WindowScore(end / SAMPLE_RATE, float(prob), float(level), bool(skip))
                 result.scores.append(window)
-                result.events.extend(self.events.update(window.t, window.score))
+                events = self.events.update(window.t, window.score)
+                result.events.extend(events)
+                self._schedule(result, events, window.t)

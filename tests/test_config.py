@@ -5,7 +5,8 @@ import pytest
 import yaml
 
 from monitor.cli import main
-from monitor.config import Config, ConfigError, load_config, override, parse_config
+from monitor.config import (SENSITIVITY_PRESETS, Config, ConfigError, DetectorConfig, EventsConfig,
+                            effective_events, load_config, override, parse_config)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,3 +85,16 @@ def test_check_config_cli_reports_errors_without_traceback(tmp_path, capsys):
     latin1.write_bytes("logging:\n  level: info # caf\xe9\n".encode("latin-1"))
     assert main(["check-config", str(latin1)]) == 2
     assert "not UTF-8" in capsys.readouterr().err
+
+
+def test_sensitivity_presets_apply_the_calibrated_points():
+    events = EventsConfig(start_threshold=0.8, confirm_windows=4, of_windows=5, end_threshold=0.75)
+    assert effective_events(events, "medium") == events  # medium is the configured section itself
+    for name in ("low", "high"):
+        start, n, m = SENSITIVITY_PRESETS[name]
+        preset = effective_events(events, name)
+        assert (preset.start_threshold, preset.confirm_windows, preset.of_windows) == (start, n, m)
+        assert preset.end_threshold == min(0.75, start) and preset.sensitivity == name
+        assert preset.end_hold_seconds == events.end_hold_seconds
+    loud = effective_events(events, "high", DetectorConfig(kind="loudness", loudness_hold_seconds=1.0))
+    assert (loud.confirm_windows, loud.of_windows, loud.start_threshold) == (4, 4, 0.5)  # presets do not apply

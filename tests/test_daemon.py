@@ -3,6 +3,7 @@
 import json
 import signal
 
+import pytest
 import soundfile as sf
 
 from daemon_helpers import DaemonProcess, write_config
@@ -26,6 +27,10 @@ def test_daemon_publishes_a_cry_and_exits_cleanly_on_sigterm(broker, subscriber_
     assert 1.0 < start["t"] < 1.0 + cry_seconds  # detected while the baby is crying
     assert end["duration_s"] > 3.0 and start["ts"].endswith("+00:00")
     assert sub.payloads("crying") == ["OFF", "ON", "OFF"]
+    reasons = events(sub, "cry_reason")  # classified off the detector's thread, published as they come
+    assert reasons and {r["id"] for r in reasons} == {start["id"]}
+    assert reasons[0]["t"] - start["t"] <= 5.0
+    assert sub.payloads("reason") == ["unknown"] + [r["reason"] for r in reasons]  # reset at the start, then set
     assert code == 0 and seconds < 2.0, daemon.stderr
     sub.wait_for(lambda m: "offline" in sub.payloads("status"))
     assert sub.payloads("status")[0] == "online"
@@ -57,8 +62,9 @@ def test_sigkill_leaves_offline_through_the_last_will(broker, subscriber_factory
     assert ("crymonitor/file3/status", "offline", False) in msgs  # delivered live; it is also retained
 
 
-def test_missing_model_is_a_clear_error(tmp_path, broker):
-    config = write_config(tmp_path / "c.yaml", broker.port, "x", f"detector:\n  model: {tmp_path}/none.pt\n")
+@pytest.mark.parametrize("section", ["detector", "classifier"])
+def test_missing_model_is_a_clear_error(tmp_path, broker, section):
+    config = write_config(tmp_path / "c.yaml", broker.port, "x", f"{section}:\n  model: {tmp_path}/none.pt\n")
     daemon = DaemonProcess(config, "--input", "/dev/null")
     assert daemon.proc.wait(timeout=60) == 2
     daemon.stop(signal.SIGTERM)

@@ -61,7 +61,7 @@ def test_loudness_mode_fires_on_any_sound_held_long_enough():
 
     def events(audio):
         pipeline = Pipeline(config, detector)
-        return [e.type for e in pipeline.feed(audio).events + pipeline.close()]
+        return [e.type for e in pipeline.feed(audio).events + pipeline.close().events]
 
     assert events(loud_then_quiet(4.0, -20)) == ["cry_start", "cry_end"]
     assert events(loud_then_quiet(0.3, -20)) == []  # a door click is shorter than the hold time

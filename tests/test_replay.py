@@ -81,7 +81,8 @@ def test_cli_replay_writes_events_and_scores_and_survives_a_bad_file(cry_then_qu
     err = capsys.readouterr().err
     assert f"crymonitor: error: {bad}" in err and "Traceback" not in err
     events = [json.loads(line) for line in events_path.read_text().splitlines()]
-    assert [e["type"] for e in events] == ["cry_start", "cry_end"]  # ... and the good one was still replayed
+    # ... and the good one was still replayed, with its reasons between start and end
+    assert [e["type"] for e in events] == ["cry_start", "cry_reason", "cry_reason", "cry_end"]
     assert all(e["file"] == str(cry_then_quiet) and isinstance(e["t"], float) for e in events)
     rows = list(csv.DictReader(scores_path.open()))
     duration = sf.info(cry_then_quiet).duration
@@ -94,4 +95,5 @@ def test_tools_replay_wrapper_prints_json_lines(cry_then_quiet):
     out = subprocess.run([sys.executable, str(ROOT / "tools" / "replay.py"), str(cry_then_quiet)],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert [json.loads(line)["type"] for line in out.stdout.splitlines()] == ["cry_start", "cry_end"]
+    types = [json.loads(line)["type"] for line in out.stdout.splitlines()]
+    assert types == ["cry_start", "cry_reason", "cry_reason", "cry_end"]

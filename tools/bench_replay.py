@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Benchmark: how much faster than real time the pipeline runs, and the per-window cost of a live stream.
+"""Benchmark: how much faster than real time the pipeline runs, the per-window cost of a live stream, and how
+long the reason classifier takes on a cry's audio.
 
     python tools/bench_replay.py [FILE] [--repeats 5]
 
 Prints medians over the repeats, all measured in this one run: replay speed (audio seconds per wall second,
 windows batched as in `crymonitor replay`) and the live-style cost (0.1 s chunks, as the daemon feeds them),
-as milliseconds per window and as a fraction of the hop. Numbers on a shared, noisy machine: compare ratios.
+as milliseconds per window and as a fraction of the hop; then the classifier's time on the audio it gets at its
+first and refined answers (lookback + 2 s, lookback + 6 s), and so when a reason is published after cry_start.
+Numbers on a shared, noisy machine: compare ratios.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from monitor import SAMPLE_RATE  # noqa: E402
 from monitor.audio import read_file  # noqa: E402
+from monitor.classify import ReasonClassifier  # noqa: E402
 from monitor.config import Config  # noqa: E402
 from monitor.detect import CryDetector  # noqa: E402
 from monitor.pipeline import Pipeline  # noqa: E402
@@ -55,6 +59,17 @@ def main() -> None:
     print(f"live   (0.1 s chunks):                median {live_s:.2f} s → {seconds / live_s:.1f}× real time, "
           f"{1000 * live_s / windows:.1f} ms per window = {live_s / windows / config.detector.hop_seconds:.1%} of the hop")
     print(f"batched / live speed ratio: {live_s / replay_s:.2f}")
+    classifier = ReasonClassifier(config.classifier)
+    for after in config.classifier.at_seconds():
+        n = round((after + config.classifier.lookback_seconds) * SAMPLE_RATE)
+        times = []
+        for _ in range(args.repeats):
+            started = time.perf_counter()
+            classifier.classify(audio[:n])
+            times.append(time.perf_counter() - started)
+        took = statistics.median(times)
+        print(f"classifier ({classifier.entry.kwargs['backbone']}, {n / SAMPLE_RATE:.1f} s of audio): median "
+              f"{1000 * took:.0f} ms → reason published {after + took:.2f} s after cry_start")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@ report them.
 
 Inputs differ by family: ``cnn10`` takes a waveform; ``cnn14-*`` take the shared log-mel (B, T, 64);
 ``ietma*``, ``ecapa`` and ``resnet18`` take channels-first features (B, F, T), normally the 13 MFCC of
-:class:`monitor.models.mfcc.Mfcc`.
+:class:`monitor.models.mfcc.Mfcc`; ``reason`` is the shipped classifier (front end + one of those backbones +
+temperature) and takes the log-mel.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from monitor.models.cnn10 import Cnn10
 from monitor.models.cnn14 import Cnn14
 from monitor.models.ecapa import EcapaTdnn
 from monitor.models.ietma import Ietma
+from monitor.models.reason import ReasonNet
 from monitor.models.resnet import ResNet18
 
 REGISTRY: dict[str, Callable[..., nn.Module]] = {
@@ -31,6 +33,7 @@ REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "resnet18": ResNet18,
     "cnn14-stat": partial(Cnn14, pooling="stat"),
     "cnn14-mha": partial(Cnn14, pooling="mha"),
+    "reason": ReasonNet,
 }
 
 

@@ -1,0 +1,195 @@
+"""The reason path: schedule, front end, the shipped classifier on held-out cries, replay and `crymonitor classify`."""
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import structlog
+import torch
+
+from conftest import pick
+from monitor.classify import MAX_FRAMES, MIN_FRAMES, ReasonClassifier, ReasonSchedule, prepare, trim_silence
+from monitor.config import ClassifierConfig, Config, ConfigError, parse_config
+from monitor.detect import CryDetector
+from monitor.models import REGISTRY, build, count_params
+from monitor.models.reason import REASONS
+from monitor.pipeline import Pipeline
+from monitor.weights import ModelFileError
+
+
+# ---------------------------------------------------------------- schedule (pure)
+
+def test_schedule_asks_at_each_time_after_the_start_with_the_lookback():
+    s = ReasonSchedule(at_seconds=(2.0, 6.0), lookback_seconds=1.5)
+    s.on_event("cry_start", "a", 10.0)
+    s.on_time(11.75)
+    assert s.take() == []
+    s.on_time(12.0)
+    assert s.take() == [("a", 8.5, 12.0)]
+    s.on_time(15.0)
+    assert s.take() == []
+    s.on_time(16.25)
+    assert s.take() == [("a", 8.5, 16.25)]
+    s.on_time(30.0)
+    s.on_event("cry_end", "a", 30.0)
+    assert s.take() == []  # answered already: the end adds nothing
+
+
+def test_schedule_answers_a_short_cry_at_its_end_and_a_late_clock_once():
+    s = ReasonSchedule(at_seconds=(2.0, 6.0), lookback_seconds=1.0)
+    s.on_event("cry_start", "short", 5.0)
+    s.on_time(6.0)
+    s.on_event("cry_end", "short", 6.5)
+    assert s.take() == [("short", 4.0, 6.5)]
+    s.on_event("cry_start", "long", 20.0)
+    s.on_time(27.0)  # one big chunk passed both times
+    assert s.take() == [("long", 19.0, 27.0)]
+    s.on_time(40.0)
+    assert s.take() == []
+
+
+def test_at_seconds_and_buffer_check_in_config():
+    assert ClassifierConfig().at_seconds() == (2.0, 6.0)
+    assert ClassifierConfig(refine_after_seconds=0.0).at_seconds() == (2.0,)
+    with pytest.raises(ConfigError, match="half of audio.buffer_seconds"):
+        parse_config("audio:\n  buffer_seconds: 10\nclassifier:\n  refine_after_seconds: 6\n")
+
+
+# ---------------------------------------------------------------- front end
+
+def test_trim_silence_and_prepare():
+    loud = torch.full((120, 64), -20.0)
+    quiet = torch.full((40, 64), -90.0)
+    x = torch.cat([quiet, loud, quiet])
+    assert trim_silence(x).shape[0] == 120
+    long = torch.full((1000, 64), -20.0)
+    assert prepare(long).shape == (MAX_FRAMES, 64)
+    assert prepare(torch.full((7, 64), -20.0)).shape == (MIN_FRAMES, 64)  # tiled up
+
+
+def test_reason_net_registry_shapes_and_size():
+    assert "reason" in REGISTRY
+    net = build("reason", backbone="ietma")
+    assert net(torch.randn(2, 250, 64)).shape == (2, len(REASONS))
+    # IETMA's 1,498,674 parameters at 6 classes, less one class's fc row (129) and logit BN (2)
+    assert count_params(net.backbone) == 1_498_674 - 129 - 2
+    assert build("reason", backbone="cnn14-stat", widths=[8, 16, 32, 64, 128, 256])(torch.randn(1, 120, 64)).shape == (1, 5)
+
+
+# ---------------------------------------------------------------- the shipped classifier
+
+@pytest.fixture(scope="module")
+def classifier():
+    return ReasonClassifier(ClassifierConfig(device="cpu"))
+
+
+@pytest.fixture(scope="module")
+def held_out_cries(val_clips):
+    from monitor.audio import read_file
+
+    return [read_file(c.path) for c in pick(val_clips, "donateacry-cleaned", "cry")[:6]]
+
+
+def test_classifier_gives_calibrated_probabilities_over_the_reasons(classifier, held_out_cries):
+    results = [classifier.classify(audio) for audio in held_out_cries]
+    for r in results:
+        assert set(r.probs) == set(REASONS)
+        assert abs(sum(r.probs.values()) - 1.0) < 1e-4
+        assert r.confidence == pytest.approx(max(r.probs.values()))
+        assert r.reason == (max(r.probs, key=r.probs.get) if r.confidence >= classifier.min_confidence else "unknown")
+    assert len({tuple(sorted(r.probs.items())) for r in results}) > 1  # it listens: different cries, different answers
+
+
+def test_min_confidence_decides_unknown(held_out_cries):
+    always = ReasonClassifier(ClassifierConfig(device="cpu", min_confidence=0.0)).classify(held_out_cries[0])
+    never = ReasonClassifier(ClassifierConfig(device="cpu", min_confidence=1.0)).classify(held_out_cries[0])
+    assert always.reason in REASONS and never.reason == "unknown"
+    assert always.probs == never.probs
+
+
+def test_too_little_audio_is_a_clear_error(classifier):
+    with pytest.raises(ValueError, match="at least 0.1 s"):
+        classifier.classify(np.zeros(100, dtype=np.float32))
+
+
+def test_missing_classifier_model_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelFileError, match="missing"):
+        ReasonClassifier(ClassifierConfig(model=tmp_path / "classifier.pt"))
+
+
+def test_cuda_asked_for_without_a_gpu_falls_back_to_cpu_with_a_warning(held_out_cries):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the fallback cannot happen here")
+    with structlog.testing.capture_logs() as logs:
+        classifier = ReasonClassifier(ClassifierConfig(device="cuda"))
+    assert classifier.device == "cpu"
+    assert any(r["event"] == "cuda_unavailable" and "classifier.device" in r["detail"] for r in logs)
+    assert classifier.classify(held_out_cries[0]).reason in (*REASONS, "unknown")
+
+
+# ---------------------------------------------------------------- through the pipeline, replay and the CLI
+
+def test_pipeline_hands_over_the_cry_audio_in_time(cry_then_quiet):
+    config = Config()
+    audio, _ = sf.read(cry_then_quiet, dtype="float32")
+    result = Pipeline(config, CryDetector(config.detector)).feed(audio)
+    start = next(e for e in result.events if e.type == "cry_start")
+    requests = result.requests
+    assert [r.id for r in requests] == [start.id] * len(requests) and len(requests) >= 1
+    first = requests[0]
+    assert first.t == pytest.approx(start.t + config.classifier.first_after_seconds, abs=0.25)
+    expected = (config.classifier.first_after_seconds + config.classifier.lookback_seconds) * 16000
+    assert abs(first.samples.size - expected) <= 0.25 * 16000
+    # the request holds the audio it claims: the buffer's samples ending at its time
+    end = round(first.t * 16000)
+    np.testing.assert_array_equal(first.samples, audio[end - first.samples.size : end])
+
+
+def test_loudness_mode_asks_for_no_reasons(cry_then_quiet):
+    config = Config()
+    config = dataclasses.replace(config, detector=dataclasses.replace(config.detector, kind="loudness", loudness_dbfs=-60.0))
+    from monitor.detect import LoudnessDetector
+
+    audio, _ = sf.read(cry_then_quiet, dtype="float32")
+    result = Pipeline(config, LoudnessDetector(config.detector)).feed(audio)
+    assert any(e.type == "cry_start" for e in result.events) and result.requests == []
+
+
+def test_replay_prints_cry_reason_for_the_cry_within_five_seconds(cry_then_quiet, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "monitor", "replay", str(cry_then_quiet)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    start = next(e for e in events if e["type"] == "cry_start")
+    reasons = [e for e in events if e["type"] == "cry_reason"]
+    assert reasons and all(r["id"] == start["id"] for r in reasons)
+    assert reasons[0]["t"] - start["t"] <= 5.0
+    assert set(reasons[0]["probs"]) == set(REASONS) and reasons[0]["reason"] in (*REASONS, "unknown")
+    types = [e["type"] for e in events]
+    assert types.index("cry_start") < types.index("cry_reason") < types.index("cry_end")
+
+
+def test_cli_classify_prints_one_line_per_file_and_reports_bad_ones(cry_clip, tmp_path):
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    out = subprocess.run([sys.executable, "-m", "monitor", "classify", str(cry_clip), str(corrupt), str(cry_clip)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [line["path"] for line in lines] == [str(cry_clip)] * 2
+    assert lines[0] == lines[1]  # deterministic
+    assert set(lines[0]["probs"]) == set(REASONS) and lines[0]["reason"] in (*REASONS, "unknown")
+    assert "corrupt.wav" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("backbone", ["ietma", "ecapa", "resnet18"])
+def test_log_mel_front_end_is_selectable(backbone):
+    net = build("reason", backbone=backbone, frontend="logmel")
+    logmel = torch.randn(2, 120, 64)
+    assert net.features(logmel).shape == (2, 64, 120) and net(logmel).shape == (2, len(REASONS))
+    with pytest.raises(ValueError, match="front end"):
+        build("reason", backbone=backbone, frontend="spectrogram")

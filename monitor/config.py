@@ -61,11 +61,11 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class EventsConfig:
-    # Chosen on the held-out validation streams (models/detector.md): the loosest point with no false start on
-    # held-out speech, music and noise; it costs 3 of 89 held-out cries and ~0.5 s of latency against 0.6/3-of-4.
-    start_threshold: float = field(default=0.85, metadata=_range(0.0, 1.0))
-    confirm_windows: int = field(default=5, metadata=_range(1, 100))
-    of_windows: int = field(default=6, metadata=_range(1, 100))
+    # The "medium" preset, calibrated by tools/sweep_operating_point.py on the calibration soundscapes: the best
+    # event F1 with no false alarm on negatives-only audio (models/detector-operating-point.md has the trade-off).
+    start_threshold: float = field(default=0.95, metadata=_range(0.0, 1.0))
+    confirm_windows: int = field(default=2, metadata=_range(1, 100))
+    of_windows: int = field(default=2, metadata=_range(1, 100))
     end_threshold: float = field(default=0.4, metadata=_range(0.0, 1.0))
     end_hold_seconds: float = field(default=4.0, metadata=_range(0.25, 600.0))
     cooldown_seconds: float = field(default=5.0, metadata=_range(0.0, 3600.0))
@@ -95,7 +95,7 @@ class ClassifierConfig:
 
 # (start threshold, N, M) of the low and high presets; medium is the events section itself. Calibrated for the
 # shipped detector by tools/sweep_operating_point.py (models/detector-operating-point.md has the trade-off).
-SENSITIVITY_PRESETS: dict[str, tuple[float, int, int]] = {"low": (0.95, 6, 8), "high": (0.7, 3, 4)}
+SENSITIVITY_PRESETS: dict[str, tuple[float, int, int]] = {"low": (0.95, 4, 5), "high": (0.8, 2, 2)}
 
 
 def effective_events(events: EventsConfig, sensitivity: str, detector: DetectorConfig | None = None) -> EventsConfig:

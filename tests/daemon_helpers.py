@@ -9,6 +9,8 @@ import threading
 import time
 from pathlib import Path
 
+DECODER = json.JSONDecoder()
+
 
 def write_config(path: Path, port: int, device_id: str, extra: str = "") -> Path:
     """A config for the test broker with its own state folder beside the file; ``extra`` appends YAML."""
@@ -32,7 +34,9 @@ class DaemonProcess:
             self.lines.append(line)
 
     def logs(self) -> list[dict]:
-        return [json.loads(line) for line in list(self.lines) if line.startswith("{")]
+        """The JSON log records. C libraries (PortAudio, ALSA) write to the same stderr without our locking, so
+        their text can land on the end of a record's line: the record is what decodes from the line's start."""
+        return [DECODER.raw_decode(line)[0] for line in list(self.lines) if line.startswith("{")]
 
     def wait_log(self, event: str, timeout: float = 30.0) -> dict:
         deadline = time.monotonic() + timeout

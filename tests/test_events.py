@@ -20,7 +20,7 @@ def counter():
 
 
 def test_start_needs_n_of_m_confirmation():
-    sm = CryStateMachine(EventsConfig(confirm_windows=3, of_windows=4), new_id=counter())
+    sm = CryStateMachine(EventsConfig(start_threshold=0.85, confirm_windows=3, of_windows=4), new_id=counter())
     assert run(sm, [0.9, 0.1, 0.9, 0.1, 0.1, 0.9]) == []  # never 3 high in any 4
     events = run(sm, [0.9, 0.9])  # with the previous 0.9: 0.1, 0.9, 0.9, 0.9 → 3 of 4
     assert [e.type for e in events] == ["cry_start"]
@@ -28,7 +28,7 @@ def test_start_needs_n_of_m_confirmation():
 
 
 def test_end_after_hold_below_end_threshold_with_duration():
-    cfg = EventsConfig(confirm_windows=2, of_windows=2, end_threshold=0.4, end_hold_seconds=2.0)
+    cfg = EventsConfig(start_threshold=0.85, confirm_windows=2, of_windows=2, end_threshold=0.4, end_hold_seconds=2.0)
     sm = CryStateMachine(cfg, new_id=counter())
     events = run(sm, [0.9] * 8 + [0.5] * 4 + [0.1] * 12)
     assert [e.type for e in events] == ["cry_start", "cry_end"]
@@ -47,7 +47,8 @@ def test_scores_between_thresholds_keep_the_cry_open():
 
 
 def test_no_double_start_and_cooldown():
-    cfg = EventsConfig(confirm_windows=1, of_windows=1, end_hold_seconds=1.0, cooldown_seconds=5.0)
+    cfg = EventsConfig(start_threshold=0.85, confirm_windows=1, of_windows=1, end_hold_seconds=1.0,
+                       cooldown_seconds=5.0)
     sm = CryStateMachine(cfg, new_id=counter())
     events = run(sm, [0.9] * 20)
     assert [e.type for e in events] == ["cry_start"]

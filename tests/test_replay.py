@@ -81,8 +81,10 @@ def test_cli_replay_writes_events_and_scores_and_survives_a_bad_file(cry_then_qu
     err = capsys.readouterr().err
     assert f"crymonitor: error: {bad}" in err and "Traceback" not in err
     events = [json.loads(line) for line in events_path.read_text().splitlines()]
-    # ... and the good one was still replayed, with its reasons between start and end
-    assert [e["type"] for e in events] == ["cry_start", "cry_reason", "cry_reason", "cry_end"]
+    # ... and the good one was still replayed: one cry, its reasons (one or two) between start and end
+    types = [e["type"] for e in events]
+    assert types[0] == "cry_start" and types[-1] == "cry_end" and set(types[1:-1]) == {"cry_reason"}
+    assert 1 <= len(types) - 2 <= 2
     assert all(e["file"] == str(cry_then_quiet) and isinstance(e["t"], float) for e in events)
     rows = list(csv.DictReader(scores_path.open()))
     duration = sf.info(cry_then_quiet).duration
@@ -96,4 +98,4 @@ def test_tools_replay_wrapper_prints_json_lines(cry_then_quiet):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     types = [json.loads(line)["type"] for line in out.stdout.splitlines()]
-    assert types == ["cry_start", "cry_reason", "cry_reason", "cry_end"]
+    assert types[0] == "cry_start" and types[-1] == "cry_end" and set(types[1:-1]) == {"cry_reason"}

@@ -158,7 +158,7 @@ def test_broker_restart_mid_cry_loses_no_event(broker, subscriber_factory, cry_t
         sub.wait_for(lambda m: any(json.loads(p)["type"] == "cry_end" for p in sub.payloads("event")), timeout=30)
     finally:
         daemon.stop(signal.SIGTERM)
-    logged = [(r["event"], r["id"]) for r in daemon.logs() if r["event"] in ("cry_start", "cry_end")]
+    logged = [(r["event"], r["id"]) for r in daemon.logs() if r["event"] in EVENT_TYPES]
     received = [(e["type"], e["id"]) for e in map(json.loads, sub.payloads("event"))]
     assert logged and set(logged) <= set(received)
     assert sorted(set(received), key=received.index) == logged  # first deliveries in order
@@ -175,7 +175,7 @@ def test_daemon_sigkill_mid_cry_is_made_good_by_the_outbox(broker, subscriber_fa
         first.wait_log("cry_end", timeout=30)  # published into the outbox only
     finally:
         first.stop(signal.SIGKILL)
-    lost = [(r["event"], r["id"]) for r in first.logs() if r["event"] in ("cry_start", "cry_end")]
+    lost = [(r["event"], r["id"]) for r in first.logs() if r["event"] in EVENT_TYPES]
     broker.start()
     second = DaemonProcess(config, "--input", str(quiet_file(tmp_path / "q.wav", 60)))
     try:
@@ -231,7 +231,8 @@ def test_cry_clip_saved_with_pre_roll_and_named_in_events(broker, subscriber_fac
         sub.wait_for(lambda m: any(json.loads(p)["type"] == "cry_end" for p in sub.payloads("event")), timeout=60)
     finally:
         daemon.stop(signal.SIGTERM)
-    start, end = [json.loads(p) for p in sub.payloads("event")][:2]
+    received = [json.loads(p) for p in sub.payloads("event")]
+    start, end = (next(e for e in received if e["type"] == kind) for kind in ("cry_start", "cry_end"))
     assert start["clip"] == end["clip"] and start["clip"].endswith(".flac")
     clip = tmp_path / "state" / "clips" / start["clip"]
     seconds = sf.info(clip).duration

@@ -154,7 +154,9 @@ def write_card(results: list[dict], best: dict, shipped: dict, data: dict, minut
     for level in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
         share_at, accuracy_at = coverage(best, level)
         coverage_rows.append(f"| {level} | {100 * share_at:.1f} % | {100 * accuracy_at:.0f} % |")
-    text = CARD.format(coverage="\n".join(coverage_rows), 
+    others = "\n".join(f"- `{r['arch']}`: " + " / ".join(" ".join(f"{v:3d}" for v in row) for row in r["pooled"]["confusion"])
+                       for r in results if r["arch"] != best["arch"])
+    text = CARD.format(coverage="\n".join(coverage_rows), other_confusions=others, 
         arch=best["arch"], label=LABELS[best["arch"]].strip(), sha=shipped["sha256"],
         features="log-mel (CNN14's own batch norm)" if best["arch"].startswith("cnn14") else "13 MFCC with CMVN",
         table=table([*results, majority_baseline(data)]),
@@ -205,6 +207,11 @@ by grouped-CV macro-F1, and that is what is shipped; what makes it honest is the
 Pooled confusion matrix of `{arch}` over the 5 test folds:
 
 {confusion}
+
+Pooled confusion matrices of the other models (rows: true belly_pain, burping, discomfort, hungry, tired; columns:
+predicted, same order):
+
+{other_confusions}
 
 ## Calibration and the unknown threshold
 Temperature {temperature:.2f} (median over folds of the value fitted on each validation fold). Expected calibration

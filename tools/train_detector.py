@@ -390,14 +390,6 @@ def train(args) -> None:
                                                       "steps": args.steps, "batch": args.batch}, indent=1))
 
 
-def roc_auc(probs: np.ndarray, labels: np.ndarray) -> float:
-    """Probability that a random positive outscores a random negative (ties count half)."""
-    pos, neg = probs[labels > 0.5], probs[labels < 0.5]
-    greater = (pos[:, None] > neg[None, :]).mean()
-    ties = (pos[:, None] == neg[None, :]).mean()
-    return float(greater + 0.5 * ties)
-
-
 def held_out_streams(audio: np.ndarray, clips: list[dict]) -> tuple[list, list]:
     """The held-out audio the shipped pipeline is judged on end to end.
 
@@ -425,6 +417,7 @@ def evaluate(args) -> dict:
     """Window metrics on validation set B, then the shipped pipeline end to end on held-out files."""
     from monitor.config import Config
     from monitor.detect import CryDetector
+    from monitor.evaluation import roc_auc
     from monitor.pipeline import Pipeline
 
     cache = ROOT / "cache" / "detector"
@@ -438,7 +431,7 @@ def evaluate(args) -> dict:
                       args.val_windows)
     probs = scores(detector.model, x)
     labels = y.numpy()
-    window = {"windows": int(labels.size), "positives": int(labels.sum()), "roc_auc": roc_auc(probs, labels),
+    window = {"windows": int(labels.size), "positives": int(labels.sum()), "roc_auc": roc_auc(labels > 0.5, probs),
               "at_0.5": f1_at(probs, labels, 0.5),
               "at_start_threshold": f1_at(probs, labels, config.events.start_threshold)}
 

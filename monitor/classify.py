@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import structlog
 import torch
 
 from monitor import SAMPLE_RATE
@@ -28,7 +27,6 @@ from monitor.detect import resolve_device
 from monitor.features import LogMel
 from monitor.weights import load_model
 
-log = structlog.get_logger(__name__)
 
 def reasons_enabled(config: Config) -> bool:
     """Reasons are classified for cries from the CNN10 detector; loudness mode fires on any sound, and a

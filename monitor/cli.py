@@ -100,11 +100,14 @@ def cmd_classify(args: argparse.Namespace) -> int:
     classifier = ReasonClassifier(config.classifier)
     failed = 0
     for path in args.files:
-        try:
+        try:  # a bad file is reported and the others still classified
             result = classifier.classify(read_file(path))
-        except (AudioFileError, ValueError) as exc:  # report it and go on with the other files
-            print(f"crymonitor: error: {path}: {exc}" if isinstance(exc, ValueError) else f"crymonitor: error: {exc}",
-                  file=sys.stderr)
+        except AudioFileError as exc:  # its message names the file
+            print(f"crymonitor: error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        except ValueError as exc:  # too short to classify
+            print(f"crymonitor: error: {path}: {exc}", file=sys.stderr)
             failed += 1
             continue
         print(json.dumps({"path": path, "reason": result.reason, "confidence": round(result.confidence, 4),

@@ -208,10 +208,10 @@ class Daemon:
             self._classify(request)
 
     def _classify(self, request: ClassifyRequest) -> None:
-        assert self.classifier is not None and self._loop is not None
-        loop, started = self._loop, time.perf_counter()
+        assert self.classifier is not None
+        started = time.perf_counter()
         future = self._classify_executor.submit(self.classifier.classify, request.samples)
-        future.add_done_callback(lambda f: loop.call_soon_threadsafe(self._emit_reason, request, f, started))
+        future.add_done_callback(lambda f: self._call_soon(lambda: self._emit_reason(request, f, started)))
 
     def _emit_reason(self, request: ClassifyRequest, future: Future, started: float) -> None:
         if future.cancelled():

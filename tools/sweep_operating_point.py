@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import make_soundscapes  # noqa: E402
 
-from monitor.config import SENSITIVITY_PRESETS, Config, EventsConfig, effective_events  # noqa: E402
+from monitor.config import Config, EventsConfig, effective_events  # noqa: E402
 from monitor.detect import CryDetector  # noqa: E402
 from monitor.evaluate_cli import report  # noqa: E402
 from monitor.evaluation import EventCounts, FileResult, evaluate_file, read_annotations  # noqa: E402

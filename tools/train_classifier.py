@@ -41,7 +41,7 @@ from monitor.audio import read_file  # noqa: E402
 from monitor.classify import MAX_FRAMES, prepare, trim_silence  # noqa: E402
 from monitor.data import read_manifest, split_groups  # noqa: E402
 from monitor.features import LogMel  # noqa: E402
-from monitor.models import build, count_macs, count_params  # noqa: E402
+from monitor.models import count_macs, count_params  # noqa: E402
 from monitor.models.reason import REASONS, ReasonNet  # noqa: E402
 
 CACHE = ROOT / "cache" / "classifier"

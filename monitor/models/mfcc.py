@@ -1,9 +1,11 @@
 """13 MFCC from the shared log-mel front end, for the reason classifiers (../shared/docs/models.md §7.4).
 
-MFCC = DCT-II (orthonormal) of the detector's 64-bin log-mel in dB, keeping the first 13 coefficients, so one STFT
-per hop serves both the cry detector and the reason classifier (the classifier calls :meth:`Mfcc.from_logmel` on
-frames the detector already computed). This is librosa's ``mfcc`` recipe (``dct(power_to_db(mel), type=2,
-norm="ortho")``) on our front end's mel settings. Optional global per-coefficient mean/variance normalisation
+MFCC = DCT-II (orthonormal) of the detector's 64-bin log-mel in dB, keeping the first 13 coefficients, so the
+detector and the reason classifier share one front end definition (:class:`monitor.features.LogMel`). The
+classifier computes that log-mel once over a cry's audio (a few ms) rather than reusing the detector's
+overlapping 1 s windows, and :class:`monitor.models.reason.ReasonNet` calls :meth:`Mfcc.from_logmel` on it.
+This is librosa's ``mfcc`` recipe (``dct(power_to_db(mel), type=2, norm="ortho")``) on our front end's mel
+settings. Optional global per-coefficient mean/variance normalisation
 (CMVN) uses statistics from the training set, stored as buffers so they travel with the model's state dict; until
 they are set (``mean`` 0, ``std`` 1) the normalisation is the identity.
 

@@ -16,6 +16,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from collections.abc import Mapping
 
 import yaml
 
@@ -60,12 +61,22 @@ class DetectorConfig:
 
 
 @dataclass(frozen=True)
+class OperatingPoint:
+    """When a cry starts: ``confirm_windows`` of the last ``of_windows`` scores ≥ ``start_threshold``."""
+
+    start_threshold: float
+    confirm_windows: int
+    of_windows: int
+
+
+@dataclass(frozen=True)
 class EventsConfig:
-    # The "medium" preset, calibrated by tools/sweep_operating_point.py on the calibration soundscapes: the best
-    # event F1 with no false alarm on negatives-only audio (models/detector-operating-point.md has the trade-off).
-    start_threshold: float = field(default=0.95, metadata=_range(0.0, 1.0))
-    confirm_windows: int = field(default=2, metadata=_range(1, 100))
-    of_windows: int = field(default=2, metadata=_range(1, 100))
+    # None: the detector model's own operating point for the sensitivity preset, which travels with the model in
+    # models/manifest.json (calibrated by tools/sweep_operating_point.py). Set here, they replace the model's
+    # "medium" preset (low and high stay the model's).
+    start_threshold: float | None = field(default=None, metadata=_range(0.0, 1.0))
+    confirm_windows: int | None = field(default=None, metadata=_range(1, 100))
+    of_windows: int | None = field(default=None, metadata=_range(1, 100))
     end_threshold: float = field(default=0.4, metadata=_range(0.0, 1.0))
     end_hold_seconds: float = field(default=4.0, metadata=_range(0.25, 600.0))
     cooldown_seconds: float = field(default=5.0, metadata=_range(0.0, 3600.0))
@@ -93,28 +104,46 @@ class ClassifierConfig:
         return (first, refine) if refine > first else (first,)
 
 
-# (start threshold, N, M) of the low and high presets; medium is the events section itself. Calibrated for the
-# shipped detector by tools/sweep_operating_point.py (models/detector-operating-point.md has the trade-off).
-SENSITIVITY_PRESETS: dict[str, tuple[float, int, int]] = {"low": (0.95, 4, 5), "high": (0.8, 2, 2)}
+def effective_events(events: EventsConfig, sensitivity: str, detector: DetectorConfig | None = None,
+                     presets: Mapping[str, OperatingPoint] | None = None) -> EventsConfig:
+    """The state machine's settings for a sensitivity preset: every field resolved.
 
+    ``presets`` are the model's calibrated operating points (``low``, ``medium``, ``high``; see
+    :func:`monitor.weights.ModelEntry`). The events section's own ``start_threshold`` / ``confirm_windows`` /
+    ``of_windows``, where set, replace the model's ``medium`` (all three set: no model preset is needed). The end threshold is lowered to the start threshold
+    if it is above it; end hold and cool-down stay. In loudness mode the scores are 0/1, so a start needs every
+    window over ``loudness_hold_seconds`` to be loud and the presets do not apply (the level itself is the
+    setting).
 
-def effective_events(events: EventsConfig, sensitivity: str, detector: DetectorConfig | None = None) -> EventsConfig:
-    """The state machine's operating point for a sensitivity preset.
-
-    ``medium`` is the events section as configured; ``low`` and ``high`` replace its start threshold and N of M
-    with the calibrated :data:`SENSITIVITY_PRESETS` (the end threshold is lowered to the start threshold if it
-    is above it). End hold and cool-down stay. In loudness mode the scores are 0/1, so a start needs every window
-    over ``loudness_hold_seconds`` to be loud and the presets do not apply (the level itself is the setting).
+    Example:
+        >>> model = {"medium": OperatingPoint(0.9, 2, 3), "high": OperatingPoint(0.7, 2, 2)}
+        >>> effective_events(EventsConfig(), "high", presets=model).start_threshold
+        0.7
+        >>> effective_events(EventsConfig(confirm_windows=3), "medium", presets=model).confirm_windows
+        3
     """
     if detector is not None and detector.kind == "loudness":
         windows = max(1, round(detector.loudness_hold_seconds / detector.hop_seconds))
         return dataclasses.replace(events, start_threshold=0.5, end_threshold=0.5, confirm_windows=windows,
                                    of_windows=windows, sensitivity=sensitivity)
+    own = (events.start_threshold, events.confirm_windows, events.of_windows)
+    point = (presets or {}).get(sensitivity)
+    if sensitivity == "medium" and None not in own:
+        point = OperatingPoint(*own)  # fully set in the config: the model's medium is not needed
+    if point is None:
+        raise ConfigError(f"the detector model has no calibrated operating point for sensitivity {sensitivity!r} "
+                          "(its entry in models/manifest.json lacks 'operating_point'; run "
+                          "tools/sweep_operating_point.py)")
     if sensitivity == "medium":
-        return dataclasses.replace(events, sensitivity=sensitivity)
-    start, confirm, of = SENSITIVITY_PRESETS[sensitivity]
-    return dataclasses.replace(events, start_threshold=start, confirm_windows=confirm, of_windows=of,
-                               end_threshold=min(events.end_threshold, start), sensitivity=sensitivity)
+        point = OperatingPoint(*(point_value if own is None else own for own, point_value in (
+            (events.start_threshold, point.start_threshold), (events.confirm_windows, point.confirm_windows),
+            (events.of_windows, point.of_windows))))
+    if point.confirm_windows > point.of_windows:
+        raise ConfigError("events.confirm_windows must not exceed events.of_windows")
+    return dataclasses.replace(events, start_threshold=point.start_threshold, confirm_windows=point.confirm_windows,
+                               of_windows=point.of_windows, end_threshold=min(events.end_threshold,
+                                                                              point.start_threshold),
+                               sensitivity=sensitivity)
 
 
 @dataclass(frozen=True)
@@ -193,9 +222,10 @@ class Config:
     logging: LoggingConfig = LoggingConfig()
 
     def __post_init__(self) -> None:
-        if self.events.confirm_windows > self.events.of_windows:
+        e = self.events
+        if e.confirm_windows is not None and e.of_windows is not None and e.confirm_windows > e.of_windows:
             raise ConfigError("events.confirm_windows must not exceed events.of_windows")
-        if self.events.end_threshold > self.events.start_threshold:
+        if e.start_threshold is not None and e.end_threshold > e.start_threshold:
             raise ConfigError("events.end_threshold must not exceed events.start_threshold (hysteresis)")
         if self.events.quiet_hours is not None:
             from monitor.control import CommandError, QuietHours

@@ -55,7 +55,8 @@ class Daemon:
         self.classifier = ReasonClassifier(config.classifier) if reasons_enabled(config) else None
         self.pipeline = Pipeline(config, self.detector)
         self.controls, self.stats = self._load_state()
-        self.pipeline.events.reconfigure(effective_events(config.events, self.controls.sensitivity, config.detector))
+        self.pipeline.events.reconfigure(effective_events(config.events, self.controls.sensitivity, config.detector,
+                                                          self.detector.presets))
         self.health = MicHealth(config.audio.deaf_after_seconds)
         self.clips = ClipRecorder(config.clips, self.state_dir / "clips") if config.clips.enabled else None
         self.notifier = Notifier()
@@ -170,7 +171,8 @@ class Daemon:
 
     def _set_controls(self, new: ControlState) -> None:
         self.controls = new
-        self.pipeline.events.reconfigure(effective_events(self.config.events, new.sensitivity, self.config.detector))
+        self.pipeline.events.reconfigure(effective_events(self.config.events, new.sensitivity, self.config.detector,
+                                                          self.detector.presets))
         self._save_state()
         self._publish_controls()
 

@@ -15,7 +15,7 @@ import structlog
 import torch
 
 from monitor import SAMPLE_RATE
-from monitor.config import DetectorConfig
+from monitor.config import DetectorConfig, OperatingPoint
 from monitor.features import level_dbfs
 from monitor.weights import load_model
 
@@ -56,6 +56,7 @@ class LoudnessDetector:
         self.threshold_dbfs = config.loudness_dbfs
         self.frame = round(config.hop_seconds * SAMPLE_RATE)
         self.model_id = f"loudness@{config.loudness_dbfs:g}dBFS"
+        self.presets: dict[str, OperatingPoint] = {}  # the level is the setting (config.effective_events)
 
     def score(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         levels = np.array([level_dbfs(w[-self.frame :]) for w in windows])
@@ -71,6 +72,7 @@ class CryDetector:
         self.device = resolve_device(config.device)
         self.model, self.entry = load_model(config.model, self.device)
         self.model_id = self.entry.sha256[:12]
+        self.presets = self.entry.operating_point
         self.gate_dbfs = config.gate_dbfs
 
     @torch.inference_mode()

@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 
 from monitor.audio import AudioFileError
-from monitor.config import Config, ConfigError, load_config
+from monitor.config import Config, ConfigError, effective_events, load_config
 from monitor.detect import make_detector
 from monitor.evaluation import (Annotation, Detection, FileResult, Summary, by_scene, detections_from_events,
                                 evaluate_file, read_annotations, summarize)
@@ -146,8 +146,10 @@ def report(results: list[FileResult], threshold: float) -> tuple[str, dict]:
     lines = [header, rule, *map(format_row, files), rule, *map(format_row, scenes), rule, format_row(overall)]
     notes = [f"  missed: {m.file} {m.onset_s:.2f}–{m.offset_s:.2f} s" for m in overall.missed]
     if overall.false_alarms:
-        notes.append("  false alarms by the distractor they overlap: "
-                      + ", ".join(f"{label} {n}" for label, n in overall.false_alarms_by_label.items()))
+        per_alarm = (overall.false_alarms_per_hour or 0.0) / overall.false_alarms  # = 1 / cry-free hours
+        notes.append("  false alarms by the sound under them (count, per hour of cry-free audio): "
+                     + ", ".join(f"{label} {n} ({n * per_alarm:.2f}/h)"
+                                 for label, n in overall.false_alarms_by_label.items()))
     metrics = {"threshold": threshold, "files": {s.name: asdict(s) for s in files},
                "scenes": {s.name.removeprefix("scene:"): asdict(s) for s in scenes},
                "overall": asdict(overall)}
@@ -159,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="+", metavar="AUDIO_OR_DIR")
     parser.add_argument("--config", type=Path, help="YAML config (default: built-in defaults)")
     parser.add_argument("--out", type=Path, default=Path("out/evaluate"), help="folder for metrics.json and PNGs")
-    parser.add_argument("--threshold", type=float, help="window operating threshold (default: events.start_threshold)")
+    parser.add_argument("--threshold", type=float,
+                        help="window operating threshold (default: the start threshold of the sensitivity preset)")
     parser.add_argument("--tolerance", type=float, default=0.0, metavar="S",
                         help="seconds a detection may miss a cry by and still match it (default 0)")
     return parser
@@ -170,9 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         configure_logging(config.logging)
-        threshold = config.events.start_threshold if args.threshold is None else args.threshold
         annotated = [(audio, read_annotations(csv)) for audio, csv in find_pairs(args.inputs)]  # fail before replay
         detector = make_detector(config.detector)  # detector.kind: the CNN, or loudness only
+        events = effective_events(config.events, config.events.sensitivity, config.detector, detector.presets)
+        threshold = events.start_threshold if args.threshold is None else args.threshold
         args.out.mkdir(parents=True, exist_ok=True)
         results = []
         for audio, labels in annotated:
@@ -186,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     table, metrics = report(results, threshold)
     metrics["tolerance_s"] = args.tolerance
     metrics["detector"] = detector.model_id
-    metrics["events_config"] = asdict(config.events)
+    metrics["events_config"] = asdict(events)
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (args.out / "report.txt").write_text(table + "\n")
     print(table)

@@ -7,11 +7,13 @@
 - **Maximum**: a cry open for ``max_duration_seconds`` is ended (``ended_by: max_duration``) and, if the baby
   is still crying, restarts after a fresh confirmation with no cool-down: a state can never be stuck ON.
 
-Times are the audio clock (seconds since the stream started); the caller maps them to wall-clock time.
+Times are the audio clock (seconds since the stream started); the caller maps them to wall-clock time. The
+configuration must be resolved (:func:`monitor.config.effective_events` fills in the model's operating point).
 
 Example:
     >>> from monitor.config import EventsConfig
-    >>> sm = CryStateMachine(EventsConfig(confirm_windows=2, of_windows=2, end_hold_seconds=1.0))
+    >>> config = EventsConfig(start_threshold=0.85, confirm_windows=2, of_windows=2, end_hold_seconds=1.0)
+    >>> sm = CryStateMachine(config)
     >>> [e.type for t in range(8) for e in sm.update(t * 0.5, 0.9 if t < 3 else 0.0)]
     ['cry_start', 'cry_end']
 """
@@ -58,9 +60,15 @@ def event_payload(event: Event, wall_time: float) -> dict:
     return {**event.to_dict(), "ts": datetime.fromtimestamp(wall_time, timezone.utc).isoformat(timespec="milliseconds")}
 
 
+def _resolved(config: EventsConfig) -> EventsConfig:
+    if None in (config.start_threshold, config.confirm_windows, config.of_windows):
+        raise ValueError("events config without an operating point: resolve it with config.effective_events")
+    return config
+
+
 class CryStateMachine:
     def __init__(self, config: EventsConfig, new_id: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
-        self.config = config
+        self.config = _resolved(config)
         self._new_id = new_id
         self._recent: deque[float] = deque(maxlen=config.of_windows)
         self._cooldown_until = float("-inf")
@@ -74,7 +82,7 @@ class CryStateMachine:
 
     def reconfigure(self, config: EventsConfig) -> None:
         """New thresholds (sensitivity change, config reload); an open cry stays open."""
-        self.config = config
+        self.config = _resolved(config)
         self._recent = deque(self._recent, maxlen=config.of_windows)
 
     def reset_confirmation(self) -> None:

@@ -12,6 +12,7 @@ thread so the detector never waits for it, and replay runs them inline.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Protocol
 
 import numpy as np
@@ -19,7 +20,7 @@ import numpy as np
 from monitor import SAMPLE_RATE
 from monitor.buffer import RingBuffer
 from monitor.classify import ClassifyRequest, ReasonSchedule, reasons_enabled
-from monitor.config import Config, effective_events
+from monitor.config import Config, OperatingPoint, effective_events
 from monitor.detect import WindowScore
 from monitor.events import CryEvent, CryStateMachine
 
@@ -27,6 +28,8 @@ MAX_BATCH = 32
 
 
 class Scorer(Protocol):
+    presets: Mapping[str, OperatingPoint]  # the model's calibrated sensitivity presets
+
     def score(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Windows (B, N) → (cry probabilities, levels in dBFS, gated flags), each (B,)."""
 
@@ -44,7 +47,8 @@ class Pipeline:
         self.window = round(config.detector.window_seconds * SAMPLE_RATE)
         self.hop = round(config.detector.hop_seconds * SAMPLE_RATE)
         self.buffer = RingBuffer(round(config.audio.buffer_seconds * SAMPLE_RATE))
-        self.events = CryStateMachine(effective_events(config.events, config.events.sensitivity, config.detector))
+        self.events = CryStateMachine(effective_events(config.events, config.events.sensitivity, config.detector,
+                                                       scorer.presets))
         self.schedule = (ReasonSchedule(config.classifier.at_seconds(), config.classifier.lookback_seconds)
                          if reasons_enabled(config) else None)
         self._next_end = self.window  # absolute sample index where the next window ends

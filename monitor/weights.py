@@ -1,4 +1,5 @@
-"""Shipped model files: a state dict plus an entry in ``models/manifest.json`` (architecture, kwargs, sha256).
+"""Shipped model files: a state dict plus an entry in ``models/manifest.json`` (architecture, kwargs, sha256 and,
+for a detector, its calibrated ``operating_point`` per sensitivity preset).
 
 Weights are loaded with ``torch.load(weights_only=True)`` only after the file's sha256 matches the manifest,
 so a truncated, tampered or swapped file is refused with a clear error instead of silently scoring garbage.
@@ -6,14 +7,16 @@ so a truncated, tampered or swapped file is refused with a clear error instead o
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from monitor.config import OperatingPoint
 from monitor.models import build
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -30,6 +33,9 @@ class ModelEntry:
     arch: str
     kwargs: dict
     sha256: str
+    # A detector's calibrated sensitivity presets ("low", "medium", "high"), written by
+    # tools/sweep_operating_point.py for exactly this file: a retrained model starts without any.
+    operating_point: dict[str, OperatingPoint] = field(default_factory=dict)
 
 
 def sha256_of(path: Path) -> str:
@@ -44,7 +50,10 @@ def read_manifest(models_dir: Path) -> dict[str, ModelEntry]:
     path = models_dir / MANIFEST
     try:
         raw = json.loads(path.read_text())
-        return {name: ModelEntry(file=name, arch=e["arch"], kwargs=e.get("kwargs", {}), sha256=e["sha256"])
+        return {name: ModelEntry(file=name, arch=e["arch"], kwargs=e.get("kwargs", {}), sha256=e["sha256"],
+                                 operating_point={k: OperatingPoint(float(p["start_threshold"]),
+                                                                    int(p["confirm_windows"]), int(p["of_windows"]))
+                                                  for k, p in e.get("operating_point", {}).items()})
                 for name, e in raw.items()}
     except FileNotFoundError:
         raise ModelFileError(f"{path}: model manifest missing") from None
@@ -60,6 +69,16 @@ def write_manifest_entry(models_dir: Path, name: str, arch: str, kwargs: dict) -
     entries[name] = {"arch": arch, "kwargs": kwargs, "sha256": digest}
     path.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
     return digest
+
+
+def write_operating_point(models_dir: Path, name: str, presets: dict[str, OperatingPoint]) -> None:
+    """Record a detector's calibrated presets in its manifest entry (the file's hash must still match)."""
+    path = models_dir / MANIFEST
+    entries = json.loads(path.read_text())
+    if sha256_of(models_dir / name) != entries[name]["sha256"]:
+        raise ModelFileError(f"{models_dir / name}: changed since its manifest entry; not calibrating it")
+    entries[name]["operating_point"] = {k: dataclasses.asdict(p) for k, p in presets.items()}
+    path.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
 
 
 def load_model(path: Path, device: str = "cpu") -> tuple[nn.Module, ModelEntry]:

@@ -5,8 +5,9 @@ import pytest
 import yaml
 
 from monitor.cli import main
-from monitor.config import (SENSITIVITY_PRESETS, Config, ConfigError, DetectorConfig, EventsConfig,
-                            effective_events, load_config, override, parse_config)
+from monitor.config import (Config, ConfigError, DetectorConfig, EventsConfig, OperatingPoint, effective_events,
+                            load_config, override, parse_config)
+from monitor.weights import read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,14 +88,26 @@ def test_check_config_cli_reports_errors_without_traceback(tmp_path, capsys):
     assert "not UTF-8" in capsys.readouterr().err
 
 
-def test_sensitivity_presets_apply_the_calibrated_points():
-    events = EventsConfig(start_threshold=0.8, confirm_windows=4, of_windows=5, end_threshold=0.75)
-    assert effective_events(events, "medium") == events  # medium is the configured section itself
-    for name in ("low", "high"):
-        start, n, m = SENSITIVITY_PRESETS[name]
-        preset = effective_events(events, name)
-        assert (preset.start_threshold, preset.confirm_windows, preset.of_windows) == (start, n, m)
-        assert preset.end_threshold == min(0.75, start) and preset.sensitivity == name
+def test_sensitivity_presets_come_from_the_model_and_the_config_overrides_only_medium():
+    model = {"low": OperatingPoint(0.97, 4, 5), "medium": OperatingPoint(0.9, 2, 3), "high": OperatingPoint(0.7, 2, 2)}
+    events = EventsConfig(end_threshold=0.75)
+    for name, point in model.items():
+        preset = effective_events(events, name, presets=model)
+        assert (preset.start_threshold, preset.confirm_windows, preset.of_windows) == dataclasses.astuple(point)
+        assert preset.end_threshold == min(0.75, point.start_threshold) and preset.sensitivity == name
         assert preset.end_hold_seconds == events.end_hold_seconds
+    own = EventsConfig(start_threshold=0.8, of_windows=4)
+    assert (effective_events(own, "medium", presets=model).start_threshold,
+            effective_events(own, "medium", presets=model).confirm_windows,
+            effective_events(own, "medium", presets=model).of_windows) == (0.8, 2, 4)
+    assert effective_events(own, "high", presets=model).start_threshold == 0.7
     loud = effective_events(events, "high", DetectorConfig(kind="loudness", loudness_hold_seconds=1.0))
     assert (loud.confirm_windows, loud.of_windows, loud.start_threshold) == (4, 4, 0.5)  # presets do not apply
+    with pytest.raises(ConfigError, match="no calibrated operating point"):
+        effective_events(events, "medium", presets={})
+
+
+def test_shipped_detector_carries_all_three_presets():
+    presets = read_manifest(ROOT / "models")["detector.pt"].operating_point
+    assert set(presets) == {"low", "medium", "high"}
+    assert presets["low"].start_threshold >= presets["medium"].start_threshold >= presets["high"].start_threshold

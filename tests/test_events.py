@@ -61,7 +61,7 @@ def test_no_double_start_and_cooldown():
 
 
 def test_max_duration_refreshes_instead_of_sticking():
-    cfg = EventsConfig(confirm_windows=2, of_windows=2, max_duration_seconds=10.0)
+    cfg = EventsConfig(start_threshold=0.95, confirm_windows=2, of_windows=2, max_duration_seconds=10.0)
     sm = CryStateMachine(cfg, new_id=counter())
     events = run(sm, [0.99] * 200)  # 50 s of non-stop crying
     types = [e.type for e in events]
@@ -74,7 +74,8 @@ def test_max_duration_refreshes_instead_of_sticking():
 @pytest.mark.parametrize("seed", range(20))
 def test_always_alternates_and_always_ends(seed):
     rng = np.random.default_rng(seed)
-    sm = CryStateMachine(EventsConfig(max_duration_seconds=30.0), new_id=counter())
+    sm = CryStateMachine(EventsConfig(start_threshold=0.95, confirm_windows=2, of_windows=2, max_duration_seconds=30.0),
+                         new_id=counter())
     scores = np.clip(rng.normal(0.5, 0.35, 4000) + np.repeat(rng.choice([-0.4, 0.4], 100), 40), 0, 1)
     events = run(sm, scores) + sm.close(len(scores) * HOP + HOP)
     types = [e.type for e in events]
@@ -86,5 +87,5 @@ def test_always_alternates_and_always_ends(seed):
 
 
 def test_close_without_open_cry_emits_nothing():
-    sm = CryStateMachine(EventsConfig())
+    sm = CryStateMachine(EventsConfig(start_threshold=0.95, confirm_windows=2, of_windows=2))
     assert run(sm, [0.0] * 10) == [] and sm.close(3.0) == []

@@ -1,0 +1,121 @@
+"""The detector on real held-out sounds that are not cries, and the operating point that travels with the model.
+
+Issue 9's spec: a cry still fires; a held-out real laugh, meow or shout in a quiet room does not; the sensitivity
+presets used are the ones in the model's manifest entry.
+"""
+
+import dataclasses
+import importlib.util
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import DATA, ROOT
+from monitor.audio import read_file
+from monitor.config import Config, OperatingPoint, override
+from monitor.data import category, read_manifest, split_groups
+from monitor.detect import CryDetector
+from monitor.pipeline import Pipeline
+from monitor.weights import read_manifest as read_models
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return CryDetector(Config().detector)
+
+
+@pytest.fixture(scope="module")
+def split():
+    clips = read_manifest(DATA)
+    return clips, split_groups(clips)
+
+
+def in_quiet_room(clip: np.ndarray, active_dbfs: float) -> np.ndarray:
+    """2 s of a quiet room, the clip at ``active_dbfs`` (RMS of its frames within 25 dB of its loudest), 4 s more."""
+    frames = clip[: clip.size // 320 * 320].reshape(-1, 320)
+    db = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
+    active = 10 * np.log10(np.mean(10 ** (db[db >= db.max() - 25] / 10)))
+    quiet = np.random.default_rng(5).standard_normal(6 * 16000).astype(np.float32) * 10 ** (-66 / 20)
+    scaled = clip * 10 ** ((active_dbfs - active) / 20)
+    return np.concatenate([quiet[: 2 * 16000], scaled + np.resize(quiet, scaled.size), quiet[2 * 16000 :]])
+
+
+def event_types(audio: np.ndarray, detector, config: Config = Config()) -> list[str]:
+    pipeline = Pipeline(config, detector)
+    return [e.type for e in pipeline.feed(audio).events + pipeline.close().events]
+
+
+# (path under ../shared/data, its category): held out by the split (checked below), never trained on
+NOT_CRIES = [
+    ("notcry/vocal/hedgewars/Default/Laugh.ogg", "vocal"),  # an adult laugh
+    ("notcry/vocal/hedgewars/Default_uk/Laugh.ogg", "vocal"),
+    ("notcry/vocal/hedgewars/Default/Nooo.ogg", "vocal"),  # a shout
+    ("notcry/vocal/hedgewars/Default/Ow2.ogg", "vocal"),  # a cry of pain from an adult
+    ("notcry/sfx/tuxpaint/cat/blackcat.ogg", "animal"),  # a meow
+    ("notcry/sfx/gcompris/animal_sheep/sheep.ogg", "animal"),  # a bleat, the animal call nearest to a baby's
+]
+
+
+@pytest.mark.parametrize("path, kind", NOT_CRIES, ids=[p.rsplit("/", 2)[-2] + "/" + p.rsplit("/", 1)[-1] for p, _ in NOT_CRIES])
+@pytest.mark.parametrize("level", [-30, -20])
+def test_held_out_laugh_meow_or_shout_in_a_quiet_room_does_not_fire(split, detector, path, kind, level):
+    clips, groups = split
+    clip = next(c for c in clips if str(c.path.relative_to(DATA)) == path)
+    assert groups[clip.group] == "val" and category(clip) == kind  # the premise: held out, of this kind
+    assert event_types(in_quiet_room(read_file(clip.path), level), detector) == []
+
+
+def test_held_out_cry_at_the_same_levels_fires(split, detector):
+    clips, groups = split
+    cries = sorted((c for c in clips if c.source == "donateacry-cleaned" and groups[c.group] == "val"
+                    and c.duration_s >= 5), key=lambda c: c.path.name)[:4]
+    for cry in cries:
+        for level in (-30, -20):
+            assert event_types(in_quiet_room(read_file(cry.path), level), detector) == ["cry_start", "cry_end"], (
+                cry.path.name, level)
+
+
+def test_the_operating_point_comes_from_the_model_manifest(tmp_path, detector):
+    shipped = read_models(ROOT / "models")["detector.pt"].operating_point
+    for sensitivity, point in shipped.items():
+        config = override(Config(), "events", sensitivity=sensitivity)
+        used = Pipeline(config, detector).events.config
+        assert (used.start_threshold, used.confirm_windows, used.of_windows) == dataclasses.astuple(point)
+    # another model (here: the same weights listed with other presets) brings its own operating point
+    shutil.copyfile(ROOT / "models" / "detector.pt", tmp_path / "detector.pt")
+    manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
+    entry = manifest["detector.pt"]
+    entry["operating_point"]["medium"] = {"start_threshold": 0.55, "confirm_windows": 3, "of_windows": 7}
+    (tmp_path / "manifest.json").write_text(json.dumps({"detector.pt": entry}))
+    other = CryDetector(dataclasses.replace(Config().detector, model=tmp_path / "detector.pt"))
+    used = Pipeline(Config(), other).events.config
+    assert (used.start_threshold, used.confirm_windows, used.of_windows) == (0.55, 3, 7)
+    assert other.presets["medium"] == OperatingPoint(0.55, 3, 7)
+    # the config's own keys, where set, override only the medium preset
+    mine = override(Config(), "events", start_threshold=0.9)
+    assert Pipeline(mine, other).events.config.start_threshold == 0.9
+    assert Pipeline(override(mine, "events", sensitivity="high"), other).events.config.start_threshold == (
+        shipped["high"].start_threshold)
+
+
+@pytest.fixture(scope="module")
+def real_soundscapes():
+    sys.path.insert(0, str(ROOT / "tools"))
+    spec = importlib.util.spec_from_file_location("make_real_soundscapes", ROOT / "tools" / "make_real_soundscapes.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_real_validation_uses_held_out_groups_of_every_category(real_soundscapes, split):
+    clips, groups = split
+    chosen = real_soundscapes.select_clips(clips)
+    assert set(real_soundscapes.EVENT_CATEGORIES) | {"cry", "speech", "music"} <= set(chosen)
+    assert all(groups[c.group] == "val" for members in chosen.values() for c in members)
+    assert not any(c.source == "donateacry-raw" for c in chosen["cry"])
+    held_out_babies = {c.group for c in chosen["cry"]}
+    assert not held_out_babies & {c.group for c in clips if groups[c.group] == "train"}

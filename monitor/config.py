@@ -67,6 +67,7 @@ class OperatingPoint:
     start_threshold: float
     confirm_windows: int
     of_windows: int
+    verify_threshold: float | None = None  # and the verifier agrees (detectors with a verifier head only)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class EventsConfig:
     start_threshold: float | None = field(default=None, metadata=_range(0.0, 1.0))
     confirm_windows: int | None = field(default=None, metadata=_range(1, 100))
     of_windows: int | None = field(default=None, metadata=_range(1, 100))
+    verify_threshold: float | None = field(default=None, metadata=_range(0.0, 1.0))
     end_threshold: float = field(default=0.4, metadata=_range(0.0, 1.0))
     end_hold_seconds: float = field(default=4.0, metadata=_range(0.25, 600.0))
     cooldown_seconds: float = field(default=5.0, metadata=_range(0.0, 3600.0))
@@ -128,8 +130,8 @@ def effective_events(events: EventsConfig, sensitivity: str, detector: DetectorC
                                    of_windows=windows, sensitivity=sensitivity)
     own = (events.start_threshold, events.confirm_windows, events.of_windows)
     point = (presets or {}).get(sensitivity)
-    if sensitivity == "medium" and None not in own:
-        point = OperatingPoint(*own)  # fully set in the config: the model's medium is not needed
+    if sensitivity == "medium" and None not in own:  # fully set in the config: the model's medium is not needed
+        point = OperatingPoint(*own, point.verify_threshold if point else None)
     if point is None:
         raise ConfigError(f"the detector model has no calibrated operating point for sensitivity {sensitivity!r} "
                           "(its entry in models/manifest.json lacks 'operating_point'; run "
@@ -137,12 +139,12 @@ def effective_events(events: EventsConfig, sensitivity: str, detector: DetectorC
     if sensitivity == "medium":
         point = OperatingPoint(*(point_value if own is None else own for own, point_value in (
             (events.start_threshold, point.start_threshold), (events.confirm_windows, point.confirm_windows),
-            (events.of_windows, point.of_windows))))
+            (events.of_windows, point.of_windows), (events.verify_threshold, point.verify_threshold))))
     if point.confirm_windows > point.of_windows:
         raise ConfigError("events.confirm_windows must not exceed events.of_windows")
     return dataclasses.replace(events, start_threshold=point.start_threshold, confirm_windows=point.confirm_windows,
-                               of_windows=point.of_windows, end_threshold=min(events.end_threshold,
-                                                                              point.start_threshold),
+                               of_windows=point.of_windows, verify_threshold=point.verify_threshold,
+                               end_threshold=min(events.end_threshold, point.start_threshold),
                                sensitivity=sensitivity)
 
 

@@ -30,7 +30,7 @@ from monitor.capture import MicCapture, file_chunks
 from monitor.classify import ClassifyRequest, ReasonClassifier, ReasonEvent, reasons_enabled
 from monitor.clips import ClipRecorder
 from monitor.config import Config, ConfigError, effective_events, load_config
-from monitor.control import CommandError, ControlState, apply_command
+from monitor.control import SENSITIVITIES, CommandError, ControlState, apply_command
 from monitor.detect import make_detector
 from monitor.events import CryEvent, event_payload
 from monitor.features import level_dbfs
@@ -189,6 +189,8 @@ class Daemon:
             return
         try:
             new = load_config(self.config_path)
+            for sensitivity in SENSITIVITIES:  # the new events section must combine with the model's presets
+                effective_events(new.events, sensitivity, new.detector, self.detector.presets)
         except ConfigError as exc:
             log.error("reload_rejected", error=str(exc), detail="keeping the running config")
             return

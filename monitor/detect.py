@@ -17,6 +17,7 @@ import torch
 from monitor import SAMPLE_RATE
 from monitor.config import DetectorConfig, OperatingPoint
 from monitor.features import level_dbfs
+from monitor.models.verifier import VERIFIER_SECONDS
 from monitor.weights import load_model
 
 log = structlog.get_logger(__name__)
@@ -57,6 +58,10 @@ class LoudnessDetector:
         self.frame = round(config.hop_seconds * SAMPLE_RATE)
         self.model_id = f"loudness@{config.loudness_dbfs:g}dBFS"
         self.presets: dict[str, OperatingPoint] = {}  # the level is the setting (config.effective_events)
+        self.verifier_seconds = 0.0
+
+    def verify(self, audio: np.ndarray) -> float:
+        raise NotImplementedError("the loudness detector has no verifier")
 
     def score(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         levels = np.array([level_dbfs(w[-self.frame :]) for w in windows])
@@ -73,7 +78,14 @@ class CryDetector:
         self.model, self.entry = load_model(config.model, self.device)
         self.model_id = self.entry.sha256[:12]
         self.presets = self.entry.operating_point
+        self.verifier_seconds = VERIFIER_SECONDS if getattr(self.model, "verifier", None) is not None else 0.0
         self.gate_dbfs = config.gate_dbfs
+
+    @torch.inference_mode()
+    def verify(self, audio: np.ndarray) -> float:
+        """The verifier head's cry probability for ``verifier_seconds`` of audio (called only at a would-be start)."""
+        batch = torch.from_numpy(np.ascontiguousarray(audio[None])).to(self.device)
+        return float(torch.sigmoid(self.model.verify(batch).float())[0])
 
     @torch.inference_mode()
     def score(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

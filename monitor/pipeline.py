@@ -29,6 +29,10 @@ MAX_BATCH = 32
 
 class Scorer(Protocol):
     presets: Mapping[str, OperatingPoint]  # the model's calibrated sensitivity presets
+    verifier_seconds: float  # audio the second stage looks at; 0: the model has none
+
+    def verify(self, audio: np.ndarray) -> float:
+        """The second stage's cry probability for the last ``verifier_seconds`` of audio."""
 
     def score(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Windows (B, N) → (cry probabilities, levels in dBFS, gated flags), each (B,)."""
@@ -47,8 +51,10 @@ class Pipeline:
         self.window = round(config.detector.window_seconds * SAMPLE_RATE)
         self.hop = round(config.detector.hop_seconds * SAMPLE_RATE)
         self.buffer = RingBuffer(round(config.audio.buffer_seconds * SAMPLE_RATE))
+        self.verify_samples = round(scorer.verifier_seconds * SAMPLE_RATE)
         self.events = CryStateMachine(effective_events(config.events, config.events.sensitivity, config.detector,
-                                                       scorer.presets))
+                                                       scorer.presets),
+                                      verify=self._verify if self.verify_samples else None)
         self.schedule = (ReasonSchedule(config.classifier.at_seconds(), config.classifier.lookback_seconds)
                          if reasons_enabled(config) else None)
         self._next_end = self.window  # absolute sample index where the next window ends
@@ -92,6 +98,14 @@ class Pipeline:
             samples = np.empty(end - start, dtype=np.float32)
             self.buffer.read(start, end - start, out=samples)
             result.requests.append(ClassifyRequest(cry_id, end_s, samples))
+
+    def _verify(self, t: float) -> float:
+        """The verifier on the audio that ends with the window ending at ``t`` (zeros before the stream began)."""
+        end = round(t * SAMPLE_RATE)
+        available = min(self.verify_samples, end - self.buffer.oldest)
+        audio = np.zeros(self.verify_samples, dtype=np.float32)
+        self.buffer.read(end - available, available, out=audio[self.verify_samples - available :])
+        return self.scorer.verify(audio)
 
     def _score_pending(self, result: FeedResult) -> None:
         while self._next_end <= self.buffer.total:

@@ -51,14 +51,19 @@ def read_manifest(models_dir: Path) -> dict[str, ModelEntry]:
     try:
         raw = json.loads(path.read_text())
         return {name: ModelEntry(file=name, arch=e["arch"], kwargs=e.get("kwargs", {}), sha256=e["sha256"],
-                                 operating_point={k: OperatingPoint(float(p["start_threshold"]),
-                                                                    int(p["confirm_windows"]), int(p["of_windows"]))
+                                 operating_point={k: _operating_point(p)
                                                   for k, p in e.get("operating_point", {}).items()})
                 for name, e in raw.items()}
     except FileNotFoundError:
         raise ModelFileError(f"{path}: model manifest missing") from None
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise ModelFileError(f"{path}: malformed model manifest ({exc!r})") from None
+
+
+def _operating_point(raw: dict) -> OperatingPoint:
+    verify = raw.get("verify_threshold")
+    return OperatingPoint(float(raw["start_threshold"]), int(raw["confirm_windows"]), int(raw["of_windows"]),
+                          None if verify is None else float(verify))
 
 
 def write_manifest_entry(models_dir: Path, name: str, arch: str, kwargs: dict) -> str:

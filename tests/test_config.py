@@ -93,7 +93,8 @@ def test_sensitivity_presets_come_from_the_model_and_the_config_overrides_only_m
     events = EventsConfig(end_threshold=0.75)
     for name, point in model.items():
         preset = effective_events(events, name, presets=model)
-        assert (preset.start_threshold, preset.confirm_windows, preset.of_windows) == dataclasses.astuple(point)
+        assert (preset.start_threshold, preset.confirm_windows, preset.of_windows,
+                preset.verify_threshold) == dataclasses.astuple(point)
         assert preset.end_threshold == min(0.75, point.start_threshold) and preset.sensitivity == name
         assert preset.end_hold_seconds == events.end_hold_seconds
     own = EventsConfig(start_threshold=0.8, of_windows=4)

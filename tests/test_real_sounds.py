@@ -83,7 +83,8 @@ def test_the_operating_point_comes_from_the_model_manifest(tmp_path, detector):
     for sensitivity, point in shipped.items():
         config = override(Config(), "events", sensitivity=sensitivity)
         used = Pipeline(config, detector).events.config
-        assert (used.start_threshold, used.confirm_windows, used.of_windows) == dataclasses.astuple(point)
+        assert (used.start_threshold, used.confirm_windows, used.of_windows,
+                used.verify_threshold) == dataclasses.astuple(point)
     # another model (here: the same weights listed with other presets) brings its own operating point
     shutil.copyfile(ROOT / "models" / "detector.pt", tmp_path / "detector.pt")
     manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
@@ -119,3 +120,29 @@ def test_real_validation_uses_held_out_groups_of_every_category(real_soundscapes
     assert not any(c.source == "donateacry-raw" for c in chosen["cry"])
     held_out_babies = {c.group for c in chosen["cry"]}
     assert not held_out_babies & {c.group for c in clips if groups[c.group] == "train"}
+
+
+class RecordingVerifier(CryDetector):
+    """The real shipped detector, remembering what audio its verifier was handed."""
+
+    heard: list
+
+    def verify(self, audio: np.ndarray) -> float:
+        self.heard.append(audio.copy())
+        return super().verify(audio)
+
+
+def test_the_verifier_hears_the_seconds_before_the_deciding_window(split):
+    spy = RecordingVerifier(Config().detector)
+    spy.heard = []
+    assert spy.verifier_seconds == 3.0  # the shipped detector carries its verifier head
+    clips, groups = split
+    cry = sorted((c for c in clips if c.source == "donateacry-cleaned" and groups[c.group] == "val"
+                  and c.duration_s >= 5), key=lambda c: c.path.name)[0]
+    stream = in_quiet_room(read_file(cry.path), -25)
+    config = override(Config(), "events", verify_threshold=0.01)  # ask the verifier, and let it agree
+    pipeline = Pipeline(config, spy)
+    start = next(e for e in pipeline.feed(stream).events if e.type == "cry_start")
+    end = round(start.t * 16000)
+    assert len(spy.heard) >= 1
+    np.testing.assert_array_equal(spy.heard[-1], stream[end - 48000 : end])

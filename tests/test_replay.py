@@ -15,6 +15,7 @@ from monitor.cli import main
 from monitor.config import Config
 from monitor.detect import CryDetector
 from monitor.replay import replay_file
+from monitor.weights import read_manifest as read_models
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,8 @@ def test_cli_replay_writes_events_and_scores_and_survives_a_bad_file(cry_then_qu
     duration = sf.info(cry_then_quiet).duration
     assert len(rows) == int((duration - 1.0) / 0.25) + 1
     assert float(rows[0]["t"]) == 1.0 and all(0.0 <= float(r["score"]) <= 1.0 for r in rows)
-    assert max(float(r["score"]) for r in rows) >= Config().events.start_threshold
+    medium = read_models(ROOT / "models")["detector.pt"].operating_point["medium"]
+    assert max(float(r["score"]) for r in rows) >= medium.start_threshold
 
 
 def test_tools_replay_wrapper_prints_json_lines(cry_then_quiet):

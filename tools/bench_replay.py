@@ -6,7 +6,7 @@ long the reason classifier takes on a cry's audio.
 
 Prints medians over the repeats, all measured in this one run: replay speed (audio seconds per wall second,
 windows batched as in `crymonitor replay`) and the live-style cost (0.1 s chunks, as the daemon feeds them),
-as milliseconds per window and as a fraction of the hop; then the classifier's time on the audio it gets at its
+as milliseconds per window and as a fraction of the hop; the verifier's cost per call; then the classifier's time on the audio it gets at its
 first and refined answers (lookback + 2 s, lookback + 6 s), and so when a reason is published after cry_start.
 Numbers on a shared, noisy machine: compare ratios.
 """
@@ -59,6 +59,16 @@ def main() -> None:
     print(f"live   (0.1 s chunks):                median {live_s:.2f} s → {seconds / live_s:.1f}× real time, "
           f"{1000 * live_s / windows:.1f} ms per window = {live_s / windows / config.detector.hop_seconds:.1%} of the hop")
     print(f"batched / live speed ratio: {live_s / replay_s:.2f}")
+    if detector.verifier_seconds:  # asked only when the detector would start a cry, then once per window at most
+        n = round(detector.verifier_seconds * SAMPLE_RATE)
+        times = []
+        for _ in range(args.repeats):
+            started = time.perf_counter()
+            detector.verify(audio[:n])
+            times.append(time.perf_counter() - started)
+        took = statistics.median(times)
+        print(f"verifier ({detector.verifier_seconds:.0f} s of audio): median {1000 * took:.0f} ms per call = "
+              f"{took / config.detector.hop_seconds:.0%} of a hop, only while the detector would start a cry")
     classifier = ReasonClassifier(config.classifier)
     for after in config.classifier.at_seconds():
         n = round((after + config.classifier.lookback_seconds) * SAMPLE_RATE)

@@ -63,6 +63,7 @@ from monitor.pipeline import Pipeline  # noqa: E402
 from monitor.weights import MODELS_DIR, write_operating_point  # noqa: E402
 
 THRESHOLDS = (0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99)
+VERIFY_THRESHOLDS = (None, 0.3, 0.5, 0.7, 0.9)  # None: the detector alone
 N_OF_M = ((1, 1), (2, 2), (2, 3), (3, 3), (3, 4), (4, 5), (5, 6))
 BASELINE = "783ad11"
 BASELINE_POINT = OperatingPoint(0.95, 2, 2)  # its shipped medium preset (monitor/config.py at that commit)
@@ -97,6 +98,27 @@ class Scored:
     annotations: list
     t: np.ndarray
     score: np.ndarray
+    path: Path
+    verified: dict[int, float] = dataclasses.field(default_factory=dict)  # window end sample → verifier output
+
+    def verifier(self, detector: CryDetector):
+        """``t → probability``: the detector's verifier on the same audio the pipeline would hand it, asked only
+        where the state machine asks and remembered across operating points; None without a verifier."""
+        if not detector.verifier_seconds:
+            return None
+        audio: list[np.ndarray] = []
+        n = round(detector.verifier_seconds * SAMPLE_RATE)
+
+        def verify(t: float) -> float:
+            end = round(t * SAMPLE_RATE)
+            if end not in self.verified:
+                if not audio:
+                    audio.append(sf.read(self.path, dtype="float32")[0])
+                clip = audio[0][max(0, end - n) : end]
+                self.verified[end] = detector.verify(np.pad(clip, (n - clip.size, 0)))
+            return self.verified[end]
+
+        return verify
 
 
 def scored_set(soundscapes: SoundscapeSet, config: Config, detector: CryDetector) -> list[Scored]:
@@ -120,12 +142,13 @@ def scored_set(soundscapes: SoundscapeSet, config: Config, detector: CryDetector
             np.savez(cache, **stored)
             print(f"scored {folder.name}/{name} ({detector.model_id})", flush=True)
         out.append(Scored(name, entry["scene"], float(stored[f"{name}/duration"]),
-                          read_annotations(folder / f"{name}.csv"), stored[f"{name}/t"], stored[f"{name}/score"]))
+                          read_annotations(folder / f"{name}.csv"), stored[f"{name}/t"], stored[f"{name}/score"],
+                          folder / f"{name}.wav"))
     return out
 
 
-def replay(events: EventsConfig, recording: Scored) -> FileResult:
-    machine = CryStateMachine(events)
+def replay(events: EventsConfig, recording: Scored, detector: CryDetector) -> FileResult:
+    machine = CryStateMachine(events, verify=recording.verifier(detector))
     decided = [e for t, s in zip(recording.t, recording.score) for e in machine.update(float(t), float(s))]
     decided += machine.close(recording.duration_s)
     payloads = [event_payload(e, 0.0) for e in decided]
@@ -154,21 +177,23 @@ class Point:
 
     def row(self) -> str:
         c, p = self.counts, self.point
-        return (f"| {p.start_threshold} | {p.confirm_windows} of {p.of_windows} | {c.detected_cries}/{c.cries} | "
+        return (f"| {p.start_threshold} | {p.confirm_windows} of {p.of_windows} | {fmt(p.verify_threshold, '')} | "
+                f"{c.detected_cries}/{c.cries} | "
                 f"{fmt(c.precision)} | {fmt(c.f1, '.3f')} | {c.false_alarms} | {fmt(c.false_alarms_per_hour)} | "
                 f"{fmt(self.negatives_fa_h)} | {self.white_0db.detected_cries}/{self.white_0db.cries} | "
                 f"{fmt(c.latency_median)} | {fmt(c.latency_p95)} |")
 
 
-HEADER = ("| start threshold | N of M | cries found | precision | F1 | false alarms | FA/h (all cry-free audio) | "
-          "FA/h (negatives-only recordings) | white 0 dB | latency median (s) | p95 (s) |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| start threshold | N of M | verifier | cries found | precision | F1 | false alarms | "
+          "FA/h (all cry-free audio) | FA/h (negatives-only recordings) | white 0 dB | latency median (s) | p95 (s) |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
-def evaluate(config: Config, point: OperatingPoint, recordings: list[Scored]) -> tuple[Point, list[FileResult]]:
+def evaluate(config: Config, point: OperatingPoint, recordings: list[Scored],
+             detector: CryDetector) -> tuple[Point, list[FileResult]]:
     events = dataclasses.replace(config.events, **dataclasses.asdict(point),
                                  end_threshold=min(config.events.end_threshold, point.start_threshold))
-    results = [replay(events, r) for r in recordings]
+    results = [replay(events, r, detector) for r in recordings]
     total = sum((r.events for r in results), EventCounts())
     negatives = sum((r.events for r in results if r.scene == "negatives"), EventCounts())
     white = sum((r.events for r in results if r.file == "white_noise_0db"), EventCounts())
@@ -235,8 +260,9 @@ def main(argv: list[str] | None = None) -> dict:
     config = dataclasses.replace(config, classifier=dataclasses.replace(config.classifier, enabled=False))
     detector = CryDetector(dataclasses.replace(config.detector, model=args.model))
     sets = {name: scored_set(s, config, detector) for name, s in SETS.items()}
-    sweep = [evaluate(config, OperatingPoint(th, n, m), sets["calibration"])[0]
-             for th, (n, m) in itertools.product(THRESHOLDS, N_OF_M)]
+    verify = VERIFY_THRESHOLDS if detector.verifier_seconds else (None,)
+    sweep = [evaluate(config, OperatingPoint(th, n, m, v), sets["calibration"], detector)[0]
+             for th, (n, m), v in itertools.product(THRESHOLDS, N_OF_M, verify)]
     chosen = choose(sweep)
     write_operating_point(args.model.parent, args.model.name, {k: p.point for k, (p, _) in chosen.items()})
 
@@ -244,34 +270,39 @@ def main(argv: list[str] | None = None) -> dict:
     for preset, (calibrated, met) in chosen.items():
         p = calibrated.point
         choice_rows.append(f"| {preset} | {p.start_threshold} | {p.confirm_windows} of {p.of_windows} | "
-                           f"{'yes' if met else 'NO (fewest false alarms instead)'} |")
-        measured, results = evaluate(config, p, sets["report"])
+                           f"{fmt(p.verify_threshold, '')} | {'yes' if met else 'NO (fewest false alarms instead)'} |")
+        measured, results = evaluate(config, p, sets["report"], detector)
         report_rows.append(f"| **{preset}** " + measured.row())
         category_rows.append(f"| {preset} | {by_category(measured.counts)} |")
         if preset == "medium":
             medium, medium_table = measured, report(results, p.start_threshold)[0]
-            synthetic_point, synthetic_results = evaluate(config, p, sets["synthetic"])
+            synthetic_point, synthetic_results = evaluate(config, p, sets["synthetic"], detector)
+            unverified, _ = evaluate(config, dataclasses.replace(p, verify_threshold=None), sets["report"], detector)
             synthetic_table = report(synthetic_results, p.start_threshold)[0]
 
     with tempfile.TemporaryDirectory() as tmp:
         baseline = CryDetector(dataclasses.replace(config.detector, model=git_model(args.baseline, Path(tmp))))
-        old, old_results = evaluate(config, BASELINE_POINT, scored_set(SETS["report"], config, baseline))
+        old, old_results = evaluate(config, BASELINE_POINT, scored_set(SETS["report"], config, baseline), baseline)
         old_table = report(old_results, BASELINE_POINT.start_threshold)[0]
         old_id = baseline.model_id
     minutes = {k: sum(r.duration_s for r in v) / 60 for k, v in sets.items()}
     side_by_side = "\n".join([
-        "| model | preset | cries found | precision | F1 | FA/h (cry-free) | FA/h (negatives-only) | white 0 dB | "
-        "latency median (s) | p95 (s) |", "|---|---|---|---|---|---|---|---|---|---|",
-        *(f"| {name} | {pt.point.start_threshold}, {pt.point.confirm_windows} of {pt.point.of_windows} | "
+        "| model | medium preset | cries found | precision | F1 | FA/h (cry-free) | FA/h (negatives-only) | "
+        "white 0 dB | latency median (s) | p95 (s) |", "|---|---|---|---|---|---|---|---|---|---|",
+        *(f"| {name} | {pt.point.start_threshold}, {pt.point.confirm_windows} of {pt.point.of_windows}"
+          f"{'' if pt.point.verify_threshold is None else f', verifier {pt.point.verify_threshold}'} | "
           f"{pt.counts.detected_cries}/{pt.counts.cries} | {fmt(pt.counts.precision)} | {fmt(pt.counts.f1, '.3f')} | "
           f"{fmt(pt.cry_free_fa_h)} | {fmt(pt.negatives_fa_h)} | {pt.white_0db.detected_cries}/{pt.white_0db.cries} | "
           f"{fmt(pt.counts.latency_median)} | {fmt(pt.counts.latency_p95)} |"
-          for name, pt in ((f"previous ({args.baseline}, {old_id})", old), (f"this ({detector.model_id})", medium)))])
+          for name, pt in ((f"previous ({args.baseline}, {old_id})", old),
+                           (f"this ({detector.model_id}), detector alone", unverified),
+                           (f"this ({detector.model_id})", medium)))])
     categories = ("| preset | false alarms by the category under them (count, per hour of cry-free audio) |\n"
                   "|---|---|\n" + "\n".join(category_rows) + f"\n| previous model | {by_category(old.counts)} |")
     parts = {
         "goals": goals_table(medium),
-        "choices": "| preset | start threshold | N of M | rule met |\n|---|---|---|---|\n" + "\n".join(choice_rows),
+        "choices": ("| preset | start threshold | N of M | verifier | rule met |\n|---|---|---|---|---|\n"
+                    + "\n".join(choice_rows)),
         "report": "| preset " + HEADER.split("\n")[0] + "\n|---" + HEADER.split("\n")[1] + "\n" + "\n".join(report_rows),
         "side_by_side": side_by_side,
         "categories": categories,

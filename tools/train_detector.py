@@ -47,6 +47,7 @@ from monitor import SAMPLE_RATE  # noqa: E402
 from monitor.audio import read_file  # noqa: E402
 from monitor.data import category, read_manifest, split_groups  # noqa: E402
 from monitor.models import build  # noqa: E402
+from monitor.models.verifier import VERIFIER_SECONDS  # noqa: E402
 from monitor.weights import MODELS_DIR, write_manifest_entry  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,11 +145,12 @@ class Pool:
             self.segments.append(x)
             self.starts.append(ok * ACTIVE_HOP)
 
-    def crop(self, rng: np.random.Generator) -> np.ndarray:
+    def crop(self, rng: np.random.Generator, n: int = WIN) -> np.ndarray:
+        """``n`` samples from a start where a 1 s window is worth taking (zero-padded past the clip's end)."""
         i = rng.choice(len(self.segments), p=self.weights)
         start = int(rng.choice(self.starts[i])) + int(rng.integers(0, ACTIVE_HOP))
-        window = self.segments[i][start : start + WIN].astype(np.float32)
-        return np.pad(window, (0, WIN - window.size))
+        window = self.segments[i][start : start + n].astype(np.float32)
+        return np.pad(window, (0, n - window.size))
 
 
 class Negatives:
@@ -166,8 +168,8 @@ class Negatives:
             kinds.setdefault(c["category"], []).append(c)
         self.pools = [Pool(audio, members, cry=False) for _, members in sorted(kinds.items())] + list(extra)
 
-    def crop(self, rng: np.random.Generator) -> np.ndarray:
-        return self.pools[int(rng.integers(len(self.pools)))].crop(rng)
+    def crop(self, rng: np.random.Generator, n: int = WIN) -> np.ndarray:
+        return self.pools[int(rng.integers(len(self.pools)))].crop(rng, n)
 
 
 class Generated:
@@ -176,8 +178,13 @@ class Generated:
     def __init__(self, make) -> None:
         self.make = make
 
-    def crop(self, rng: np.random.Generator) -> np.ndarray:
-        return self.make(rng)
+    def crop(self, rng: np.random.Generator, n: int = WIN) -> np.ndarray:
+        return tiled(self.make, rng, n)
+
+
+def tiled(make, rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` samples from a generator of 1 s pieces (each piece drawn afresh)."""
+    return np.concatenate([make(rng) for _ in range(-(-n // WIN))])[:n]
 
 
 def laugh_rhythm(rng: np.random.Generator) -> list[tuple[int, int]]:
@@ -288,16 +295,16 @@ def rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(x**2) + 1e-12))
 
 
-def coloured_noise(rng: np.random.Generator) -> np.ndarray:
-    spectrum = np.fft.rfft(rng.standard_normal(WIN))
-    freqs = np.fft.rfftfreq(WIN, 1 / SAMPLE_RATE)
+def coloured_noise(rng: np.random.Generator, n: int = WIN) -> np.ndarray:
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
     exponent = rng.choice([0.0, 0.5, 1.0])  # white, pink, brown (power ∝ f^-2·exponent)
     spectrum /= np.maximum(freqs, 20.0) ** exponent
-    return np.fft.irfft(spectrum, WIN).astype(np.float32)
+    return np.fft.irfft(spectrum, n).astype(np.float32)
 
 
-def hum(rng: np.random.Generator) -> np.ndarray:
-    t = np.arange(WIN) / SAMPLE_RATE
+def hum(rng: np.random.Generator, n: int = WIN) -> np.ndarray:
+    t = np.arange(n) / SAMPLE_RATE
     base = rng.choice([50.0, 60.0])
     return sum(rng.uniform(0.1, 1) / k * np.sin(2 * np.pi * base * k * t + rng.uniform(0, 6.3))
                for k in range(1, 8)).astype(np.float32)
@@ -325,36 +332,42 @@ def colour(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.fft.irfft(spectrum, x.size).astype(np.float32)
 
 
-def background(rng: np.random.Generator, negatives: Negatives | Pool) -> np.ndarray:
+def background(rng: np.random.Generator, negatives: Negatives | Pool, n: int = WIN) -> np.ndarray:
     kind = rng.random()
     if kind < 0.45:
-        return negatives.crop(rng)
+        return negatives.crop(rng, n)
     if kind < 0.6:
-        return negatives.crop(rng) + coloured_noise(rng) * rng.uniform(0.05, 1.0) * 0.05
+        return negatives.crop(rng, n) + coloured_noise(rng, n) * rng.uniform(0.05, 1.0) * 0.05
     if kind < 0.72:
-        music = synthetic_music(rng)
-        return music + (negatives.crop(rng) * rng.uniform(0, 1) * rms(music) / max(rms(negatives.crop(rng)), 1e-6)
+        music = tiled(synthetic_music, rng, n)
+        return music + (negatives.crop(rng, n) * rng.uniform(0, 1) * rms(music) / max(rms(negatives.crop(rng, n)), 1e-6)
                         if rng.random() < 0.3 else 0)
     if kind < 0.85:
-        return coloured_noise(rng)
+        return coloured_noise(rng, n)
     if kind < 0.89:
-        return hum(rng) + 0.1 * coloured_noise(rng)
+        return hum(rng, n) + 0.1 * coloured_noise(rng, n)
     if kind < 0.93:
-        return clicks(rng) + coloured_noise(rng) * rng.uniform(0, 0.05)
-    return coloured_noise(rng) * 1e-3  # a quiet room
+        return tiled(clicks, rng, n) + coloured_noise(rng, n) * rng.uniform(0, 0.05)
+    return coloured_noise(rng, n) * 1e-3  # a quiet room
+
+
+# (probability, shortest and longest delay in s) of a positive whose cry begins inside the example
+DETECTOR_ONSETS = (0.3, 0.0, 0.6)  # the first windows of a cry, so they already score high
 
 
 def make_example(rng: np.random.Generator, cries: Pool, negatives: Negatives, positive: bool,
-                 hard: list[np.ndarray] | None = None) -> np.ndarray:
+                 hard: list[np.ndarray] | None = None, n: int = WIN,
+                 onsets: tuple[float, float, float] = DETECTOR_ONSETS) -> np.ndarray:
     if not positive and hard and rng.random() < 0.25:
         bg = hard[int(rng.integers(len(hard)))]
     else:
-        bg = background(rng, negatives)
+        bg = background(rng, negatives, n)
     if positive:
-        cry = cries.crop(rng)
-        if rng.random() < 0.3:  # the cry begins inside the window, as it does at onset
-            delay = int(rng.uniform(0, 0.6) * SAMPLE_RATE)
-            cry = np.concatenate([np.zeros(delay, np.float32), cry[: WIN - delay]])
+        cry = cries.crop(rng, n)
+        p_onset, shortest, longest = onsets
+        if rng.random() < p_onset:  # the cry begins inside the example, as it does at onset
+            delay = int(rng.uniform(shortest, longest) * SAMPLE_RATE)
+            cry = np.concatenate([np.zeros(delay, np.float32), cry[: n - delay]])
         snr = rng.uniform(-5, 30)
         bg = bg * (rms(cry) / (rms(bg) * 10 ** (snr / 20)))
         bg = cry + bg
@@ -482,6 +495,89 @@ def train(args) -> None:
                                                       "steps": args.steps, "batch": args.batch}, indent=1))
 
 
+VERIFIER_CHANNELS = 128
+# a verifier positive begins 0.75–2.25 s before the end of its 3 s half the time: at a cry's onset the verifier
+# is asked with only the first second or so of crying in its audio, and must already say yes
+VERIFIER_ONSETS = (0.5, VERIFIER_SECONDS - 2.25, VERIFIER_SECONDS - 0.75)
+
+
+def verifier_set(rng: np.random.Generator, model, cries: Pool, negatives: Negatives, count: int
+                 ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """``count`` 3 s examples as frozen-body frame embeddings (count, C, T) and labels, half cries.
+
+    The verifier is only asked when the detector wants to start a cry, so its negatives are those the detector
+    gets wrong: of three times as many fresh negatives, two thirds are the ones whose last 1 s window the
+    detector scores highest, one third are random. Returns the share of those negatives the detector scores
+    ≥ 0.5, to say how hard they are.
+    """
+    n = round(VERIFIER_SECONDS * SAMPLE_RATE)
+    half = count // 2
+    positives = np.stack([make_example(rng, cries, negatives, True, n=n, onsets=VERIFIER_ONSETS)
+                          for _ in range(half)])
+    candidates = np.stack([make_example(rng, cries, negatives, False, n=n) for _ in range(3 * half)])
+    last = scores(model, torch.from_numpy(candidates[:, -WIN:]))
+    order = np.argsort(-last)
+    hardest = order[: 2 * half // 3]
+    chosen = np.concatenate([hardest, rng.choice(order[2 * half // 3 :], half - hardest.size, replace=False)])
+    x = np.concatenate([positives, candidates[chosen]])
+    y = np.concatenate([np.ones(half), np.zeros(half)]).astype(np.float32)
+    with torch.no_grad():
+        model.eval()
+        frames = torch.cat([model.frame_embeddings(model.frontend(torch.from_numpy(x[i : i + 64])))
+                            for i in range(0, len(x), 64)])
+    return frames, torch.from_numpy(y), float(np.mean(last[chosen] >= 0.5))
+
+
+def train_verifier(args) -> None:
+    """Second stage: a temporal head on the shipped detector's frozen body, trained on precomputed embeddings."""
+    cache = ROOT / "cache" / "detector"
+    suffix = f"-{args.ablation}" if args.ablation else ""
+    audio = np.load(cache / "audio.npy", mmap_mode="r")
+    clips = json.loads((cache / "clips.json").read_text())
+    espeak = np.load(cache / "espeak.npz")
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    model = build("cnn10", verifier_channels=VERIFIER_CHANNELS)
+    missing = model.load_state_dict(torch.load(args.out, weights_only=True), strict=False).missing_keys
+    assert all(k.startswith("verifier.") for k in missing), missing
+    pools = {split: (Pool(audio, [c for c in clips if c["split"] == split and c["label"] == "cry"], cry=True),
+                     [c for c in clips if c["split"] == split and c["label"] == "notcry"]) for split in ("train", "val")}
+    laughs = {"chopped": Generated(partial(chopped_cry, cries=pools["train"][0])), "voiced": Generated(voiced_bursts)}
+    extra = (Pool.from_arrays(espeak["audio"], espeak["lengths"]), *(laughs[k] for k in args.laugh_negatives))
+    started = time.time()
+    rng = np.random.default_rng(args.seed + 1)
+    train_x, train_y, train_hard = verifier_set(rng, model, pools["train"][0],
+                                                Negatives(audio, pools["train"][1], extra), args.verifier_examples)
+    val_x, val_y, val_hard = verifier_set(np.random.default_rng(3003), model, pools["val"][0],
+                                          Negatives(audio, pools["val"][1]), args.val_windows * 2)
+    print(f"verifier embeddings {train_x.shape} {time.time() - started:.0f}s", flush=True)
+    from monitor.evaluation import roc_auc
+
+    head = model.verifier
+    opt = torch.optim.Adam(head.parameters(), lr=1e-3, weight_decay=1e-4)
+    best, history = -1.0, []
+    for epoch in range(1, args.verifier_epochs + 1):
+        head.train()
+        for batch in torch.randperm(len(train_y)).split(128):
+            loss = F.binary_cross_entropy_with_logits(head(train_x[batch].float()), train_y[batch])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        head.eval()
+        with torch.no_grad():
+            probs = torch.sigmoid(head(val_x.float())).numpy()
+        metrics = {"epoch": epoch, "roc_auc": roc_auc(val_y.numpy() > 0.5, probs), **f1_at(probs, val_y.numpy(), 0.5)}
+        history.append(metrics)
+        if metrics["f1"] > best:
+            best = metrics["f1"]
+            torch.save(model.state_dict(), cache / f"best-verifier{suffix}.pt")
+    shutil.copyfile(cache / f"best-verifier{suffix}.pt", args.out)
+    write_manifest_entry(args.out.parent, args.out.name, "cnn10", {"verifier_channels": VERIFIER_CHANNELS})
+    (cache / f"verifier_log{suffix}.json").write_text(json.dumps(
+        {"history": history, "minutes": (time.time() - started) / 60, "examples": len(train_y),
+         "val_examples": len(val_y), "hard_share_train": train_hard, "hard_share_val": val_hard}, indent=1))
+
+
 def initial_weights(spec: str) -> dict:
     """Weights to start from: a file, or ``REV:PATH`` read from git (e.g. the previous shipped detector, which
     stays reproducible from the repository's history after the new one replaces it)."""
@@ -518,8 +614,9 @@ def held_out_streams(audio: np.ndarray, clips: list[dict]) -> tuple[list, list]:
     return negatives, cries
 
 
-def evaluate(model: Path, threads: int, val_windows: int) -> dict:
-    """Window metrics on validation set B, then the daemon's pipeline on held-out clips in a quiet room."""
+def evaluate(model: Path, threads: int, val_windows: int, use_verifier: bool = True) -> dict:
+    """Window metrics on validation set B, then the daemon's pipeline on held-out clips in a quiet room (at the
+    medium preset; ``use_verifier=False``: the same start threshold and N of M without the verifier)."""
     from monitor.config import Config
     from monitor.detect import CryDetector
     from monitor.evaluation import roc_auc
@@ -531,6 +628,8 @@ def evaluate(model: Path, threads: int, val_windows: int) -> dict:
     config = Config()
     config = dataclasses.replace(config, classifier=dataclasses.replace(config.classifier, enabled=False))
     detector = CryDetector(dataclasses.replace(config.detector, model=model))
+    if not use_verifier:
+        detector.presets = detector_only(detector.entry)
     torch.set_num_threads(threads)
     val = {label: [c for c in clips if c["split"] == "val" and c["label"] == label] for label in ("cry", "notcry")}
     x, y = make_batch(np.random.default_rng(2002), Pool(audio, val["cry"], True),
@@ -591,6 +690,8 @@ def write_card(metrics: dict, args, sweep: dict) -> None:
                          for k, v in sorted(metrics["negatives"].items()))
     history = "\n".join(f"| {h['step']} | {h['precision']:.3f} | {h['recall']:.3f} | {h['f1']:.3f} |"
                         for h in log["history"])
+    verifier = json.loads((ROOT / "cache" / "detector" / "verifier_log.json").read_text())
+    vbest = max(verifier["history"], key=lambda h: h["f1"])
     ablations = json.loads(ABLATIONS.read_text()) if ABLATIONS.exists() else {}
     ablation_rows = "\n".join(
         f"| {name} | {m['model']} | {m['negatives'].get('vocal', {}).get('fired', '–')} of "
@@ -602,7 +703,11 @@ def write_card(metrics: dict, args, sweep: dict) -> None:
                        data_rows=data_rows, val_groups=val_groups, w=w, a=w["at_0.5"], s=w["at_start_threshold"],
                        neg_rows=neg_rows, cries=cries, history=history, ablation_rows=ablation_rows,
                        mine_every=args.mine_every, mine_keep=args.mine_keep, mine_candidates=args.mine_candidates,
-                       missed="\n".join(f"- {m}" for m in cries["missed"]) or "- none", **sweep)
+                       missed="\n".join(f"- {m}" for m in cries["missed"]) or "- none", v=verifier, vbest=vbest,
+                       vepochs=len(verifier["history"]), hard_train=verifier["hard_share_train"],
+                       hard_val=verifier["hard_share_val"],
+                       verifier_params=sum(p.numel() for p in build("cnn10", verifier_channels=VERIFIER_CHANNELS)
+                                           .verifier.parameters()), **sweep)
     (args.out.parent / "detector.md").write_text(text)
 
 
@@ -671,14 +776,27 @@ No recording of a laughing or babbling baby exists here. Three stand-ins, all ne
   aspiration, at laugh rhythm or as 150–300 ms babble syllables.
 
 Which helped, measured on held-out adult laughs, shouts, coughs and effort sounds (each clip alone in a quiet
-room, through the daemon's pipeline at the medium preset; there is no baby laughter to measure on). Each row is
-the same recipe and steps with a different set of laugh-like negatives:
+room, through the daemon's pipeline at the medium preset's start threshold and N of M, the detector alone
+without the verifier, so the rows differ only in the detector's training; there is no baby laughter to measure
+on). Each row is the same recipe and steps with a different set of laugh-like negatives:
 
 | laugh-like negatives | model | held-out vocal clips that fired | of them laughs | held-out cry clips found | window ROC-AUC |
 |---|---|---|---|---|---|
 {ablation_rows}
 
-## Recipe
+## The verifier (second stage)
+A {verifier_params:,}-parameter temporal head (`monitor/models/verifier.py`) on the detector's own frozen body:
+3 s of audio as 80 ms frame embeddings, dilated convolutions over 1.3 s, attention and max pooling. The
+detector scores every hop as before; when the state machine would start a cry, the verifier is asked about the
+3 s that end at that window and must reach the preset's verifier threshold (else it is asked again at the next
+window). It is trained on {v[examples]} precomputed 3 s examples: half cries (half of those beginning only
+0.75–2.25 s before the end, as at an onset), half negatives of which two thirds are those the detector scores
+highest ({hard_train:.0%} of the chosen negatives score ≥ 0.5 with the detector alone); {v[minutes]:.0f} min
+including the embeddings. Validation: {v[val_examples]} examples from held-out groups made the same way
+({hard_val:.0%} of their negatives fool the detector), best epoch by F1: ROC-AUC {vbest[roc_auc]:.3f},
+precision {vbest[precision]:.3f}, recall {vbest[recall]:.3f} at 0.5 (epoch {vbest[epoch]} of {vepochs}).
+
+## Recipe of the detector
 Initialised from {init}; laugh-like negatives: {laughs}. 1 s windows; cries mixed over real negatives, babble,
 noise, hum, clicks, tonal music or a quiet room at SNR −5…30 dB; 30 % of positive windows start with 0–0.6 s of
 background before the cry; random level −50…−12 dBFS, random spectral tilt, random low-pass 2.5–7.5 kHz
@@ -742,37 +860,57 @@ def main(argv=None) -> None:
                         help="start from these weights: a file or git REV:PATH ('' = from scratch)")
     parser.add_argument("--laugh-negatives", nargs="*", default=["chopped", "voiced"], choices=["chopped", "voiced"],
                         help="laugh-like negatives to add (none: only the real adult laughs)")
+    parser.add_argument("--verifier-examples", type=int, default=6000)
+    parser.add_argument("--verifier-epochs", type=int, default=40)
+    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES,
+                        help="detector: train the CNN10; verifier: train its verifier head on the frozen body; "
+                             "calibrate: tools/sweep_operating_point.py; card: held-out clips and models/detector.md")
     parser.add_argument("--ablation", metavar="NAME",
-                        help="train a variant into cache/detector/ablation-NAME.pt and record its held-out clip "
-                             "results for the card's laugh-negatives table (no sweep, no card)")
-    parser.add_argument("--eval-only", action="store_true", help="skip training; evaluate the shipped model")
+                        help="train a variant (detector stage only) into cache/detector/ablation-NAME/ and record its "
+                             "held-out clip results for the card's laugh-negatives table")
     args = parser.parse_args(argv)
     if args.ablation:
         args.out = ROOT / "cache" / "detector" / f"ablation-{args.ablation}" / "detector.pt"
         args.out.parent.mkdir(parents=True, exist_ok=True)
-    if not args.eval_only:
         train(args)
-    if args.ablation:  # a variant gets the shipped model's medium preset, so rows differ only by the model
+        # the shipped model's start thresholds without its verifier, so the rows differ only by the detector
         from monitor.weights import read_manifest as read_models, write_operating_point
 
-        write_operating_point(args.out.parent, args.out.name, read_models(MODELS_DIR)["detector.pt"].operating_point)
-    else:
+        write_operating_point(args.out.parent, args.out.name, detector_only(read_models(MODELS_DIR)["detector.pt"]))
+        record_ablation(" + ".join(args.laugh_negatives) or "none (real adult laughs only)",
+                        evaluate(args.out, args.threads, args.val_windows))
+        return
+    if "detector" in args.stages:
+        train(args)
+    if "verifier" in args.stages:
+        train_verifier(args)
+    if "calibrate" in args.stages:
         import sweep_operating_point
 
         sweep = sweep_operating_point.main(["--model", str(args.out)])
-    metrics = evaluate(args.out, args.threads, args.val_windows)
-    if args.ablation:
-        ablations = json.loads(ABLATIONS.read_text()) if ABLATIONS.exists() else {}
-        ablations[" + ".join(args.laugh_negatives) or "none (real adult laughs only)"] = metrics
-        ABLATIONS.write_text(json.dumps(ablations, indent=1))
-    else:
-        ablations = json.loads(ABLATIONS.read_text()) if ABLATIONS.exists() else {}
-        ablations[" + ".join(args.laugh_negatives) + " (shipped)"] = metrics
-        ABLATIONS.write_text(json.dumps(ablations, indent=1))
+        (ROOT / "cache" / "detector" / "sweep.json").write_text(json.dumps(sweep, indent=1, ensure_ascii=False))
+    if "card" in args.stages:
+        sweep = json.loads((ROOT / "cache" / "detector" / "sweep.json").read_text())
+        metrics = evaluate(args.out, args.threads, args.val_windows)
+        record_ablation(" + ".join(args.laugh_negatives) + " (shipped, without its verifier)",
+                        evaluate(args.out, args.threads, args.val_windows, use_verifier=False))
         (ROOT / "cache" / "detector" / "metrics.json").write_text(json.dumps(metrics, indent=1))
         write_card(metrics, args, sweep)
-    print(json.dumps(metrics, indent=1))
+        print(json.dumps(metrics, indent=1))
 
+
+STAGES = ("detector", "verifier", "calibrate", "card")
+
+
+def detector_only(entry) -> dict:
+    """A model entry's presets with the verifier switched off."""
+    return {k: dataclasses.replace(p, verify_threshold=None) for k, p in entry.operating_point.items()}
+
+
+def record_ablation(name: str, metrics: dict) -> None:
+    ablations = json.loads(ABLATIONS.read_text()) if ABLATIONS.exists() else {}
+    ablations[name] = metrics
+    ABLATIONS.write_text(json.dumps(ablations, indent=1))
 
 if __name__ == "__main__":
     main()

@@ -5,11 +5,15 @@ frequency, ``max_t + mean_t`` pooling, ``fc1`` 512→512 + ReLU, then one logit.
 per-mel-bin ``bn0`` live inside the module, so a waveform goes in and training and inference see identical
 features.
 
+With ``verifier_channels`` > 0 the model also carries a second stage, ``verify(waveform)``: the same body over
+a longer stretch of audio, its last pooling in frequency only (80 ms frames), into a
+:class:`~monitor.models.verifier.TemporalHead`. One file, one hash, one manifest entry hold both.
+
 Example:
     >>> import torch
-    >>> model = Cnn10().eval()
-    >>> model(torch.zeros(3, 16000)).shape
-    torch.Size([3])
+    >>> model = Cnn10(verifier_channels=128).eval()
+    >>> model(torch.zeros(3, 16000)).shape, model.verify(torch.zeros(3, 48000)).shape
+    (torch.Size([3]), torch.Size([3]))
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from monitor.features import N_MELS, LogMel
+from monitor.models.verifier import TemporalHead
 
 
 class ConvBlock(nn.Module):
@@ -34,10 +39,12 @@ class ConvBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pool_time: bool = True) -> torch.Tensor:
         x = F.relu(self.bn1(self.conv1(x)))
         x = F.relu(self.bn2(self.conv2(x)))
-        return F.avg_pool2d(x, 2) if self.pool else x
+        if not self.pool:
+            return x
+        return F.avg_pool2d(x, 2 if pool_time else (1, 2))
 
 
 def xavier_init(model: nn.Module) -> None:
@@ -70,7 +77,8 @@ class Cnn10(nn.Module):
     Needs at least 16 frames (0.15 s) because of the four pooling stages.
     """
 
-    def __init__(self, num_classes: int = 1, n_mels: int = N_MELS, widths: tuple[int, ...] = (64, 128, 256, 512)):
+    def __init__(self, num_classes: int = 1, n_mels: int = N_MELS, widths: tuple[int, ...] = (64, 128, 256, 512),
+                 verifier_channels: int = 0):
         super().__init__()
         self.num_classes = num_classes
         self.frontend = LogMel(n_mels)
@@ -80,6 +88,7 @@ class Cnn10(nn.Module):
         self.fc1 = nn.Linear(widths[-1], widths[-1])
         self.head = nn.Linear(widths[-1], num_classes)
         xavier_init(self)
+        self.verifier = TemporalHead(widths[-1], verifier_channels) if verifier_channels else None
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         return self.forward_logmel(self.frontend(waveform))
@@ -94,3 +103,17 @@ class Cnn10(nn.Module):
         x = F.relu(self.fc1(x))
         logits = self.head(x)
         return logits.squeeze(-1) if self.num_classes == 1 else logits
+
+    def frame_embeddings(self, logmel: torch.Tensor) -> torch.Tensor:
+        """Log-mel (B, T, mels) → frame embeddings (B, C, T // 8): the body, its last pooling in frequency only,
+        averaged over frequency. Eval-mode features (no dropout): the verifier trains on a frozen body."""
+        x = self.bn0(logmel.unsqueeze(1).transpose(1, 3)).transpose(1, 3)
+        for block in self.blocks[:-1]:
+            x = block(x)
+        return self.blocks[-1](x, pool_time=False).mean(dim=3)
+
+    def verify(self, waveform: torch.Tensor) -> torch.Tensor:
+        """Second-stage cry logits (B,) for a few seconds of audio (B, N); needs ``verifier_channels`` > 0."""
+        if self.verifier is None:
+            raise ValueError("this detector has no verifier head")
+        return self.verifier(self.frame_embeddings(self.frontend(waveform)))

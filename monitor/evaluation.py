@@ -10,7 +10,9 @@ Event level (what a parent is told):
   side (default 0: they must share some time; touching end points do not count);
 - precision = matching detections / detections; recall = cries matched by some detection / cries;
 - a false alarm is a detection that matches no cry, counted per hour of audio *not* covered by cry annotations,
-  and blamed on the distractor label it overlaps longest (``none`` if it overlaps none): what fools the model;
+  and blamed on the distractor label it overlaps longest (``none`` if it overlaps none): what fools the model.
+  A steady background (label ``noise``: a noise machine annotated over the whole recording) is blamed only when
+  no other distractor overlaps the detection, else every false alarm in such a recording would read "noise";
 - latency of a detected cry = ``cry_start.t − onset`` of the earliest detection matching it (negative when that
   detection began before the annotated onset); reported as the median and the 95th percentile (linear
   interpolation, ``numpy.percentile``'s default).
@@ -48,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 CRY = "cry"
+BACKGROUND = "noise"  # a steady background, blamed for a false alarm only when nothing else was there
 HEADER = ["onset_s", "offset_s", "label"]
 
 
@@ -213,6 +216,8 @@ def _blame(detection: Detection, distractors: Sequence[Annotation]) -> str:
     seconds: Counter[str] = Counter()
     for a in distractors:
         seconds[a.label] += max(0.0, min(detection.end_s, a.offset_s) - max(detection.start_s, a.onset_s))
+    if any(v > 0 for k, v in seconds.items() if k != BACKGROUND):
+        seconds.pop(BACKGROUND, None)
     label, longest = seconds.most_common(1)[0] if seconds else ("none", 0.0)
     return label if longest > 0 else "none"
 

@@ -233,3 +233,11 @@ def test_crymonitor_cli_dispatches_evaluate(tmp_path, capsys):
     audio.write_bytes(b"")
     assert main(["evaluate", str(audio)]) == 2  # no annotations beside it: a clear error, not a traceback
     assert "crymonitor: error:" in capsys.readouterr().err
+
+
+def test_a_steady_background_is_blamed_only_when_nothing_else_was_there():
+    labels = [Annotation(0, 600, "noise"), Annotation(100, 104, "animal")]
+    events = [{"type": "cry_start", "t": 101.0, "id": "a"}, {"type": "cry_end", "t": 109.0, "id": "a"},
+              {"type": "cry_start", "t": 300.0, "id": "b"}, {"type": "cry_end", "t": 305.0, "id": "b"}]
+    counts = match_events(labels, detections_from_events(events), duration_s=600)
+    assert counts.false_alarm_labels == ("animal", "noise")  # the meow over the noise machine, then the machine

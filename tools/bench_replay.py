@@ -40,6 +40,15 @@ def run(audio: np.ndarray, config: Config, detector: CryDetector, chunk: int) ->
     return time.perf_counter() - started, windows
 
 
+def median_seconds(call, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", nargs="?", default=str(DEFAULT))
@@ -61,23 +70,13 @@ def main() -> None:
     print(f"batched / live speed ratio: {live_s / replay_s:.2f}")
     if detector.verifier_seconds:  # asked only when the detector would start a cry, then once per window at most
         n = round(detector.verifier_seconds * SAMPLE_RATE)
-        times = []
-        for _ in range(args.repeats):
-            started = time.perf_counter()
-            detector.verify(audio[:n])
-            times.append(time.perf_counter() - started)
-        took = statistics.median(times)
+        took = median_seconds(lambda: detector.verify(audio[:n]), args.repeats)
         print(f"verifier ({detector.verifier_seconds:.0f} s of audio): median {1000 * took:.0f} ms per call = "
               f"{took / config.detector.hop_seconds:.0%} of a hop, only while the detector would start a cry")
     classifier = ReasonClassifier(config.classifier)
     for after in config.classifier.at_seconds():
         n = round((after + config.classifier.lookback_seconds) * SAMPLE_RATE)
-        times = []
-        for _ in range(args.repeats):
-            started = time.perf_counter()
-            classifier.classify(audio[:n])
-            times.append(time.perf_counter() - started)
-        took = statistics.median(times)
+        took = median_seconds(lambda: classifier.classify(audio[:n]), args.repeats)
         print(f"classifier ({classifier.entry.kwargs['backbone']}, {n / SAMPLE_RATE:.1f} s of audio): median "
               f"{1000 * took:.0f} ms → reason published {after + took:.2f} s after cry_start")
 

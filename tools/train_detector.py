@@ -671,7 +671,7 @@ def evaluate(model: Path, threads: int, val_windows: int, use_verifier: bool = T
     return {"model": detector.model_id, "window": window, "negatives": negatives, "cries": clip_level}
 
 
-def write_card(metrics: dict, args, sweep: dict) -> None:
+def write_card(metrics: dict, args, sweep: dict, ablation_results: dict[str, dict]) -> None:
     log = json.loads((ROOT / "cache" / "detector" / "train_log.json").read_text())
     cache_clips = json.loads((ROOT / "cache" / "detector" / "clips.json").read_text())
     by_category = {}
@@ -692,12 +692,11 @@ def write_card(metrics: dict, args, sweep: dict) -> None:
                         for h in log["history"])
     verifier = json.loads((ROOT / "cache" / "detector" / "verifier_log.json").read_text())
     vbest = max(verifier["history"], key=lambda h: h["f1"])
-    ablations = json.loads(ABLATIONS.read_text()) if ABLATIONS.exists() else {}
     ablation_rows = "\n".join(
         f"| {name} | {m['model']} | {m['negatives'].get('vocal', {}).get('fired', '–')} of "
         f"{m['negatives'].get('vocal', {}).get('clips', '–')} | {m['negatives'].get('vocal', {}).get('laughs_fired', '–')} of "
         f"{m['negatives'].get('vocal', {}).get('laughs', '–')} | {m['cries']['detected']} of {m['cries']['clips']} | "
-        f"{m['window']['roc_auc']:.4f} |" for name, m in ablations.items()) or "| (not run) | | | | | |"
+        f"{m['window']['roc_auc']:.4f} |" for name, m in ablation_results.items())
     text = CARD.format(sha=entry.sha256, steps=log["steps"], batch=log["batch"], minutes=log["minutes"],
                        init=log.get("init") or "none (from scratch)", laughs=", ".join(log.get("laugh_negatives", [])) or "none",
                        data_rows=data_rows, val_groups=val_groups, w=w, a=w["at_0.5"], s=w["at_start_threshold"],
@@ -711,7 +710,7 @@ def write_card(metrics: dict, args, sweep: dict) -> None:
     (args.out.parent / "detector.md").write_text(text)
 
 
-ABLATIONS = ROOT / "cache" / "detector" / "ablations.json"
+ABLATIONS = ROOT / "cache" / "detector" / "ablations"
 
 CARD = """# Cry detector: CNN10 (models/detector.pt)
 
@@ -866,19 +865,14 @@ def main(argv=None) -> None:
                         help="detector: train the CNN10; verifier: train its verifier head on the frozen body; "
                              "calibrate: tools/sweep_operating_point.py; card: held-out clips and models/detector.md")
     parser.add_argument("--ablation", metavar="NAME",
-                        help="train a variant (detector stage only) into cache/detector/ablation-NAME/ and record its "
-                             "held-out clip results for the card's laugh-negatives table")
+                        help="train a variant (detector stage only) into cache/detector/ablations/NAME/; the card "
+                             "stage measures every such variant for its laugh-negatives table")
     args = parser.parse_args(argv)
     if args.ablation:
-        args.out = ROOT / "cache" / "detector" / f"ablation-{args.ablation}" / "detector.pt"
+        args.out = ABLATIONS / args.ablation / "detector.pt"
         args.out.parent.mkdir(parents=True, exist_ok=True)
         train(args)
-        # the shipped model's start thresholds without its verifier, so the rows differ only by the detector
-        from monitor.weights import read_manifest as read_models, write_operating_point
-
-        write_operating_point(args.out.parent, args.out.name, detector_only(read_models(MODELS_DIR)["detector.pt"]))
-        record_ablation(" + ".join(args.laugh_negatives) or "none (real adult laughs only)",
-                        evaluate(args.out, args.threads, args.val_windows))
+        (args.out.parent / "laugh_negatives.json").write_text(json.dumps(args.laugh_negatives))
         return
     if "detector" in args.stages:
         train(args)
@@ -892,10 +886,8 @@ def main(argv=None) -> None:
     if "card" in args.stages:
         sweep = json.loads((ROOT / "cache" / "detector" / "sweep.json").read_text())
         metrics = evaluate(args.out, args.threads, args.val_windows)
-        record_ablation(" + ".join(args.laugh_negatives) + " (shipped, without its verifier)",
-                        evaluate(args.out, args.threads, args.val_windows, use_verifier=False))
         (ROOT / "cache" / "detector" / "metrics.json").write_text(json.dumps(metrics, indent=1))
-        write_card(metrics, args, sweep)
+        write_card(metrics, args, sweep, ablations(args))
         print(json.dumps(metrics, indent=1))
 
 
@@ -907,10 +899,22 @@ def detector_only(entry) -> dict:
     return {k: dataclasses.replace(p, verify_threshold=None) for k, p in entry.operating_point.items()}
 
 
-def record_ablation(name: str, metrics: dict) -> None:
-    ablations = json.loads(ABLATIONS.read_text()) if ABLATIONS.exists() else {}
-    ablations[name] = metrics
-    ABLATIONS.write_text(json.dumps(ablations, indent=1))
+def ablations(args) -> dict[str, dict]:
+    """Held-out clip results of the shipped detector and of every ablation trained (``--ablation NAME``), all
+    without a verifier and at the shipped medium preset's start threshold and N of M, so the rows differ only
+    in the detector's training."""
+    from monitor.weights import read_manifest as read_models, write_operating_point
+
+    shipped = detector_only(read_models(args.out.parent)[args.out.name])
+    rows = {" + ".join(args.laugh_negatives) + " (shipped)": evaluate(args.out, args.threads, args.val_windows,
+                                                                     use_verifier=False)}
+    for folder in sorted(ABLATIONS.glob("*/")):
+        if (folder / "laugh_negatives.json").exists():
+            write_operating_point(folder, "detector.pt", shipped)
+            laughs = json.loads((folder / "laugh_negatives.json").read_text())
+            rows[" + ".join(laughs) or "none (real adult laughs only)"] = evaluate(
+                folder / "detector.pt", args.threads, args.val_windows)
+    return rows
 
 if __name__ == "__main__":
     main()

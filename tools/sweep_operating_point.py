@@ -17,8 +17,10 @@ Each recording is scored once per model through the daemon's own ``Pipeline`` (c
 model hash); the event state machine is then replayed for every candidate (start threshold × N of M; end
 threshold, hold and cool-down are the config's). Choices on the calibration set:
 
-- ``medium`` (the default): best event F1 with at most 1 false alarm per hour on cry-free audio (issue 9's goal)
-  and a median latency of at most 1 s;
+- ``medium`` (the default): best event F1 with at most 1 false alarm per hour on cry-free audio (issue 9's goal).
+  Latency is not a condition but reported against its goal: on this data no point with few false alarms also
+  starts within a second (the calibration table shows the trade-off), and a parent is better served by a cry
+  announced 2 s late than by an alarm per hour;
 - ``low`` (fewest alarms): best recall with at most 0.3 false alarms per hour on cry-free audio;
 - ``high`` (hear more, sooner): best recall with at most 5 false alarms per hour on cry-free audio.
 
@@ -141,10 +143,22 @@ def scored_set(soundscapes: SoundscapeSet, config: Config, detector: CryDetector
             cache.parent.mkdir(parents=True, exist_ok=True)
             np.savez(cache, **stored)
             print(f"scored {folder.name}/{name} ({detector.model_id})", flush=True)
+        verified = dict(zip(np.asarray(stored.get(f"{name}/verified_at", [])).tolist(),
+                            np.asarray(stored.get(f"{name}/verified", [])).tolist()))
         out.append(Scored(name, entry["scene"], float(stored[f"{name}/duration"]),
                           read_annotations(folder / f"{name}.csv"), stored[f"{name}/t"], stored[f"{name}/score"],
-                          folder / f"{name}.wav"))
+                          folder / f"{name}.wav", verified))
     return out
+
+
+def save_verified(soundscapes: SoundscapeSet, detector: CryDetector, recordings: list[Scored]) -> None:
+    """Keep the verifier's answers beside the scores, so a re-run (a new rule, the card) asks it nothing again."""
+    cache = ROOT / "cache" / "sweep" / f"{soundscapes.folder.name}-{detector.model_id}.npz"
+    stored = dict(np.load(cache))
+    for r in recordings:
+        stored[f"{r.name}/verified_at"] = np.array(list(r.verified), dtype=np.int64)
+        stored[f"{r.name}/verified"] = np.array(list(r.verified.values()), dtype=np.float64)
+    np.savez(cache, **stored)
 
 
 def replay(events: EventsConfig, recording: Scored, detector: CryDetector) -> FileResult:
@@ -211,8 +225,7 @@ def choose(points: list[Point]) -> dict[str, tuple[Point, bool]]:
 
     return {
         "low": pick(lambda p: p.cry_free_fa_h <= 0.3, lambda p: p.counts.recall or 0),
-        "medium": pick(lambda p: p.cry_free_fa_h <= 1.0 and (p.counts.latency_median or 99) <= 1.0,
-                       lambda p: p.counts.f1 or 0),
+        "medium": pick(lambda p: p.cry_free_fa_h <= 1.0, lambda p: p.counts.f1 or 0),
         "high": pick(lambda p: p.cry_free_fa_h <= 5.0, lambda p: p.counts.recall or 0),
     }
 
@@ -263,6 +276,7 @@ def main(argv: list[str] | None = None) -> dict:
     verify = VERIFY_THRESHOLDS if detector.verifier_seconds else (None,)
     sweep = [evaluate(config, OperatingPoint(th, n, m, v), sets["calibration"], detector)[0]
              for th, (n, m), v in itertools.product(THRESHOLDS, N_OF_M, verify)]
+    save_verified(SETS["calibration"], detector, sets["calibration"])
     chosen = choose(sweep)
     write_operating_point(args.model.parent, args.model.name, {k: p.point for k, (p, _) in chosen.items()})
 
@@ -280,6 +294,8 @@ def main(argv: list[str] | None = None) -> dict:
             unverified, _ = evaluate(config, dataclasses.replace(p, verify_threshold=None), sets["report"], detector)
             synthetic_table = report(synthetic_results, p.start_threshold)[0]
 
+    for name in ("report", "synthetic"):
+        save_verified(SETS[name], detector, sets[name])
     with tempfile.TemporaryDirectory() as tmp:
         baseline = CryDetector(dataclasses.replace(config.detector, model=git_model(args.baseline, Path(tmp))))
         old, old_results = evaluate(config, BASELINE_POINT, scored_set(SETS["report"], config, baseline), baseline)
@@ -308,7 +324,7 @@ def main(argv: list[str] | None = None) -> dict:
         "categories": categories,
         "synthetic": ("| preset " + HEADER.split("\n")[0] + "\n|---" + HEADER.split("\n")[1]
                       + "\n| **medium** " + synthetic_point.row()),
-        "minutes": {k: round(v) for k, v in minutes.items()},
+        "set_minutes": {k: round(v) for k, v in minutes.items()},
     }
     (ROOT / "models" / "detector-operating-point.md").write_text(f"""# Operating point and sensitivity presets (models/{args.model.name} {detector.model_id})
 

@@ -697,12 +697,18 @@ def write_card(metrics: dict, args, sweep: dict, ablation_results: dict[str, dic
         f"{m['negatives'].get('vocal', {}).get('clips', '–')} | {m['negatives'].get('vocal', {}).get('laughs_fired', '–')} of "
         f"{m['negatives'].get('vocal', {}).get('laughs', '–')} | {m['cries']['detected']} of {m['cries']['clips']} | "
         f"{m['window']['roc_auc']:.4f} |" for name, m in ablation_results.items())
+    ablation_note = ("" if len(ablation_results) > 1 else
+                     "\n**No ablation was run for this card**, so which laugh-like negatives helped is *not* measured: "
+                     "a variant costs a 26-minute training (`python tools/train_detector.py --ablation NAME "
+                     "--laugh-negatives [chopped] [voiced]`, then the card stage again), which the session that "
+                     "trained this model could not fit after its calibration.\n")
     text = CARD.format(sha=entry.sha256, steps=log["steps"], batch=log["batch"], minutes=log["minutes"],
                        init=log.get("init") or "none (from scratch)", laughs=", ".join(log.get("laugh_negatives", [])) or "none",
                        data_rows=data_rows, val_groups=val_groups, w=w, a=w["at_0.5"], s=w["at_start_threshold"],
                        neg_rows=neg_rows, cries=cries, history=history, ablation_rows=ablation_rows,
                        mine_every=args.mine_every, mine_keep=args.mine_keep, mine_candidates=args.mine_candidates,
                        missed="\n".join(f"- {m}" for m in cries["missed"]) or "- none", v=verifier, vbest=vbest,
+                       ablation_note=ablation_note,
                        vepochs=len(verifier["history"]), hard_train=verifier["hard_share_train"],
                        hard_val=verifier["hard_share_val"],
                        verifier_params=sum(p.numel() for p in build("cnn10", verifier_channels=VERIFIER_CHANNELS)
@@ -719,11 +725,11 @@ sha256 `{sha}` (also in `models/manifest.json`, checked at load, with this model
 
 **Reproduce every number here with one command:** `python tools/train_detector.py` (trains, runs
 `tools/sweep_operating_point.py`, which calibrates the presets and measures them on real held-out soundscapes,
-evaluates held-out clips, and writes this card). `--eval-only` redoes everything but the training.
+evaluates held-out clips, and writes this card). `--stages calibrate card` redoes everything but the training.
 
 ## Goals (issue 9) on real held-out recordings, default (medium) preset
 
-The report set: {minutes[report]} min of nursery-like recordings built by `tools/make_real_soundscapes.py` only from
+The report set: {set_minutes[report]} min of nursery-like recordings built by `tools/make_real_soundscapes.py` only from
 real recordings of held-out groups (whole languages, voice packs, music tracks, effects, babies), 130 min of them
 with no cry at all (`models/detector-soundscapes.md` has every file and scene).
 
@@ -738,7 +744,7 @@ What the false alarms were (the category of the real sound under each):
 {categories}
 
 ## Sensitivity presets
-Chosen on a second real set (seed 12, {minutes[calibration]} min; rules in `tools/sweep_operating_point.py`) and
+Chosen on a second real set (seed 12, {set_minutes[calibration]} min; rules in `tools/sweep_operating_point.py`) and
 written into this model's `operating_point` in `models/manifest.json`, which the daemon reads: another model brings
 its own presets.
 
@@ -748,7 +754,7 @@ Measured on the report set:
 
 {report}
 
-Secondary report, synthetic scenes ({minutes[synthetic]} min; `tools/make_soundscapes.py`):
+Secondary report, synthetic scenes ({set_minutes[synthetic]} min; `tools/make_soundscapes.py`):
 
 {synthetic}
 
@@ -782,7 +788,7 @@ on). Each row is the same recipe and steps with a different set of laugh-like ne
 | laugh-like negatives | model | held-out vocal clips that fired | of them laughs | held-out cry clips found | window ROC-AUC |
 |---|---|---|---|---|---|
 {ablation_rows}
-
+{ablation_note}
 ## The verifier (second stage)
 A {verifier_params:,}-parameter temporal head (`monitor/models/verifier.py`) on the detector's own frozen body:
 3 s of audio as 80 ms frame embeddings, dilated convolutions over 1.3 s, attention and max pooling. The
@@ -839,6 +845,9 @@ clip's peak). Missed:
   sirens and snoring are represented by few or no recordings.
 - Calibration and report sets share held-out groups; the report is not what the presets were fitted to, but it
   is drawn from the same sounds.
+- Known failures kept visible as strict expected failures in `tests/test_real_sounds.py`: the held-out meow
+  (`tux-sfx:blackcat`) in a quiet room fires at every preset, and one held-out cry (`02ead89b…`) is missed at
+  any level at the medium preset.
 """
 
 

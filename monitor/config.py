@@ -15,8 +15,8 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from collections.abc import Mapping
+from typing import Any
 
 import yaml
 
@@ -111,9 +111,10 @@ def effective_events(events: EventsConfig, sensitivity: str, detector: DetectorC
     """The state machine's settings for a sensitivity preset: every field resolved.
 
     ``presets`` are the model's calibrated operating points (``low``, ``medium``, ``high``; see
-    :func:`monitor.weights.ModelEntry`). The events section's own ``start_threshold`` / ``confirm_windows`` /
-    ``of_windows``, where set, replace the model's ``medium`` (all three set: no model preset is needed). The end threshold is lowered to the start threshold
-    if it is above it; end hold and cool-down stay. In loudness mode the scores are 0/1, so a start needs every
+    :class:`monitor.weights.ModelEntry`). The events section's own ``start_threshold`` / ``confirm_windows`` /
+    ``of_windows`` / ``verify_threshold``, where set, replace the model's ``medium`` (with the first three set, no
+    model preset is needed). The end threshold is lowered to the start threshold if it is above it; end hold and
+    cool-down stay. In loudness mode the scores are 0/1, so a start needs every
     window over ``loudness_hold_seconds`` to be loud and the presets do not apply (the level itself is the
     setting).
 
@@ -128,18 +129,18 @@ def effective_events(events: EventsConfig, sensitivity: str, detector: DetectorC
         windows = max(1, round(detector.loudness_hold_seconds / detector.hop_seconds))
         return dataclasses.replace(events, start_threshold=0.5, end_threshold=0.5, confirm_windows=windows,
                                    of_windows=windows, sensitivity=sensitivity)
-    own = (events.start_threshold, events.confirm_windows, events.of_windows)
     point = (presets or {}).get(sensitivity)
-    if sensitivity == "medium" and None not in own:  # fully set in the config: the model's medium is not needed
-        point = OperatingPoint(*own, point.verify_threshold if point else None)
+    if sensitivity == "medium":
+        own = {f.name: getattr(events, f.name) for f in dataclasses.fields(OperatingPoint)
+               if getattr(events, f.name) is not None}
+        if point is not None:
+            point = dataclasses.replace(point, **own)
+        elif {"start_threshold", "confirm_windows", "of_windows"} <= own.keys():
+            point = OperatingPoint(**own)
     if point is None:
         raise ConfigError(f"the detector model has no calibrated operating point for sensitivity {sensitivity!r} "
                           "(its entry in models/manifest.json lacks 'operating_point'; run "
                           "tools/sweep_operating_point.py)")
-    if sensitivity == "medium":
-        point = OperatingPoint(*(point_value if own is None else own for own, point_value in (
-            (events.start_threshold, point.start_threshold), (events.confirm_windows, point.confirm_windows),
-            (events.of_windows, point.of_windows), (events.verify_threshold, point.verify_threshold))))
     if point.confirm_windows > point.of_windows:
         raise ConfigError("events.confirm_windows must not exceed events.of_windows")
     return dataclasses.replace(events, start_threshold=point.start_threshold, confirm_windows=point.confirm_windows,

@@ -146,9 +146,8 @@ def report(results: list[FileResult], threshold: float) -> tuple[str, dict]:
     lines = [header, rule, *map(format_row, files), rule, *map(format_row, scenes), rule, format_row(overall)]
     notes = [f"  missed: {m.file} {m.onset_s:.2f}–{m.offset_s:.2f} s" for m in overall.missed]
     if overall.false_alarms:
-        per_alarm = (overall.false_alarms_per_hour or 0.0) / overall.false_alarms  # = 1 / cry-free hours
         notes.append("  false alarms by the sound under them (count, per hour of cry-free audio): "
-                     + ", ".join(f"{label} {n} ({n * per_alarm:.2f}/h)"
+                     + ", ".join(f"{label} {n} ({overall.false_alarms_per_hour_by_label[label]:.2f}/h)"
                                  for label, n in overall.false_alarms_by_label.items()))
     metrics = {"threshold": threshold, "files": {s.name: asdict(s) for s in files},
                "scenes": {s.name.removeprefix("scene:"): asdict(s) for s in scenes},

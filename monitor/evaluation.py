@@ -179,6 +179,17 @@ class EventCounts:
         return self.false_alarms / (self.non_cry_seconds / 3600) if self.non_cry_seconds > 0 else None
 
     @property
+    def false_alarms_by_label(self) -> dict[str, int]:
+        """Label of the sound under the false alarms → count, most first."""
+        return dict(Counter(self.false_alarm_labels).most_common())
+
+    @property
+    def false_alarms_per_hour_by_label(self) -> dict[str, float]:
+        """Label of the sound under the false alarms → false alarms per hour of cry-free audio, most first."""
+        hours = self.non_cry_seconds / 3600
+        return {label: n / hours for label, n in self.false_alarms_by_label.items()} if hours > 0 else {}
+
+    @property
     def latency_median(self) -> float | None:
         return _percentile(self.latencies, 50)
 
@@ -310,6 +321,7 @@ class Summary:
     false_alarms: int
     false_alarms_per_hour: float | None
     false_alarms_by_label: dict[str, int]  # which distractors the false alarms overlapped, most first
+    false_alarms_per_hour_by_label: dict[str, float]  # the same, per hour of cry-free audio
     latency_median_s: float | None
     latency_p95_s: float | None
     missed: list[MissedCry]
@@ -326,7 +338,7 @@ def summarize(name: str, results: Sequence[FileResult], threshold: float) -> Sum
     wp, wr, wf1 = windows.precision_recall_f1(threshold)
     return Summary(name, sum(r.duration_s for r in results) / 3600, events.cries, events.detections,
                    events.precision, events.recall, events.f1, events.false_alarms, events.false_alarms_per_hour,
-                   dict(Counter(events.false_alarm_labels).most_common()),
+                   events.false_alarms_by_label, events.false_alarms_per_hour_by_label,
                    events.latency_median, events.latency_p95, list(events.missed), windows.auc, wp, wr, wf1)
 
 

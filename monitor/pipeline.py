@@ -11,8 +11,8 @@ thread so the detector never waits for it, and replay runs them inline.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np

@@ -40,7 +40,6 @@ import json
 import subprocess
 import sys
 import tempfile
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +56,7 @@ import make_soundscapes  # noqa: E402
 
 from monitor import SAMPLE_RATE  # noqa: E402
 from monitor.config import Config, EventsConfig, OperatingPoint  # noqa: E402
+from monitor.data import CATEGORIES  # noqa: E402
 from monitor.detect import CryDetector  # noqa: E402
 from monitor.evaluate_cli import report  # noqa: E402
 from monitor.evaluation import EventCounts, FileResult, evaluate_file, read_annotations  # noqa: E402
@@ -69,7 +69,8 @@ VERIFY_THRESHOLDS = (None, 0.3, 0.5, 0.7, 0.9)  # None: the detector alone
 N_OF_M = ((1, 1), (2, 2), (2, 3), (3, 3), (3, 4), (4, 5), (5, 6))
 BASELINE = "783ad11"
 BASELINE_POINT = OperatingPoint(0.95, 2, 2)  # its shipped medium preset (monitor/config.py at that commit)
-CATEGORIES = ("speech", "vocal", "music", "animal", "household", "noise", "none")
+# every category of non-cry sound, shown even when nothing of it fired
+NON_CRY = tuple(c for c in CATEGORIES if c != "cry")
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,7 @@ class Point:
 HEADER = ("| start threshold | N of M | verifier | cries found | precision | F1 | false alarms | "
           "FA/h (all cry-free audio) | FA/h (negatives-only recordings) | white 0 dB | latency median (s) | p95 (s) |\n"
           "|---|---|---|---|---|---|---|---|---|---|---|---|")
+PRESET_HEADER = "| preset " + HEADER.split("\n")[0] + "\n|---" + HEADER.split("\n")[1]
 
 
 def evaluate(config: Config, point: OperatingPoint, recordings: list[Scored],
@@ -247,10 +249,9 @@ def goals_table(p: Point) -> str:
 
 def by_category(counts: EventCounts) -> str:
     """False alarms per category of the sound under them, as counts and per hour of all cry-free audio."""
-    blamed = Counter(counts.false_alarm_labels)
-    hours = counts.non_cry_seconds / 3600
-    return " · ".join(f"{k} {blamed.get(k, 0)} ({blamed.get(k, 0) / hours:.2f}/h)" for k in CATEGORIES
-                      if k in blamed or k != "none")
+    blamed = {k: 0 for k in NON_CRY} | counts.false_alarms_by_label  # "none": a false alarm on nothing annotated
+    rate = counts.false_alarms_per_hour_by_label
+    return " · ".join(f"{k} {n} ({rate.get(k, 0.0):.2f}/h)" for k, n in blamed.items())
 
 
 def git_model(rev: str, folder: Path) -> Path:
@@ -319,11 +320,10 @@ def main(argv: list[str] | None = None) -> dict:
         "goals": goals_table(medium),
         "choices": ("| preset | start threshold | N of M | verifier | rule met |\n|---|---|---|---|---|\n"
                     + "\n".join(choice_rows)),
-        "report": "| preset " + HEADER.split("\n")[0] + "\n|---" + HEADER.split("\n")[1] + "\n" + "\n".join(report_rows),
+        "report": PRESET_HEADER + "\n" + "\n".join(report_rows),
         "side_by_side": side_by_side,
         "categories": categories,
-        "synthetic": ("| preset " + HEADER.split("\n")[0] + "\n|---" + HEADER.split("\n")[1]
-                      + "\n| **medium** " + synthetic_point.row()),
+        "synthetic": PRESET_HEADER + "\n| **medium** " + synthetic_point.row(),
         "set_minutes": {k: round(v) for k, v in minutes.items()},
     }
     (ROOT / "models" / "detector-operating-point.md").write_text(f"""# Operating point and sensitivity presets (models/{args.model.name} {detector.model_id})

@@ -51,13 +51,17 @@ class AudioConfig:
 class DetectorConfig:
     kind: str = field(default="cnn10", metadata=_choices("cnn10", "loudness"))
     model: Path = PACKAGE_ROOT / "models" / "detector.pt"
-    window_seconds: float = field(default=1.0, metadata=_range(0.5, 4.0))
-    hop_seconds: float = field(default=0.25, metadata=_range(0.05, 2.0))
+    # None: the hop the model's presets were calibrated at (its manifest entry; N of M counts windows, so the two
+    # travel together). Set: a multiple of 0.08 s for the streaming CNN10, whose cost does not depend on it.
+    hop_seconds: float | None = field(default=None, metadata=_range(0.05, 2.0))
     gate_dbfs: float = field(default=-65.0, metadata=_range(-120.0, 0.0))
     device: str = field(default="cpu", metadata=_choices("cpu", "cuda", "auto"))
     threads: int = field(default=1, metadata=_range(1, 64))
     loudness_dbfs: float = field(default=-35.0, metadata=_range(-100.0, 0.0))  # kind: loudness
     loudness_hold_seconds: float = field(default=1.0, metadata=_range(0.0, 60.0))  # kind: loudness
+
+
+LOUDNESS_HOP_SECONDS = 0.25  # detector.kind: loudness, unless detector.hop_seconds is set
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,6 @@ class OperatingPoint:
     start_threshold: float
     confirm_windows: int
     of_windows: int
-    verify_threshold: float | None = None  # and the verifier agrees (detectors with a verifier head only)
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,6 @@ class EventsConfig:
     start_threshold: float | None = field(default=None, metadata=_range(0.0, 1.0))
     confirm_windows: int | None = field(default=None, metadata=_range(1, 100))
     of_windows: int | None = field(default=None, metadata=_range(1, 100))
-    verify_threshold: float | None = field(default=None, metadata=_range(0.0, 1.0))
     end_threshold: float = field(default=0.4, metadata=_range(0.0, 1.0))
     end_hold_seconds: float = field(default=4.0, metadata=_range(0.25, 600.0))
     cooldown_seconds: float = field(default=5.0, metadata=_range(0.0, 3600.0))
@@ -112,7 +114,7 @@ def effective_events(events: EventsConfig, sensitivity: str, detector: DetectorC
 
     ``presets`` are the model's calibrated operating points (``low``, ``medium``, ``high``; see
     :class:`monitor.weights.ModelEntry`). The events section's own ``start_threshold`` / ``confirm_windows`` /
-    ``of_windows`` / ``verify_threshold``, where set, replace the model's ``medium`` (with the first three set, no
+    ``of_windows``, where set, replace the model's ``medium`` (with the first three set, no
     model preset is needed). The end threshold is lowered to the start threshold if it is above it; end hold and
     cool-down stay. In loudness mode the scores are 0/1, so a start needs every
     window over ``loudness_hold_seconds`` to be loud and the presets do not apply (the level itself is the
@@ -126,7 +128,7 @@ def effective_events(events: EventsConfig, sensitivity: str, detector: DetectorC
         3
     """
     if detector is not None and detector.kind == "loudness":
-        windows = max(1, round(detector.loudness_hold_seconds / detector.hop_seconds))
+        windows = max(1, round(detector.loudness_hold_seconds / (detector.hop_seconds or LOUDNESS_HOP_SECONDS)))
         return dataclasses.replace(events, start_threshold=0.5, end_threshold=0.5, confirm_windows=windows,
                                    of_windows=windows, sensitivity=sensitivity)
     point = (presets or {}).get(sensitivity)
@@ -144,7 +146,7 @@ def effective_events(events: EventsConfig, sensitivity: str, detector: DetectorC
     if point.confirm_windows > point.of_windows:
         raise ConfigError("events.confirm_windows must not exceed events.of_windows")
     return dataclasses.replace(events, start_threshold=point.start_threshold, confirm_windows=point.confirm_windows,
-                               of_windows=point.of_windows, verify_threshold=point.verify_threshold,
+                               of_windows=point.of_windows,
                                end_threshold=min(events.end_threshold, point.start_threshold),
                                sensitivity=sensitivity)
 
@@ -239,7 +241,7 @@ class Config:
                 raise ConfigError(f"events.quiet_hours: {exc}") from None
         if self.mqtt.tls_ca_file is not None and not self.mqtt.tls_ca_file.is_file():
             raise ConfigError(f"mqtt.tls_ca_file: {self.mqtt.tls_ca_file} does not exist")
-        if self.events.end_hold_seconds < self.detector.hop_seconds:
+        if self.events.end_hold_seconds < (self.detector.hop_seconds or 0.0):
             raise ConfigError("events.end_hold_seconds must be at least detector.hop_seconds")
         if max(self.classifier.at_seconds()) + self.classifier.lookback_seconds > self.audio.buffer_seconds / 2:
             raise ConfigError("classifier.refine_after_seconds + lookback_seconds must not exceed half of "

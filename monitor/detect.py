@@ -1,24 +1,37 @@
-"""Detector: scores 1 s windows of 16 kHz audio with the CNN10 cry model behind a loudness gate.
+"""Detectors: turn a stream of 16 kHz audio into a cry probability for a window every hop.
 
-Windows quieter than ``gate_dbfs`` get score 0 without running the model (a silent nursery costs almost no
-CPU) and still report their level. The model runs on ``cpu`` by default; ``cuda`` when configured and present,
-``auto`` picks it when present. A missing GPU falls back to the CPU with a logged warning. On CUDA the network
-runs under fp16 autocast while the log-mel front end stays fp32 (a full-scale power spectrum overflows fp16).
+A detector is a factory of *score streams*: ``detector.stream(hop)`` returns an object whose ``push(samples)``
+takes audio in chunks of any size and returns ``(ends, probabilities)`` for the windows those samples completed
+(``ends``: sample index, from the stream's start, where each window ends). The pipeline reads the window's level
+from its own ring buffer and gates quiet windows (score 0).
+
+- :class:`CryDetector` with a ``cnn10-stream`` model (the shipped detector) computes each 80 ms frame of the CNN
+  once, so its cost per second of audio does not depend on the hop, which must be a multiple of 80 ms; with a
+  window-form model (``cnn10``, the previous detectors) it scores each window on its own. A ``.onnx`` model file
+  (``tools/export_onnx.py``) runs the same stream in ONNX Runtime (:mod:`monitor.onnx_runtime`): the file says
+  which runtime it needs, so no setting can contradict it. Its presets are its own manifest entry's.
+- :class:`LoudnessDetector` scores any sound, not only crying.
+
+The model runs on ``cpu`` by default; ``cuda`` when configured and present, ``auto`` picks it when present. A
+missing GPU falls back to the CPU with a logged warning.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import structlog
 import torch
 
 from monitor import SAMPLE_RATE
-from monitor.config import DetectorConfig, OperatingPoint
+from monitor.config import LOUDNESS_HOP_SECONDS, ConfigError, DetectorConfig, OperatingPoint
 from monitor.features import level_dbfs
-from monitor.models.verifier import VERIFIER_SECONDS
+from monitor.models.streaming_cnn10 import FRAME, StreamingCnn10
+from monitor.onnx_runtime import WINDOW_SAMPLES, OnnxStream, load_session
 from monitor.weights import load_model
+MAX_BATCH = 32  # windows per forward pass of a window-form model
 
 log = structlog.get_logger(__name__)
 
@@ -49,54 +62,107 @@ def make_detector(config: DetectorConfig) -> CryDetector | LoudnessDetector:
 class LoudnessDetector:
     """``detector.kind: loudness``: any sound, not only crying (users of other monitors ask for this for newborns).
 
-    A window scores 1 when its newest hop (not the whole 1 s window, so a short bang cannot stay "loud" for a
-    whole window) reaches ``loudness_dbfs``; the state machine then asks for ``loudness_hold_seconds`` of them.
+    Each hop scores 1 when its own audio (not a whole window, so a short bang cannot stay "loud" for long)
+    reaches ``loudness_dbfs``; the state machine then asks for ``loudness_hold_seconds`` of them.
     """
 
     def __init__(self, config: DetectorConfig) -> None:
         self.threshold_dbfs = config.loudness_dbfs
-        self.frame = round(config.hop_seconds * SAMPLE_RATE)
+        self.hop_seconds = LOUDNESS_HOP_SECONDS
+        self.window_samples = round((config.hop_seconds or LOUDNESS_HOP_SECONDS) * SAMPLE_RATE)
         self.model_id = f"loudness@{config.loudness_dbfs:g}dBFS"
         self.presets: dict[str, OperatingPoint] = {}  # the level is the setting (config.effective_events)
-        self.verifier_seconds = 0.0
 
-    def verify(self, audio: np.ndarray) -> float:
-        raise NotImplementedError("the loudness detector has no verifier")
+    def stream(self, hop: int) -> LoudnessStream:
+        return LoudnessStream(self.threshold_dbfs, hop)
 
-    def score(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        levels = np.array([level_dbfs(w[-self.frame :]) for w in windows])
-        loud = levels >= self.threshold_dbfs
-        return loud.astype(np.float32), levels, np.zeros(len(windows), dtype=bool)
+
+class LoudnessStream:
+    def __init__(self, threshold_dbfs: float, hop: int) -> None:
+        self.threshold_dbfs, self.hop = threshold_dbfs, hop
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._done = 0  # samples already scored
+
+    def push(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        audio = np.concatenate([self._pending, samples])
+        count = audio.size // self.hop
+        self._pending = audio[count * self.hop :]
+        loud = [level_dbfs(audio[i * self.hop : (i + 1) * self.hop]) >= self.threshold_dbfs for i in range(count)]
+        ends = self._done + self.hop * np.arange(1, count + 1)
+        self._done += count * self.hop
+        return ends, np.array(loud, dtype=np.float32)
 
 
 class CryDetector:
-    """Batch scorer: ``score(windows (B, N)) -> (probabilities, levels dBFS, gated)``, each of shape (B,)."""
+    """A CNN cry model (``detector.model``, checked against its manifest entry) as a score-stream factory."""
 
     def __init__(self, config: DetectorConfig) -> None:
-        torch.set_num_threads(config.threads)
-        self.device = resolve_device(config.device)
-        self.model, self.entry = load_model(config.model, self.device)
+        if Path(config.model).suffix == ".onnx":
+            self.session, self.entry = load_session(config.model, config.threads, config.device)
+            self.device = "cuda" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu"
+            self.model = None
+            self.streaming = True
+            self.window_samples = WINDOW_SAMPLES
+        else:
+            torch.set_num_threads(config.threads)
+            self.device = resolve_device(config.device)
+            self.model, self.entry = load_model(config.model, self.device)
+            self.streaming = isinstance(self.model, StreamingCnn10)
+            self.window_samples = self.model.window_samples if self.streaming else SAMPLE_RATE
         self.model_id = self.entry.sha256[:12]
         self.presets = self.entry.operating_point
-        self.verifier_seconds = VERIFIER_SECONDS if getattr(self.model, "verifier", None) is not None else 0.0
-        self.gate_dbfs = config.gate_dbfs
+        # an uncalibrated model: 3 frames for the streaming form; the window form shipped with 0.25 s
+        self.hop_seconds = self.entry.hop_seconds or (3 * FRAME / SAMPLE_RATE if self.streaming else 0.25)
+
+    def stream(self, hop: int) -> ModelStream | WindowStream:
+        if not self.streaming:
+            return WindowStream(self, hop)
+        if hop % FRAME:
+            raise ConfigError(f"detector.hop_seconds must be a multiple of {FRAME / SAMPLE_RATE:g} s for this model "
+                             f"(its frames are {FRAME / SAMPLE_RATE:g} s apart), got {hop / SAMPLE_RATE:g} s")
+        inner = OnnxStream(self.session) if self.model is None else self.model.stream()
+        return ModelStream(inner, hop // FRAME)
 
     @torch.inference_mode()
-    def verify(self, audio: np.ndarray) -> float:
-        """The verifier head's cry probability for ``verifier_seconds`` of audio (called only at a would-be start)."""
-        batch = torch.from_numpy(np.ascontiguousarray(audio[None])).to(self.device)
-        return float(torch.sigmoid(self.model.verify(batch).float())[0])
+    def score_windows(self, windows: np.ndarray) -> np.ndarray:
+        """Cry probabilities (B,) for windows (B, N), each scored on its own (the reference streaming must equal;
+        torch models only)."""
+        batch = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device)
+        return torch.sigmoid(self.model(batch).float()).cpu().numpy()
 
-    @torch.inference_mode()
-    def score(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        levels = np.array([level_dbfs(w) for w in windows])
-        probs = np.zeros(len(windows), dtype=np.float32)
-        gated = levels < self.gate_dbfs
-        loud = np.flatnonzero(~gated)
-        if loud.size:
-            batch = torch.from_numpy(np.ascontiguousarray(windows[loud])).to(self.device)
-            logmel = self.model.frontend(batch)
-            with torch.autocast("cuda", dtype=torch.float16, enabled=self.device == "cuda"):
-                logits = self.model.forward_logmel(logmel)
-            probs[loud] = torch.sigmoid(logits.float()).cpu().numpy()
-        return probs, levels, gated
+
+class ModelStream:
+    """A streaming model's scores, every ``every``-th frame (the hop)."""
+
+    def __init__(self, stream, every: int) -> None:
+        self._stream, self._every = stream, every
+        self._seen = 0  # frames produced so far
+
+    def push(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ends, logits = self._stream.push(samples)
+        keep = (self._seen + np.arange(ends.size)) % self._every == 0
+        self._seen += ends.size
+        return ends[keep], (1.0 / (1.0 + np.exp(-logits[keep].astype(np.float64)))).astype(np.float32)
+
+
+class WindowStream:
+    """A window-form model: each window (the last second at every hop) scored on its own, in batches."""
+
+    def __init__(self, detector: CryDetector, hop: int) -> None:
+        self.detector, self.hop = detector, hop
+        self._recent = np.zeros(0, dtype=np.float32)  # the audio the next window needs
+        self._total = 0  # samples pushed
+        self._next_end = detector.window_samples
+
+    def push(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        window = self.detector.window_samples
+        audio = np.concatenate([self._recent, samples])
+        start = self._total - self._recent.size  # sample index of audio[0]
+        self._total += samples.size
+        ends = np.arange(self._next_end, self._total + 1, self.hop)
+        if ends.size:
+            self._next_end = int(ends[-1]) + self.hop
+        self._recent = audio[max(0, self._next_end - window - start) :]
+        probs = [self.detector.score_windows(np.stack([audio[e - start - window : e - start] for e in batch]))
+                 for batch in np.array_split(ends, -(-ends.size // MAX_BATCH))] if ends.size else []
+        return ends, np.concatenate(probs) if probs else np.zeros(0, dtype=np.float32)

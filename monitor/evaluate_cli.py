@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from monitor import SAMPLE_RATE
 from monitor.audio import AudioFileError
 from monitor.config import Config, ConfigError, effective_events, load_config
 from monitor.detect import make_detector
@@ -81,7 +82,7 @@ def evaluate_one(audio: Path, labels: list[Annotation], config: Config, scorer: 
         scores += chunk_scores
     t, score, level = (np.array([getattr(s, name) for s in scores]) for name in ("t", "score", "level_dbfs"))
     result = evaluate_file(audio.stem, scene_of(audio), labels, events, t, score, sf.info(str(audio)).duration,
-                           tolerance_s, config.detector.window_seconds)
+                           tolerance_s, scorer.window_samples / SAMPLE_RATE)
     return Replayed(result, labels, detections_from_events(events), t, score, level)
 
 

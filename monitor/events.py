@@ -1,10 +1,7 @@
 """Hysteresis state machine: window scores → debounced ``cry_start`` / ``cry_end`` events. Pure: no I/O.
 
-- **Start**: at least ``confirm_windows`` of the last ``of_windows`` scores ≥ ``start_threshold``, the
-  cool-down after the previous cry has passed, and, when the detector has a verifier and ``verify_threshold``
-  is set, the verifier's probability for the audio up to now ≥ ``verify_threshold`` (asked only when the rest
-  holds; a refusal is asked again at the next window, so a cry the verifier is not yet sure of starts later
-  rather than never).
+- **Start**: at least ``confirm_windows`` of the last ``of_windows`` scores ≥ ``start_threshold``, and the
+  cool-down after the previous cry has passed.
 - **End**: no score ≥ ``end_threshold`` (lower than the start threshold) for ``end_hold_seconds``.
 - **Cool-down**: ``cooldown_seconds`` after an end before a new start, so one bout with a pause is one alarm.
 - **Maximum**: a cry open for ``max_duration_seconds`` is ended (``ended_by: max_duration``) and, if the baby
@@ -70,11 +67,9 @@ def _resolved(config: EventsConfig) -> EventsConfig:
 
 
 class CryStateMachine:
-    def __init__(self, config: EventsConfig, new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
-                 verify: Callable[[float], float] | None = None) -> None:
+    def __init__(self, config: EventsConfig, new_id: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
         self.config = _resolved(config)
         self._new_id = new_id
-        self._verify = verify  # t → the verifier's cry probability for the audio ending at t
         self._recent: deque[float] = deque(maxlen=config.of_windows)
         self._cooldown_until = float("-inf")
         self._open: tuple[str, float] | None = None  # (id, start time)
@@ -99,7 +94,7 @@ class CryStateMachine:
         self._recent.append(score)
         if self._open is None:
             confirming = [s for s in self._recent if s >= cfg.start_threshold]
-            if len(confirming) >= cfg.confirm_windows and t >= self._cooldown_until and self._verified(t):
+            if len(confirming) >= cfg.confirm_windows and t >= self._cooldown_until:
                 self._open = (self._new_id(), t)
                 self._last_loud, self._peak = t, max(confirming)
                 return [CryEvent("cry_start", t, self._open[0], sum(confirming) / len(confirming))]
@@ -113,10 +108,6 @@ class CryStateMachine:
         if t - self._last_loud >= cfg.end_hold_seconds:
             return [self._end(t, "quiet", cooldown=cfg.cooldown_seconds)]
         return []
-
-    def _verified(self, t: float) -> bool:
-        threshold = self.config.verify_threshold
-        return self._verify is None or threshold is None or self._verify(t) >= threshold
 
     def close(self, t: float, ended_by: str = "shutdown") -> list[CryEvent]:
         """End an open cry now (shutdown, end of input, monitoring paused)."""

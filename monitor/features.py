@@ -28,13 +28,17 @@ AMIN = 1e-10
 
 
 class LogMel(nn.Module):
-    """Waveform (B, N) at 16 kHz → log-mel (B, frames, mels) in dB."""
+    """Waveform (B, N) at 16 kHz → log-mel (B, frames, mels) in dB.
 
-    def __init__(self, n_mels: int = N_MELS) -> None:
+    ``center=False`` (the streaming detector): frame ``i`` covers samples ``[160 i, 160 i + 512)`` of its input and
+    nothing else, so a stream cut anywhere gives the same frames; ``center=True`` reflect-pads both ends.
+    """
+
+    def __init__(self, n_mels: int = N_MELS, center: bool = True) -> None:
         super().__init__()
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=SAMPLE_RATE, n_fft=N_FFT, win_length=N_FFT, hop_length=HOP, f_min=F_MIN, f_max=F_MAX,
-            n_mels=n_mels, power=2.0, center=True, pad_mode="reflect", norm="slaney", mel_scale="slaney",
+            n_mels=n_mels, power=2.0, center=center, pad_mode="reflect", norm="slaney", mel_scale="slaney",
         )
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:

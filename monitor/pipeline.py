@@ -3,10 +3,18 @@
 ``feed(samples)`` takes 16 kHz mono audio of any chunk size and returns what it decided: one
 :class:`~monitor.detect.WindowScore` per completed window (every ``hop_seconds``), the
 :class:`~monitor.events.CryEvent` s those scores caused, and the :class:`~monitor.classify.ClassifyRequest` s
-that fell due (a cry's audio, copied from the ring buffer, for the reason classifier). Pending windows are scored
-in one batch, so replay runs as fast as the CPU allows while a live stream (a window or so per chunk) gets the
-same scores and events. The pipeline never runs the classifier itself: the daemon hands requests to their own
-thread so the detector never waits for it, and replay runs them inline.
+that fell due (a cry's audio, copied from the ring buffer, for the reason classifier). The detector's score
+stream gives the same scores for any chunking (one sample or a whole file), so replay runs as fast as the CPU
+allows while a live stream gets the same scores and events.
+
+Windows end on one grid for the life of the pipeline (``window + k · hop`` samples). A window quieter than
+``detector.gate_dbfs`` scores 0, and then the detector *sleeps*: while windows stay quiet only their level is
+measured, so a silent room costs the loudness gate alone. The first loud window wakes it: a fresh score stream
+starts at that window's first sample, read back from the ring buffer. A window's score depends only on its own
+audio, so sleeping and waking change no score.
+
+The pipeline never runs the classifier itself: the daemon hands requests to their own thread so the detector
+never waits for it, and replay runs them inline.
 """
 
 from __future__ import annotations
@@ -23,19 +31,21 @@ from monitor.classify import ClassifyRequest, ReasonSchedule, reasons_enabled
 from monitor.config import Config, OperatingPoint, effective_events
 from monitor.detect import WindowScore
 from monitor.events import CryEvent, CryStateMachine
+from monitor.features import level_dbfs
 
-MAX_BATCH = 32
+
+class ScoreStream(Protocol):
+    def push(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Audio → (end sample of each window it completed, counted from the stream's start; probabilities)."""
 
 
 class Scorer(Protocol):
     presets: Mapping[str, OperatingPoint]  # the model's calibrated sensitivity presets
-    verifier_seconds: float  # audio the second stage looks at; 0: the model has none
+    hop_seconds: float  # the hop they were calibrated at, used unless detector.hop_seconds is set
+    window_samples: int  # the audio one score covers (its level decides the gate)
 
-    def verify(self, audio: np.ndarray) -> float:
-        """The second stage's cry probability for the last ``verifier_seconds`` of audio."""
-
-    def score(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Windows (B, N) → (cry probabilities, levels in dBFS, gated flags), each (B,)."""
+    def stream(self, hop: int) -> ScoreStream:
+        """A new stream scoring a window every ``hop`` samples."""
 
 
 @dataclass
@@ -48,17 +58,19 @@ class FeedResult:
 class Pipeline:
     def __init__(self, config: Config, scorer: Scorer) -> None:
         self.scorer = scorer
-        self.window = round(config.detector.window_seconds * SAMPLE_RATE)
-        self.hop = round(config.detector.hop_seconds * SAMPLE_RATE)
+        self.hop = round((config.detector.hop_seconds or scorer.hop_seconds) * SAMPLE_RATE)
+        self.gate_dbfs = config.detector.gate_dbfs
         self.buffer = RingBuffer(round(config.audio.buffer_seconds * SAMPLE_RATE))
-        self.verify_samples = round(scorer.verifier_seconds * SAMPLE_RATE)
         self.events = CryStateMachine(effective_events(config.events, config.events.sensitivity, config.detector,
-                                                       scorer.presets),
-                                      verify=self._verify if self.verify_samples else None)
+                                                       scorer.presets))
         self.schedule = (ReasonSchedule(config.classifier.at_seconds(), config.classifier.lookback_seconds)
                          if reasons_enabled(config) else None)
-        self._next_end = self.window  # absolute sample index where the next window ends
-        self._scratch = np.empty((MAX_BATCH, self.window), dtype=np.float32)
+        self.window = scorer.window_samples
+        scorer.stream(self.hop)  # a hop the model cannot score fails here, not at the first loud window
+        self._stream: ScoreStream | None = None  # None: asleep (the last window was quiet) or not started
+        self._origin = 0  # sample index where the current stream began: its ends are relative to it
+        self._pushed = 0  # samples handed to the current stream, from the origin on
+        self._next_end = self.window  # where the next window to decide ends
 
     @property
     def t(self) -> float:
@@ -74,8 +86,10 @@ class Pipeline:
         return result
 
     def skip(self, samples: np.ndarray) -> None:
-        """Keep the audio clock and buffer running without scoring (monitoring paused)."""
+        """Keep the audio clock and buffer running without scoring (monitoring paused): the windows that end in
+        the pause are not decided, and the detector sleeps until the first loud window after it."""
         self.buffer.write(samples)
+        self._stream = None
         while self._next_end <= self.buffer.total:
             self._next_end += self.hop
         self.events.reset_confirmation()
@@ -99,25 +113,36 @@ class Pipeline:
             self.buffer.read(start, end - start, out=samples)
             result.requests.append(ClassifyRequest(cry_id, end_s, samples))
 
-    def _verify(self, t: float) -> float:
-        """The verifier on the audio that ends with the window ending at ``t`` (zeros before the stream began)."""
-        end = round(t * SAMPLE_RATE)
-        available = min(self.verify_samples, end - self.buffer.oldest)
-        audio = np.zeros(self.verify_samples, dtype=np.float32)
-        self.buffer.read(end - available, available, out=audio[self.verify_samples - available :])
-        return self.scorer.verify(audio)
-
     def _score_pending(self, result: FeedResult) -> None:
         while self._next_end <= self.buffer.total:
-            ends = []
-            while self._next_end <= self.buffer.total and len(ends) < MAX_BATCH:
-                self.buffer.read(self._next_end - self.window, self.window, out=self._scratch[len(ends)])
-                ends.append(self._next_end)
-                self._next_end += self.hop
-            probs, levels, gated = self.scorer.score(self._scratch[: len(ends)])
-            for end, prob, level, skip in zip(ends, probs, levels, gated):
-                window = WindowScore(end / SAMPLE_RATE, float(prob), float(level), bool(skip))
-                result.scores.append(window)
-                events = self.events.update(window.t, window.score)
-                result.events.extend(events)
-                self._schedule(result, events, window.t)
+            if self._stream is None:
+                level = self._level(self._next_end)
+                if level < self.gate_dbfs:  # asleep: the gate alone decides
+                    self._decide(result, self._next_end, 0.0, level)
+                    self._next_end += self.hop
+                    continue
+                self._stream = self.scorer.stream(self.hop)  # wake at this window's first sample
+                self._origin = self._pushed = self._next_end - self.window
+            audio = self.buffer.read(self._pushed, self.buffer.total - self._pushed)
+            self._pushed = self.buffer.total
+            ends, probs = self._stream.push(audio)
+            if not ends.size:
+                return  # every sample was pushed: the next window is not complete yet
+            for end, prob in zip((ends + self._origin).tolist(), probs.tolist()):
+                level = self._level(end)
+                self._decide(result, end, prob, level)
+                self._next_end = end + self.hop
+                if level < self.gate_dbfs:
+                    self._stream = None  # the rest of this push was scored anyway; later windows sleep
+
+    def _level(self, end: int) -> float:
+        available = min(self.window, end - self.buffer.oldest)
+        return level_dbfs(self.buffer.read(end - available, available))
+
+    def _decide(self, result: FeedResult, end: int, prob: float, level: float) -> None:
+        gated = level < self.gate_dbfs
+        score = WindowScore(end / SAMPLE_RATE, 0.0 if gated else prob, level, gated)
+        result.scores.append(score)
+        events = self.events.update(score.t, score.score)
+        result.events.extend(events)
+        self._schedule(result, events, score.t)

@@ -12,12 +12,12 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
 
 from monitor.config import OperatingPoint
-from monitor.models import build
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 MANIFEST = "manifest.json"
@@ -36,6 +36,7 @@ class ModelEntry:
     # A detector's calibrated sensitivity presets ("low", "medium", "high"), written by
     # tools/sweep_operating_point.py for exactly this file: a retrained model starts without any.
     operating_point: dict[str, OperatingPoint] = field(default_factory=dict)
+    hop_seconds: float | None = None  # the hop those presets were calibrated at (N of M counts windows)
 
 
 def sha256_of(path: Path) -> str:
@@ -52,7 +53,8 @@ def read_manifest(models_dir: Path) -> dict[str, ModelEntry]:
         raw = json.loads(path.read_text())
         return {name: ModelEntry(file=name, arch=e["arch"], kwargs=e.get("kwargs", {}), sha256=e["sha256"],
                                  operating_point={k: _operating_point(p)
-                                                  for k, p in e.get("operating_point", {}).items()})
+                                                  for k, p in e.get("operating_point", {}).items()},
+                                 hop_seconds=None if e.get("hop_seconds") is None else float(e["hop_seconds"]))
                 for name, e in raw.items()}
     except FileNotFoundError:
         raise ModelFileError(f"{path}: model manifest missing") from None
@@ -61,9 +63,7 @@ def read_manifest(models_dir: Path) -> dict[str, ModelEntry]:
 
 
 def _operating_point(raw: dict) -> OperatingPoint:
-    verify = raw.get("verify_threshold")
-    return OperatingPoint(float(raw["start_threshold"]), int(raw["confirm_windows"]), int(raw["of_windows"]),
-                          None if verify is None else float(verify))
+    return OperatingPoint(float(raw["start_threshold"]), int(raw["confirm_windows"]), int(raw["of_windows"]))
 
 
 def write_manifest_entry(models_dir: Path, name: str, arch: str, kwargs: dict) -> str:
@@ -76,18 +76,26 @@ def write_manifest_entry(models_dir: Path, name: str, arch: str, kwargs: dict) -
     return digest
 
 
-def write_operating_point(models_dir: Path, name: str, presets: dict[str, OperatingPoint]) -> None:
-    """Record a detector's calibrated presets in its manifest entry (the file's hash must still match)."""
+def write_operating_point(models_dir: Path, name: str, presets: dict[str, OperatingPoint],
+                          hop_seconds: float) -> None:
+    """Record a detector's presets, calibrated at ``hop_seconds``, in its manifest entry (the file's hash must
+    still match)."""
     path = models_dir / MANIFEST
     entries = json.loads(path.read_text())
     if sha256_of(models_dir / name) != entries[name]["sha256"]:
         raise ModelFileError(f"{models_dir / name}: changed since its manifest entry; not calibrating it")
     entries[name]["operating_point"] = {k: dataclasses.asdict(p) for k, p in presets.items()}
+    entries[name]["hop_seconds"] = hop_seconds
     path.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
 
 
-def load_model(path: Path, device: str = "cpu") -> tuple[nn.Module, ModelEntry]:
-    """Build the listed architecture and load ``path`` into it, in eval mode, after the sha256 check."""
+def load_model(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, ModelEntry]:
+    """Build the listed architecture and load ``path`` into it, in eval mode, after the sha256 check (torch is
+    imported here, not with the module: the ONNX runtime reads the manifest without it)."""
+    import torch
+
+    from monitor.models import build
+
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: model file missing (the model card names the tool that makes it)")

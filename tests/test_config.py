@@ -93,8 +93,7 @@ def test_sensitivity_presets_come_from_the_model_and_the_config_overrides_only_m
     events = EventsConfig(end_threshold=0.75)
     for name, point in model.items():
         preset = effective_events(events, name, presets=model)
-        assert (preset.start_threshold, preset.confirm_windows, preset.of_windows,
-                preset.verify_threshold) == dataclasses.astuple(point)
+        assert (preset.start_threshold, preset.confirm_windows, preset.of_windows) == dataclasses.astuple(point)
         assert preset.end_threshold == min(0.75, point.start_threshold) and preset.sensitivity == name
         assert preset.end_hold_seconds == events.end_hold_seconds
     own = EventsConfig(start_threshold=0.8, of_windows=4)
@@ -113,4 +112,3 @@ def test_shipped_detector_carries_all_three_presets():
     assert set(presets) == {"low", "medium", "high"}
     for point in presets.values():
         assert 0 < point.start_threshold < 1 and 1 <= point.confirm_windows <= point.of_windows
-        assert point.verify_threshold is None or 0 < point.verify_threshold < 1

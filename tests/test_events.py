@@ -89,24 +89,3 @@ def test_always_alternates_and_always_ends(seed):
 def test_close_without_open_cry_emits_nothing():
     sm = CryStateMachine(EventsConfig(start_threshold=0.95, confirm_windows=2, of_windows=2))
     assert run(sm, [0.0] * 10) == [] and sm.close(3.0) == []
-
-
-def test_a_verifier_must_agree_before_a_start_and_is_asked_only_then():
-    asked = []
-
-    def verify(t: float) -> float:
-        asked.append(t)
-        return 0.9 if t >= 2.0 else 0.2  # not sure at first, sure once more of the cry is heard
-
-    cfg = EventsConfig(start_threshold=0.85, confirm_windows=2, of_windows=2, verify_threshold=0.5)
-    sm = CryStateMachine(cfg, new_id=counter(), verify=verify)
-    events = run(sm, [0.1, 0.1, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9])  # t = 0.25 … 2.0
-    assert [(e.type, e.t) for e in events] == [("cry_start", 2.0)]
-    assert asked == [1.0, 1.25, 1.5, 1.75, 2.0]  # from the first confirmed window on, once per window
-    assert run(sm, [0.9] * 4, start_t=2.0) == [] and len(asked) == 5  # not asked again while crying
-
-
-def test_without_a_verify_threshold_the_verifier_is_not_asked():
-    cfg = EventsConfig(start_threshold=0.85, confirm_windows=1, of_windows=1)
-    sm = CryStateMachine(cfg, verify=lambda t: pytest.fail("asked"))
-    assert [e.type for e in run(sm, [0.9])] == ["cry_start"]

@@ -5,6 +5,8 @@ import torch
 from monitor.features import HOP, LogMel, frames_for, level_dbfs
 from monitor.models import REGISTRY, build
 from monitor.models.cnn10 import Cnn10
+from monitor import onnx_runtime
+from monitor.models.streaming_cnn10 import FRAME, StreamingCnn10
 
 
 def test_cnn10_parameter_count_matches_panns_with_one_logit():
@@ -23,8 +25,22 @@ def test_cnn10_shapes(samples):
         assert Cnn10(num_classes=3).eval()(torch.randn(2, samples)).shape == (2, 3)
 
 
+def test_streaming_cnn10_has_cnn10s_parameters_and_window_arithmetic():
+    model = StreamingCnn10().eval()
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in Cnn10().parameters())
+    # 4 frame embeddings × 8 log-mel frames + 60 frames the valid convolutions eat = 92 frames = 15,072 samples
+    assert (model.window_logmel_frames, model.window_samples, FRAME) == (92, 15072, 1280)
+    assert StreamingCnn10(window_frames=1).window_samples == 15072 - 3 * FRAME
+    assert (onnx_runtime.STEP, onnx_runtime.WINDOW_SAMPLES) == (FRAME, model.window_samples)  # the exported driver
+    with torch.no_grad():
+        assert model(torch.randn(2, 16000)).shape == (2,)  # a longer input: the window ending at its last sample
+        with pytest.raises(ValueError, match="needs 15072 samples"):
+            model(torch.randn(1, 15000))
+
+
 def test_registry_builds_by_name_and_rejects_unknown():
     assert isinstance(build("cnn10"), Cnn10)
+    assert type(build("cnn10-stream")) is StreamingCnn10
     assert "cnn10" in REGISTRY
     with pytest.raises(ValueError, match="unknown model architecture 'cnn100'"):
         build("cnn100")

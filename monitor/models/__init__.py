@@ -1,7 +1,7 @@
 """Model architectures, selected by name through a registry (never ``eval``), and the size counters used to
 report them.
 
-Inputs differ by family: ``cnn10`` takes a waveform; ``cnn14-*`` take the shared log-mel (B, T, 64);
+Inputs differ by family: ``cnn10`` and ``cnn10-stream`` take a waveform; ``cnn14-*`` take the shared log-mel (B, T, 64);
 ``ietma*``, ``ecapa`` and ``resnet18`` take channels-first features (B, F, T), normally the 13 MFCC of
 :class:`monitor.models.mfcc.Mfcc`; ``reason`` is the shipped classifier (front end + one of those backbones +
 temperature) and takes the log-mel.
@@ -15,15 +15,20 @@ from functools import partial
 import torch
 from torch import nn
 
+from monitor import SAMPLE_RATE
+from monitor.features import HOP
+
 from monitor.models.cnn10 import Cnn10
 from monitor.models.cnn14 import Cnn14
 from monitor.models.ecapa import EcapaTdnn
 from monitor.models.ietma import Ietma
 from monitor.models.reason import ReasonNet
 from monitor.models.resnet import ResNet18
+from monitor.models.streaming_cnn10 import FRAME, StreamingCnn10
 
 REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "cnn10": Cnn10,
+    "cnn10-stream": StreamingCnn10,
     "ietma": Ietma,
     "ietma-paper": partial(Ietma, variant="paper"),
     "ietma-no-mca": partial(Ietma, use_mca=False),
@@ -77,3 +82,24 @@ def count_macs(model: nn.Module, *inputs: torch.Tensor) -> int:
         for handle in handles:
             handle.remove()
     return total
+
+
+def streamed_macs_per_second(model: nn.Module, hop: int) -> int:
+    """Multiply-accumulates per second of 16 kHz audio of a streaming CNN10 scoring a window every ``hop``
+    samples: the body once per 80 ms frame (measured as the difference between bodies over 4 and 16 frames'
+    worth of log-mel, so the padding-free arithmetic is counted, not assumed) plus the head once per hop."""
+    frames, mels = model.window_logmel_frames, model.bn0.num_features
+    short, long_ = (count_macs(_Body(model), torch.zeros(1, frames + FRAME // HOP * extra, mels)) for extra in (0, 12))
+    head = sum(layer.in_features * layer.out_features for layer in (model.fc1, model.head))
+    return round((long_ - short) / 12 * SAMPLE_RATE / FRAME + head * SAMPLE_RATE / hop)
+
+
+class _Body(nn.Module):
+    """A model's layers from log-mel on, for counting them over any number of frames."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_logmel(logmel)

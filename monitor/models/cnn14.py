@@ -83,7 +83,7 @@ class Cnn14(nn.Module):
         self.bn0 = nn.BatchNorm2d(n_mels)
         channels = (1, *widths)
         self.blocks = nn.ModuleList(ConvBlock(a, b) for a, b in zip(channels[:-2], channels[1:-1]))
-        self.blocks.append(ConvBlock(channels[-2], channels[-1], pool=False))
+        self.blocks.append(ConvBlock(channels[-2], channels[-1], pool=None))
         width = widths[-1]
         if pooling == "stat":
             self.pool: nn.Module = StatisticsPooling()

@@ -1,0 +1,87 @@
+"""The streaming detector exported to ONNX, run by ONNX Runtime with numpy only (no torch): the edge path.
+
+``tools/export_onnx.py`` writes ``models/<name>.onnx`` from a shipped ``cnn10-stream`` detector: one graph of
+:class:`~monitor.models.streaming_cnn10.FrameStep`, an 80 ms step from raw samples (the log-mel is inside) to
+the logit of the window ending there. Its manifest entry holds its own sha256 and the sha256 of the detector it
+was exported from, so a stale export (the ``.pt`` retrained since) or a modified file is refused, as for the
+torch weights.
+
+:class:`OnnxStream` has the score-stream interface of :mod:`monitor.detect` (``push(samples) -> (ends, logits)``)
+and gives the torch stream's results to float precision (``tests/test_onnx.py``). The torch stream starts its
+first block 4 log-mel frames into the audio and reaches its first window at ``window_samples``; the step graph
+starts with zero state, so the driver feeds it 4 frames (640 samples) of zeros first, which puts its pooling pairs
+on the same grid, and discards the outputs whose state still held those zeros (the first ``WARM_STEPS`` steps).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from monitor.weights import ModelFileError, read_manifest, sha256_of
+
+STEP = 1280  # samples per step: one 80 ms frame embedding (monitor.models.streaming_cnn10.FRAME)
+STEP_SAMPLES = 512 + 7 * 160  # samples one step reads: 8 log-mel frames of 512 samples, 160 apart
+LEAD = 640  # zeros before the audio: 4 log-mel frames, the first block's context
+WARM_STEPS = 11  # outputs before this step depend on the zero state (8 steps to the first embedding, 3 more to a window)
+WINDOW_SAMPLES = STEP * WARM_STEPS + STEP_SAMPLES - LEAD  # where the first window ends: the torch model's window
+
+
+def load_session(path: Path, threads: int = 1, device: str = "cpu"):
+    """An ONNX Runtime session for a listed, unmodified, up-to-date export; errors are one line. ``device``
+    ``cuda`` or ``auto`` uses ONNX Runtime's CUDA provider when the installed build has one (onnxruntime-gpu, e.g.
+    on a Jetson), with the CPU provider as the fallback for any operator it lacks."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ModelFileError("detector.runtime onnxruntime needs ONNX Runtime: pip install -e '.[edge]'") from None
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: ONNX file missing (tools/export_onnx.py makes it)")
+    manifest = read_manifest(path.parent)
+    entry = manifest.get(path.name)
+    if entry is None:
+        raise ModelFileError(f"{path}: not listed in {path.parent / 'manifest.json'}")
+    actual = sha256_of(path)
+    if actual != entry.sha256:
+        raise ModelFileError(f"{path}: sha256 {actual[:16]}… does not match the manifest's {entry.sha256[:16]}…; "
+                             "refusing to load a modified or corrupt model")
+    source = manifest.get(entry.kwargs.get("exported_from", ""))
+    if source is None or source.sha256 != entry.kwargs.get("source_sha256"):
+        raise ModelFileError(f"{path}: exported from another version of {entry.kwargs.get('exported_from')} "
+                             f"({entry.kwargs.get('source_sha256', '?')[:12]}); run tools/export_onnx.py again")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    providers = ["CPUExecutionProvider"]
+    if device != "cpu" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    return onnxruntime.InferenceSession(str(path), options, providers=providers), entry
+
+
+class OnnxStream:
+    """Drives the exported step graph over a stream; windows end at ``window_samples + k · STEP``."""
+
+    def __init__(self, session) -> None:
+        self.session = session
+        inputs = session.get_inputs()
+        self._state_names = [i.name for i in inputs[1:]]
+        self._state = [np.zeros(i.shape, dtype=np.float32) for i in inputs[1:]]
+        self._audio = np.zeros(LEAD, dtype=np.float32)  # not yet consumed, from the next step's first sample
+        self._steps = 0
+
+    def push(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self._audio = np.concatenate([self._audio, np.asarray(samples, dtype=np.float32)])
+        ends, logits = [], []
+        begin = 0
+        while begin + STEP_SAMPLES <= self._audio.size:
+            feed = {"samples": self._audio[begin : begin + STEP_SAMPLES], **dict(zip(self._state_names, self._state))}
+            logit, *self._state = self.session.run(None, feed)
+            if self._steps >= WARM_STEPS:
+                ends.append(WINDOW_SAMPLES + STEP * (self._steps - WARM_STEPS))
+                logits.append(float(logit[0]))
+            self._steps += 1
+            begin += STEP
+        self._audio = self._audio[begin:]
+        return np.array(ends, dtype=np.int64), np.array(logits, dtype=np.float32)

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Benchmark the detector's variants on loud real audio, one row each, in one run.
+
+    taskset -c 0 python tools/bench_detector.py [FILE] [--seconds 60] [--repeats 3]
+
+Variants (those whose model file is shipped): the shipped detector scored window by window at its hop (what the
+window-form detector did), the same model streamed through the daemon's pipeline, and the distilled student
+streamed (``models/detector-small.pt``). Columns: milliseconds of CPU per second of audio and × real time (median
+of the repeats, start-up excluded, one torch thread: pin the process to one core with ``taskset -c 0``), the
+model's multiply-accumulates per second of audio as it is run, the peak RSS of a fresh process that loads the
+model and scores the file (measured in a child process, so one variant's memory does not hide another's), and
+whether the scores match the reference (the same model window by window) to 1e-4. The file should be loud
+throughout (default: a music track), so the loudness gate never helps. Timing belongs here, never in a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from monitor import SAMPLE_RATE  # noqa: E402
+from monitor.audio import read_file  # noqa: E402
+from monitor.config import Config, override  # noqa: E402
+from monitor.detect import CryDetector  # noqa: E402
+from monitor.models import count_macs, streamed_macs_per_second  # noqa: E402
+from monitor.pipeline import Pipeline  # noqa: E402
+from monitor.weights import MODELS_DIR  # noqa: E402
+
+DEFAULT = ROOT.parent / "shared/data/notcry/music/asterisk-moh/manolo_camp-morning_coffee.flac"
+MODELS = {"shipped": MODELS_DIR / "detector.pt", "student": MODELS_DIR / "detector-small.pt"}
+
+
+def config_for(model: Path) -> Config:
+    config = override(Config(), "detector", model=str(model), gate_dbfs=-120.0, threads=1)  # the gate never helps
+    return override(config, "classifier", enabled=False)
+
+
+def window_by_window(detector: CryDetector, audio: np.ndarray, hop: int) -> tuple[np.ndarray, np.ndarray]:
+    n = detector.window_samples
+    ends = np.arange(n, audio.size + 1, hop)
+    return ends, np.concatenate([detector.score_windows(audio[None, e - n : e]) for e in ends])
+
+
+def streamed(detector: CryDetector, config: Config, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pipeline = Pipeline(config, detector)
+    scores = [s for i in range(0, audio.size, SAMPLE_RATE // 10) for s in pipeline.feed(audio[i : i + 1600]).scores]
+    return np.array([round(s.t * SAMPLE_RATE) for s in scores]), np.array([s.score for s in scores])
+
+
+def measure(variant: str, model: Path, path: str, seconds: float, repeats: int) -> dict:
+    """One variant in this process: timings, MACs and the match against the same model window by window."""
+    torch.set_num_threads(1)
+    config = config_for(model)
+    detector = CryDetector(config.detector)
+    hop = round(detector.hop_seconds * SAMPLE_RATE)
+    audio = read_file(path)[: round(seconds * SAMPLE_RATE)]
+    by_window = variant.endswith("window by window")
+    run = (lambda: window_by_window(detector, audio, hop)) if by_window else (lambda: streamed(detector, config, audio))
+    times, result = [], None
+    for _ in range(repeats):
+        started = time.process_time()
+        result = run()
+        times.append(time.process_time() - started)
+    took = statistics.median(times)
+    ends, probs = result
+    ref_ends, reference = (ends, probs) if by_window else window_by_window(detector, audio, hop)
+    match = bool(np.array_equal(ends, ref_ends) and np.max(np.abs(probs - reference)) <= 1e-4)
+    return {"variant": variant, "model": detector.model_id, "ms_per_s": 1000 * took / (audio.size / SAMPLE_RATE),
+            "x_realtime": audio.size / SAMPLE_RATE / took, "gmacs_per_s": (count_macs(detector.model, torch.zeros(1, detector.window_samples)) * SAMPLE_RATE / hop
+                            if by_window else streamed_macs_per_second(detector.model, hop)) / 1e9,
+            "match": match, "hop": hop / SAMPLE_RATE}
+
+
+def child(variant: str, model: Path, path: str, seconds: float) -> float:
+    """Peak RSS (MB) of a fresh process that loads the model and scores the file once."""
+    code = (f"import sys; sys.path.insert(0, {str(ROOT / 'tools')!r}); import bench_detector as b, resource; "
+            f"b.measure({variant!r}, b.Path({str(model)!r}), {path!r}, {seconds}, 1); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    return int(out.split()[-1]) / 1024
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("file", nargs="?", default=str(DEFAULT))
+    parser.add_argument("--seconds", type=float, default=60.0, help="how much of the file to score")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    variants = [("shipped, window by window", MODELS["shipped"]), ("shipped, streamed", MODELS["shipped"])]
+    if MODELS["student"].exists():
+        variants.append(("student, streamed", MODELS["student"]))
+    print(f"file: {args.file}, first {args.seconds:g} s; CPU time of this process, 1 torch thread; "
+          f"affinity {sorted(os.sched_getaffinity(0))}")
+    print("| variant | model | hop (s) | ms per s of audio | × real time | GMAC per s of audio | peak RSS (MB) | "
+          "matches window by window |")
+    print("|---|---|---|---|---|---|---|---|")
+    for variant, model in variants:
+        row = measure(variant, model, args.file, args.seconds, args.repeats)
+        rss = child(variant, model, args.file, min(args.seconds, 20.0))
+        print(f"| {variant} | {row['model']} | {row['hop']:g} | {row['ms_per_s']:.1f} | {row['x_realtime']:.0f} | "
+              f"{row['gmacs_per_s']:.2f} | {rss:.0f} | {'yes' if row['match'] else '**no**'} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

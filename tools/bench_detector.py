@@ -11,7 +11,8 @@ model's multiply-accumulates per second of audio as it is run, the peak RSS of a
 model and scores the file (measured in a child process, so one variant's memory does not hide another's), and
 the largest difference of its probabilities from the reference: the same torch model (for an export, the file it
 was exported from) scoring each window on its own. Streaming and the fp32 export must be within 1e-4; int8 and the
-student are other models (their quality is in their cards). The file should be loud
+student are other models (their quality is in their cards). Last, each ONNX export alone in a fresh process that
+imports no torch (the edge path: numpy, soundfile and ONNX Runtime), one run, for its CPU time and peak RSS. The file should be loud
 throughout (default: a music track), so the loudness gate never helps. Timing belongs here, never in a test.
 """
 
@@ -92,12 +93,41 @@ def measure(variant: str, model: Path, path: str, seconds: float, repeats: int) 
 
 
 def child(variant: str, model: Path, path: str, seconds: float) -> float:
-    """Peak RSS (MB) of a fresh process that loads the model and scores the file once."""
-    code = (f"import sys; sys.path.insert(0, {str(ROOT / 'tools')!r}); import bench_detector as b, resource; "
+    """Peak RSS (MB) of a fresh process that loads the model and scores the file once: its VmHWM, which exec
+    resets (ru_maxrss would carry this process's own peak over the fork)."""
+    code = (f"import sys; sys.path.insert(0, {str(ROOT / 'tools')!r}); import bench_detector as b; "
             f"b.measure({variant!r}, b.Path({str(model)!r}), {path!r}, {seconds}, 1); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')).split()[1])")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     return int(out.split()[-1]) / 1024
+
+
+EDGE = """
+import sys, time
+import numpy as np, soundfile as sf
+from monitor.onnx_runtime import OnnxStream, load_session
+audio = sf.read({wav!r}, dtype="float32")[0]
+stream = OnnxStream(load_session({model!r})[0])
+started = time.process_time()
+for i in range(0, audio.size, 1600):
+    stream.push(audio[i : i + 1600])
+took = time.process_time() - started
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:")).split()[1]
+print(took, hwm, any(m.split(".")[0] == "torch" for m in sys.modules))
+"""
+
+
+def edge(model: Path, audio: np.ndarray) -> tuple[float, float, bool]:
+    """The ONNX stream alone in a fresh process that imports no torch: (CPU seconds, peak RSS MB, torch seen)."""
+    import tempfile
+
+    import soundfile as sf
+
+    with tempfile.NamedTemporaryFile(suffix=".wav") as wav:
+        sf.write(wav.name, audio, SAMPLE_RATE)
+        out = subprocess.run([sys.executable, "-c", EDGE.format(wav=wav.name, model=str(model))], check=True,
+                             capture_output=True, text=True, cwd=ROOT).stdout.split()
+    return float(out[0]), int(out[1]) / 1024, out[2] == "True"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -117,6 +147,13 @@ def main(argv: list[str] | None = None) -> None:
         rss = child(variant, model, args.file, min(args.seconds, 20.0))
         print(f"| {variant} | {row['model']} | {row['hop']:g} | {row['ms_per_s']:.1f} | {row['x_realtime']:.0f} | "
               f"{row['gmacs_per_s']:.2f} | {rss:.0f} | {row['difference']:.1e} |", flush=True)
+    audio = read_file(args.file)[: round(args.seconds * SAMPLE_RATE)]
+    for name in ("detector-int8.onnx", "detector.onnx"):
+        if (MODELS_DIR / name).exists():
+            took, rss, torch_seen = edge(MODELS_DIR / name, audio)
+            seconds = audio.size / SAMPLE_RATE
+            print(f"| {name}, edge path alone (numpy + ONNX Runtime{', torch imported!' if torch_seen else ', no torch'}) "
+                  f"| – | – | {1000 * took / seconds:.1f} | {seconds / took:.0f} | – | {rss:.0f} | – |", flush=True)
 
 
 if __name__ == "__main__":

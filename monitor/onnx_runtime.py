@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from monitor.weights import ModelFileError, read_manifest, sha256_of
+from monitor.weights import ModelFileError, read_manifest, verified_entry
 
 STEP = 1280  # samples per step: one 80 ms frame embedding (monitor.models.streaming_cnn10.FRAME)
 STEP_SAMPLES = 512 + 7 * 160  # samples one step reads: 8 log-mel frames of 512 samples, 160 apart
@@ -35,19 +35,10 @@ def load_session(path: Path, threads: int = 1, device: str = "cpu"):
     try:
         import onnxruntime
     except ImportError:
-        raise ModelFileError("detector.runtime onnxruntime needs ONNX Runtime: pip install -e '.[edge]'") from None
+        raise ModelFileError(f"{path}: a .onnx detector.model needs ONNX Runtime: pip install -e '.[edge]'") from None
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: ONNX file missing (tools/export_onnx.py makes it)")
-    manifest = read_manifest(path.parent)
-    entry = manifest.get(path.name)
-    if entry is None:
-        raise ModelFileError(f"{path}: not listed in {path.parent / 'manifest.json'}")
-    actual = sha256_of(path)
-    if actual != entry.sha256:
-        raise ModelFileError(f"{path}: sha256 {actual[:16]}… does not match the manifest's {entry.sha256[:16]}…; "
-                             "refusing to load a modified or corrupt model")
-    source = manifest.get(entry.kwargs.get("exported_from", ""))
+    entry = verified_entry(path, "tools/export_onnx.py makes it")
+    source = read_manifest(path.parent).get(entry.kwargs.get("exported_from", ""))
     if source is None or source.sha256 != entry.kwargs.get("source_sha256"):
         raise ModelFileError(f"{path}: exported from another version of {entry.kwargs.get('exported_from')} "
                              f"({entry.kwargs.get('source_sha256', '?')[:12]}); run tools/export_onnx.py again")

@@ -89,6 +89,21 @@ def write_operating_point(models_dir: Path, name: str, presets: dict[str, Operat
     path.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
 
 
+def verified_entry(path: Path, maker: str) -> ModelEntry:
+    """``path``'s manifest entry, once the file exists, is listed and matches its recorded sha256 (``maker``: what
+    to run when it is missing); every failure is a one-line :class:`ModelFileError`."""
+    if not path.is_file():
+        raise ModelFileError(f"{path}: model file missing ({maker})")
+    entry = read_manifest(path.parent).get(path.name)
+    if entry is None:
+        raise ModelFileError(f"{path}: not listed in {path.parent / MANIFEST}")
+    actual = sha256_of(path)
+    if actual != entry.sha256:
+        raise ModelFileError(f"{path}: sha256 {actual[:16]}… does not match the manifest's {entry.sha256[:16]}…; "
+                             "refusing to load a modified or corrupt model")
+    return entry
+
+
 def load_model(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, ModelEntry]:
     """Build the listed architecture and load ``path`` into it, in eval mode, after the sha256 check (torch is
     imported here, not with the module: the ONNX runtime reads the manifest without it)."""
@@ -97,15 +112,7 @@ def load_model(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, ModelE
     from monitor.models import build
 
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{path}: model file missing (the model card names the tool that makes it)")
-    entry = read_manifest(path.parent).get(path.name)
-    if entry is None:
-        raise ModelFileError(f"{path}: not listed in {path.parent / MANIFEST}")
-    actual = sha256_of(path)
-    if actual != entry.sha256:
-        raise ModelFileError(f"{path}: sha256 {actual[:16]}… does not match the manifest's {entry.sha256[:16]}…; "
-                             "refusing to load a modified or corrupt model")
+    entry = verified_entry(path, "the model card names the tool that makes it")
     model = build(entry.arch, **entry.kwargs)
     try:
         state = torch.load(path, map_location=device, weights_only=True)

@@ -85,23 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"the export disagrees with torch by more than {TOLERANCE}; nothing written", file=sys.stderr)
         return 1
     candidate.replace(out)
-    manifest_path = args.model.parent / MANIFEST
-    entries = json.loads(manifest_path.read_text())
-    # the same model to 1e-4, so the same presets; the int8 model below gets its own calibration
-    entries[out.name] = {"arch": "onnx-frame-step", "sha256": sha256_of(out),
-                         "kwargs": {"exported_from": args.model.name, "source_sha256": entry.sha256},
-                         **{k: entries[args.model.name][k] for k in ("operating_point", "hop_seconds")
-                            if k in entries[args.model.name]}}
-    manifest_path.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
+    # the same model to 1e-4, so the same presets and hop; the int8 model below gets its own calibration
+    record(out, "onnx-frame-step", args.model, entry, presets=True)
     load_session(out)  # what the daemon will check
     if args.int8:
         quantized = args.model.parent / f"{args.model.stem}-int8.onnx"
         quantize(out, quantized, calibration_audio(args.data))
         error = largest_difference(model, quantized, read_file(args.check)[: 30 * 16000])
-        entries = json.loads(manifest_path.read_text())
-        entries[quantized.name] = {"arch": "onnx-frame-step-int8", "sha256": sha256_of(quantized),
-                                   "kwargs": {"exported_from": args.model.name, "source_sha256": entry.sha256}}
-        manifest_path.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
+        record(quantized, "onnx-frame-step-int8", args.model, entry, presets=False)
         print(f"{quantized}: {quantized.stat().st_size / 1e6:.1f} MB; largest probability difference from torch "
               f"fp32 on {args.check.name} (30 s): {error:.3f}", flush=True)
         sys.path.insert(0, str(ROOT / "tools"))
@@ -144,6 +135,18 @@ Largest probability difference from the fp32 model on {check} (30 s of music): {
 
 {categories}
 """
+
+
+def record(export: Path, arch: str, source: Path, entry, presets: bool) -> None:
+    """List ``export`` in the manifest with its sha256 and the file (and hash) it was exported from; ``presets``:
+    copy the source's operating point and hop (a numerically equal export)."""
+    manifest_path = source.parent / MANIFEST
+    entries = json.loads(manifest_path.read_text())
+    copied = {k: entries[source.name][k] for k in ("operating_point", "hop_seconds")
+              if presets and k in entries[source.name]}
+    entries[export.name] = {"arch": arch, "sha256": sha256_of(export),
+                            "kwargs": {"exported_from": source.name, "source_sha256": entry.sha256}, **copied}
+    manifest_path.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
 
 
 def calibration_audio(data: Path, per_category: int = 12, seconds: float = 6.0, seed: int = 0) -> np.ndarray:

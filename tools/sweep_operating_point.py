@@ -353,7 +353,7 @@ in `models/manifest.json` under this model's `operating_point`.
 
 ## The hop
 
-The streaming detector costs the same per second of audio at any hop (`tools/bench_replay.py`), so the sweep
+The streaming detector costs the same per second of audio at any hop (`tools/bench_detector.py`), so the sweep
 tries hops of {' and '.join(f'{h:g}' for h in hops)} s (N of M scaled to cover the same seconds) and the medium rule
 picks the hop with the preset. Each hop's own medium choice, measured on the report set:
 

@@ -71,11 +71,6 @@ class StreamingCnn10(Cnn10):
     def window_samples(self) -> int:
         return N_FFT + HOP * (self.window_logmel_frames - 1)
 
-    @property
-    def first_end(self) -> int:
-        """Sample index (from the stream's start) where the first window ends; later ones end every ``FRAME``."""
-        return self.window_samples
-
     def window_logmel(self, waveform: torch.Tensor) -> torch.Tensor:
         if waveform.shape[-1] < self.window_samples:
             raise ValueError(f"a window needs {self.window_samples} samples, got {waveform.shape[-1]}")
@@ -89,8 +84,8 @@ class Stream:
     """Incremental scoring of one audio stream by an eval-mode :class:`StreamingCnn10`.
 
     ``push(samples)`` returns ``(ends, logits)`` as numpy arrays: for every window completed by these samples, the
-    sample index (from the stream's start) where it ends and its logit. Windows end at ``model.first_end + k *
-    FRAME``.
+    sample index (from the stream's start) where it ends and its logit. Windows end at ``model.window_samples +
+    k * FRAME``.
     """
 
     def __init__(self, model: StreamingCnn10) -> None:
@@ -133,7 +128,7 @@ class Stream:
             return np.zeros(0, dtype=np.int64), torch.zeros(0)
         windows = embeddings.unfold(2, k, 1)[0].permute(1, 0, 2)  # (windows, C, k)
         last = first + k - 1 + np.arange(windows.shape[0])  # index of each window's newest embedding
-        ends = model.first_end + (last - (k - 1)) * FRAME
+        ends = model.window_samples + (last - (k - 1)) * FRAME
         return ends.astype(np.int64), model.classify_frames(windows).reshape(-1)
 
     def _block(self, i: int, block: ConvBlock, x: torch.Tensor) -> torch.Tensor:
@@ -145,7 +140,7 @@ class Stream:
         usable = (x.shape[2] - CONTEXT) // stride * stride  # conv outputs that complete a pooling pair
         if usable <= 0:
             self._pending[i] = x
-            return x[:, :, :0].new_zeros(1, block.conv2.out_channels, 0, x.shape[3] // block.pool[1])
+            return x.new_zeros(1, block.conv2.out_channels, 0, x.shape[3] // block.pool[1])
         self._pending[i] = x[:, :, usable:]
         return F.avg_pool2d(block.convolve(x[:, :, : usable + CONTEXT]), block.pool)
 

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio.functional as AF
 
 from monitor import SAMPLE_RATE
 
@@ -29,13 +27,25 @@ def to_mono(frames: np.ndarray) -> np.ndarray:
     return frames if frames.ndim == 1 else frames.mean(axis=1, dtype=np.float32)
 
 
-class StreamResampler:
-    """Resample a stream chunk by chunk with the same result as resampling the whole signal at once.
+MIN_RATE, MAX_RATE = 1000, 384000  # sample rates accepted from files and devices
+LOWPASS_ZEROS = 6  # zero crossings of the windowed sinc on each side (torchaudio's default lowpass_filter_width)
+ROLLOFF = 0.99  # cut-off as a fraction of the lower Nyquist frequency (torchaudio's default)
+OUTPUTS_PER_GATHER = 4096  # outputs computed per vectorised step; bounds the index matrix's memory
 
-    torchaudio's windowed-sinc resampler is a strided convolution: output ``k`` depends on input near
-    ``k·orig/new``. Processing overlapping segments whose starts are multiples of ``orig`` (gcd-reduced) keeps
-    the output grid aligned, so only a ``pad``-sample lookahead (≈ 20 ms at 44.1 kHz) is held back until the
-    next chunk or :meth:`flush`.
+
+class StreamResampler:
+    """Resample a stream chunk by chunk, with the same result as resampling the whole signal at once; numpy only.
+
+    The filter is torchaudio's default (``torchaudio.functional.resample``: a Hann-windowed sinc with 6 zero
+    crossings, roll-off 0.99), which the training features were made with, so training and inference hear the same
+    audio; ``tests/test_audio.py`` holds the two equal to 1e-5. torchaudio builds one kernel row per output phase
+    of the gcd-reduced ratio and rebuilds it for every call, which grows with the rates' lowest common multiple
+    (44,101 Hz → 16 kHz: 16,000 phases, gigabytes). Here output ``n`` is the dot product of the input around
+    ``t = n · orig / new`` with the filter sampled at that fractional offset; the table of offsets is built once
+    per stream (at most ``new`` rows of ``2 K + 1`` taps, a few MB at worst) and outputs are computed in bounded
+    steps, so any rate in ``[MIN_RATE, MAX_RATE]`` costs the same order of time and memory.
+
+    Only the last ``K`` input samples are held back until the next chunk or :meth:`flush`.
 
     Example:
         >>> r = StreamResampler(48000)
@@ -45,15 +55,16 @@ class StreamResampler:
     """
 
     def __init__(self, orig_rate: int, new_rate: int = SAMPLE_RATE) -> None:
-        if orig_rate <= 0:
-            raise ValueError(f"sample rate must be positive, got {orig_rate}")
+        if not MIN_RATE <= orig_rate <= MAX_RATE:
+            raise ValueError(f"sample rate {orig_rate} Hz is outside the supported {MIN_RATE}–{MAX_RATE} Hz")
         g = math.gcd(int(orig_rate), int(new_rate))
         self.orig, self.new = int(orig_rate) // g, int(new_rate) // g
-        width = math.ceil(6 * self.orig / (min(self.orig, self.new) * 0.99))  # torchaudio's filter half-width
-        self.pad = self.orig * math.ceil((width + self.orig) / self.orig)
-        self._buf = np.zeros(self.pad, dtype=np.float32)  # leading zeros = the whole-signal left padding
-        self._consumed_in = 0  # real input samples taken so far
-        self._emitted = 0
+        self._table = None if self.passthrough else _filter_table(self.orig, self.new)
+        self.taps_each_side = 0 if self._table is None else (self._table.shape[1] - 1) // 2
+        self._buf = np.zeros(self.taps_each_side, dtype=np.float32)  # input from index _buf_start (zeros before 0)
+        self._buf_start = -self.taps_each_side
+        self._consumed = 0  # real input samples taken so far
+        self._next = 0  # index of the next output sample
 
     @property
     def passthrough(self) -> bool:
@@ -63,30 +74,44 @@ class StreamResampler:
         chunk = np.asarray(chunk, dtype=np.float32)
         if self.passthrough:
             return chunk
-        self._consumed_in += chunk.size
+        self._consumed += chunk.size
         self._buf = np.concatenate([self._buf, chunk])
-        end = ((self._buf.size - self.pad) // self.orig) * self.orig
-        if end <= self.pad:
-            return np.zeros(0, dtype=np.float32)
-        out = self._resample(self._buf)[self.pad * self.new // self.orig : end * self.new // self.orig]
-        self._buf = self._buf[end - self.pad :]
-        self._emitted += out.size
-        return out
+        # output n needs input up to floor(n·orig/new) + K, which must already be here
+        last = ((self._consumed - 1 - self.taps_each_side) * self.new) // self.orig
+        return self._emit(last + 1)
 
     def flush(self) -> np.ndarray:
-        """Emit what the held-back lookahead still owes, up to ``ceil(total_in · new / orig)`` samples."""
+        """Emit the outputs still owed, up to ``ceil(total_in · new / orig)`` samples, reading zeros past the end."""
         if self.passthrough:
             return np.zeros(0, dtype=np.float32)
-        total = math.ceil(self._consumed_in * self.new / self.orig)
-        tail = self._resample(np.concatenate([self._buf, np.zeros(self.pad + self.orig, np.float32)]))
-        start = self.pad * self.new // self.orig
-        out = tail[start : start + max(0, total - self._emitted)]
-        self._emitted += out.size
-        self._buf = np.zeros(self.pad, dtype=np.float32)
+        self._buf = np.concatenate([self._buf, np.zeros(2 * self.taps_each_side + 1, np.float32)])
+        out = self._emit(-(-self._consumed * self.new // self.orig))
         return out
 
-    def _resample(self, x: np.ndarray) -> np.ndarray:
-        return AF.resample(torch.from_numpy(x), self.orig, self.new).numpy()
+    def _emit(self, stop: int) -> np.ndarray:
+        k = self.taps_each_side
+        pieces = []
+        for first in range(self._next, stop, OUTPUTS_PER_GATHER):
+            n = np.arange(first, min(stop, first + OUTPUTS_PER_GATHER), dtype=np.int64)
+            centre = (n * self.orig) // self.new - self._buf_start
+            taps = self._buf[centre[:, None] + np.arange(-k, k + 1)]
+            pieces.append(np.einsum("ij,ij->i", taps, self._table[n % self.new]))
+        self._next = max(self._next, stop)
+        keep_from = (self._next * self.orig) // self.new - k - self._buf_start  # the next output's first tap
+        if keep_from > 0:
+            self._buf, self._buf_start = self._buf[keep_from:], self._buf_start + keep_from
+        return np.concatenate(pieces).astype(np.float32) if pieces else np.zeros(0, dtype=np.float32)
+
+
+def _filter_table(orig: int, new: int) -> np.ndarray:
+    """(new, 2 K + 1): the filter for each output phase, at input offsets −K … K from ``floor(n · orig / new)``."""
+    cutoff = min(orig, new) * ROLLOFF / orig  # in cycles per input sample, times 2 (1 = the input's Nyquist)
+    k = math.floor(LOWPASS_ZEROS / cutoff) + 1
+    phase = (np.arange(new, dtype=np.int64) * orig % new) / new  # fractional part of n · orig / new
+    u = cutoff * (np.arange(-k, k + 1)[None, :] - phase[:, None])
+    inside = np.abs(u) <= LOWPASS_ZEROS
+    window = np.cos(np.pi * u / (2 * LOWPASS_ZEROS)) ** 2
+    return np.where(inside, cutoff * np.sinc(u) * window, 0.0).astype(np.float32)
 
 
 def _open(path: Path) -> sf.SoundFile:
@@ -106,7 +131,10 @@ def iter_file(path: str | Path, block_seconds: float = 1.0) -> Iterator[np.ndarr
     """Yield a file as 16 kHz mono float32 blocks, decoding and resampling incrementally (any length works)."""
     path = Path(path)
     with _open(path) as handle:
-        resampler = StreamResampler(handle.samplerate)
+        try:
+            resampler = StreamResampler(handle.samplerate)
+        except ValueError as exc:
+            raise AudioFileError(f"{path}: {exc}") from None
         block = max(1, int(block_seconds * handle.samplerate))
         try:
             for frames in handle.blocks(blocksize=block, dtype="float32", always_2d=True):

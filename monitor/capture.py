@@ -112,6 +112,7 @@ class MicCapture:
 
             try:
                 device, rate, channels = _stream_settings(sd, self.config)
+                resampler = StreamResampler(rate)
                 stream = sd.InputStream(device=device, samplerate=rate, channels=channels, dtype="float32",
                                         blocksize=int(rate * self.config.block_seconds), callback=callback)
                 stream.start()
@@ -121,7 +122,6 @@ class MicCapture:
                 backoff = min(backoff * 2, self.config.reopen_backoff_max_seconds)
                 continue
             log.info("capture_started", device=device, sample_rate=rate, channels=channels)
-            resampler = StreamResampler(rate)
             reported_overflows = self.overflows
             try:
                 while not self._stopping.is_set():

@@ -2,7 +2,9 @@
 probabilities), plus the pure schedule that decides when a cry's audio is classified.
 
 Training (``tools/train_classifier.py``) and inference share :func:`prepare`: the shared log-mel, silence
-trimmed at both ends, centre-cropped to at most :data:`MAX_FRAMES`.
+trimmed at both ends, centre-cropped to at most :data:`MAX_FRAMES`. The model runs in the runtime its file names:
+a ``.pt`` in torch (:mod:`monitor.torch_runtime`), a ``.onnx`` export in ONNX Runtime without torch
+(:mod:`monitor.onnx_runtime`); either way the log-mel is :func:`monitor.features.logmel`'s.
 
 Decisions:
 - A cry is classified ``at_seconds`` after its ``cry_start`` (default 2 s, then 6 s), each time on the audio
@@ -18,14 +20,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from pathlib import Path
+
 import numpy as np
-import torch
 
 from monitor import SAMPLE_RATE
 from monitor.config import ClassifierConfig, Config
-from monitor.detect import resolve_device
-from monitor.features import LogMel
-from monitor.weights import load_model
+from monitor.features import logmel
 
 
 def reasons_enabled(config: Config) -> bool:
@@ -39,18 +40,23 @@ MIN_FRAMES = 50  # shorter (trimmed) audio is tiled up to this, so every backbon
 TRIM_DB = 30.0
 
 
-def trim_silence(logmel: torch.Tensor, floor_db: float = TRIM_DB) -> torch.Tensor:
-    """Drop leading and trailing frames (T, mels) more than ``floor_db`` below the loudest frame."""
-    energy = logmel.mean(dim=-1)
-    loud = torch.nonzero(energy >= energy.max() - floor_db).squeeze(-1)
-    return logmel[loud[0] : loud[-1] + 1] if loud.numel() else logmel
+def trim_silence(frames: np.ndarray, floor_db: float = TRIM_DB) -> np.ndarray:
+    """Drop leading and trailing log-mel frames (T, mels) more than ``floor_db`` below the loudest frame."""
+    energy = frames.mean(axis=-1)
+    loud = np.flatnonzero(energy >= energy.max() - floor_db)
+    return frames[loud[0] : loud[-1] + 1] if loud.size else frames
 
 
-def prepare(logmel: torch.Tensor, max_frames: int = MAX_FRAMES) -> torch.Tensor:
-    """Silence-trimmed, centre-cropped (or tiled up to MIN_FRAMES) log-mel of one cry, (T, mels)."""
-    x = trim_silence(logmel)
+def prepare(frames: np.ndarray, max_frames: int = MAX_FRAMES) -> np.ndarray:
+    """Silence-trimmed, centre-cropped (or tiled up to MIN_FRAMES) log-mel of one cry, (T, mels).
+
+    Example:
+        >>> prepare(np.full((7, 64), -20.0, np.float32)).shape
+        (50, 64)
+    """
+    x = trim_silence(frames)
     if x.shape[0] < MIN_FRAMES:
-        x = x.repeat(-(-MIN_FRAMES // x.shape[0]), 1)[:MIN_FRAMES]
+        x = np.tile(x, (-(-MIN_FRAMES // x.shape[0]), 1))[:MIN_FRAMES]
     start = max(0, (x.shape[0] - max_frames) // 2)
     return x[start : start + max_frames]
 
@@ -121,29 +127,29 @@ class ReasonSchedule:
 
 
 class ReasonClassifier:
-    """``classify(samples) -> Reason`` with the shipped model (``models/classifier.pt``) on the configured device.
-
-    On CUDA the network runs under fp16 autocast; the log-mel is always computed in fp32 (a full-scale power
-    spectrum overflows fp16).
-    """
+    """``classify(samples) -> Reason`` with the configured model (``models/classifier.onnx`` by default; a ``.pt``
+    runs in torch, on CUDA under fp16 autocast) on the configured device."""
 
     def __init__(self, config: ClassifierConfig) -> None:
-        self.device = resolve_device(config.device, "classifier")
-        self.model, self.entry = load_model(config.model, self.device)
-        self.model_id = self.entry.sha256[:12]
-        self.classes: tuple[str, ...] = self.model.classes
-        self.min_confidence = config.min_confidence
-        self.logmel = LogMel().to(self.device)
+        if Path(config.model).suffix == ".onnx":
+            from monitor.onnx_runtime import OnnxReasonModel
 
-    @torch.inference_mode()
+            self.runtime = OnnxReasonModel(config.model, config.device)
+        else:
+            from monitor.torch_runtime import TorchReasonModel
+
+            self.runtime = TorchReasonModel(config.model, config.device)
+        self.device = self.runtime.device
+        self.model_id = self.runtime.entry.sha256[:12]
+        self.classes = self.runtime.classes
+        self.min_confidence = config.min_confidence
+
     def classify(self, samples: np.ndarray) -> Reason:
         if samples.size < SAMPLE_RATE // 10:
             raise ValueError(f"need at least 0.1 s of audio to classify, got {samples.size} samples")
-        wave = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)).to(self.device)
-        x = prepare(self.logmel(wave.unsqueeze(0))[0]).unsqueeze(0)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=self.device == "cuda"):
-            logits = self.model(x)
-        probs = torch.softmax(logits.float(), dim=-1)[0].cpu().numpy()
+        logits = self.runtime.logits(prepare(logmel(samples))).astype(np.float64)
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
         best = int(np.argmax(probs))
         confidence = float(probs[best])
         reason = self.classes[best] if confidence >= self.min_confidence else "unknown"

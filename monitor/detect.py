@@ -9,7 +9,8 @@ from its own ring buffer and gates quiet windows (score 0).
   once, so its cost per second of audio does not depend on the hop, which must be a multiple of 80 ms; with a
   window-form model (``cnn10``, the previous detectors) it scores each window on its own. A ``.onnx`` model file
   (``tools/export_onnx.py``) runs the same stream in ONNX Runtime (:mod:`monitor.onnx_runtime`): the file says
-  which runtime it needs, so no setting can contradict it. Its presets are its own manifest entry's.
+  which runtime it needs, so no setting can contradict it. Its presets are its own manifest entry's. torch is
+  imported only for a ``.pt`` model (:mod:`monitor.torch_runtime`).
 - :class:`LoudnessDetector` scores any sound, not only crying.
 
 The model runs on ``cpu`` by default; ``cuda`` when configured and present, ``auto`` picks it when present. A
@@ -22,18 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import structlog
-import torch
 
 from monitor import SAMPLE_RATE
 from monitor.config import LOUDNESS_HOP_SECONDS, ConfigError, DetectorConfig, OperatingPoint
 from monitor.features import level_dbfs
-from monitor.models.streaming_cnn10 import FRAME, StreamingCnn10
-from monitor.onnx_runtime import WINDOW_SAMPLES, OnnxStream, load_session
-from monitor.weights import load_model
-MAX_BATCH = 32  # windows per forward pass of a window-form model
+from monitor.onnx_runtime import STEP as FRAME  # the streaming CNN10's 80 ms frame, without importing torch
 
-log = structlog.get_logger(__name__)
+MAX_BATCH = 32  # windows per forward pass of a window-form model
 
 
 @dataclass(frozen=True)
@@ -42,17 +38,6 @@ class WindowScore:
     score: float  # cry probability, 0 when gated
     level_dbfs: float
     gated: bool
-
-
-def resolve_device(requested: str, component: str = "detector") -> str:
-    """``cpu``, ``cuda`` or ``auto`` → the device to use; a missing GPU falls back to the CPU with a warning."""
-    if requested == "cpu":
-        return "cpu"
-    if torch.cuda.is_available():
-        return "cuda"
-    if requested == "cuda":
-        log.warning("cuda_unavailable", detail=f"{component}.device is cuda but no GPU is usable; running on CPU")
-    return "cpu"
 
 
 def make_detector(config: DetectorConfig) -> CryDetector | LoudnessDetector:
@@ -98,17 +83,12 @@ class CryDetector:
 
     def __init__(self, config: DetectorConfig) -> None:
         if Path(config.model).suffix == ".onnx":
-            self.session, self.entry = load_session(config.model, config.threads, config.device)
-            self.device = "cuda" if "CUDAExecutionProvider" in self.session.get_providers() else "cpu"
-            self.model = None
-            self.streaming = True
-            self.window_samples = WINDOW_SAMPLES
+            from monitor.onnx_runtime import OnnxDetector as Runtime
         else:
-            torch.set_num_threads(config.threads)
-            self.device = resolve_device(config.device)
-            self.model, self.entry = load_model(config.model, self.device)
-            self.streaming = isinstance(self.model, StreamingCnn10)
-            self.window_samples = self.model.window_samples if self.streaming else SAMPLE_RATE
+            from monitor.torch_runtime import TorchDetector as Runtime
+        self.runtime = Runtime(config.model, config.device, config.threads)
+        self.entry, self.device = self.runtime.entry, self.runtime.device
+        self.streaming, self.window_samples = self.runtime.streaming, self.runtime.window_samples
         self.model_id = self.entry.sha256[:12]
         self.presets = self.entry.operating_point
         # an uncalibrated model: 3 frames for the streaming form; the window form shipped with 0.25 s
@@ -120,15 +100,12 @@ class CryDetector:
         if hop % FRAME:
             raise ConfigError(f"detector.hop_seconds must be a multiple of {FRAME / SAMPLE_RATE:g} s for this model "
                              f"(its frames are {FRAME / SAMPLE_RATE:g} s apart), got {hop / SAMPLE_RATE:g} s")
-        inner = OnnxStream(self.session) if self.model is None else self.model.stream()
-        return ModelStream(inner, hop // FRAME)
+        return ModelStream(self.runtime.frame_stream(), hop // FRAME)
 
-    @torch.inference_mode()
     def score_windows(self, windows: np.ndarray) -> np.ndarray:
         """Cry probabilities (B,) for windows (B, N), each scored on its own (the reference streaming must equal;
         torch models only)."""
-        batch = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device)
-        return torch.sigmoid(self.model(batch).float()).cpu().numpy()
+        return self.runtime.score_windows(windows)
 
 
 class ModelStream:

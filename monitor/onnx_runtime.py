@@ -1,4 +1,11 @@
-"""The streaming detector exported to ONNX, run by ONNX Runtime with numpy only (no torch): the edge path.
+"""The ONNX runtime: exported models run by ONNX Runtime with numpy only (no torch), the edge path.
+
+Two kinds of export (``tools/export_onnx.py``), each with the interface of its torch twin in
+:mod:`monitor.torch_runtime`: :class:`OnnxDetector` and :class:`OnnxReasonModel` (the reason classifier: a graph
+from a prepared log-mel of any length to calibrated logits; the log-mel itself comes from
+:func:`monitor.features.logmel`).
+
+The detector:
 
 ``tools/export_onnx.py`` writes ``models/<name>.onnx`` from a shipped ``cnn10-stream`` detector: one graph of
 :class:`~monitor.models.streaming_cnn10.FrameStep`, an 80 ms step from raw samples (the log-mel is inside) to
@@ -35,7 +42,7 @@ def load_session(path: Path, threads: int = 1, device: str = "cpu"):
     try:
         import onnxruntime
     except ImportError:
-        raise ModelFileError(f"{path}: a .onnx detector.model needs ONNX Runtime: pip install -e '.[edge]'") from None
+        raise ModelFileError(f"{path}: a .onnx model needs ONNX Runtime: pip install -e '.[edge]'") from None
     path = Path(path)
     entry = verified_entry(path, "tools/export_onnx.py makes it")
     source = read_manifest(path.parent).get(entry.kwargs.get("exported_from", ""))
@@ -49,6 +56,33 @@ def load_session(path: Path, threads: int = 1, device: str = "cpu"):
     if device != "cpu" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         providers.insert(0, "CUDAExecutionProvider")
     return onnxruntime.InferenceSession(str(path), options, providers=providers), entry
+
+
+def _device(session) -> str:
+    return "cuda" if "CUDAExecutionProvider" in session.get_providers() else "cpu"
+
+
+class OnnxDetector:
+    streaming = True
+    window_samples = WINDOW_SAMPLES
+
+    def __init__(self, path: Path, device: str = "cpu", threads: int = 1) -> None:
+        self.session, self.entry = load_session(path, threads, device)
+        self.device = _device(self.session)
+
+    def frame_stream(self) -> OnnxStream:
+        return OnnxStream(self.session)
+
+
+class OnnxReasonModel:
+    def __init__(self, path: Path, device: str = "cpu", threads: int = 1) -> None:
+        self.session, self.entry = load_session(path, threads, device)
+        self.device = _device(self.session)
+        self.classes: tuple[str, ...] = tuple(self.entry.kwargs["classes"])
+
+    def logits(self, logmel: np.ndarray) -> np.ndarray:
+        """Calibrated logits (classes,) of one prepared log-mel (T, 64)."""
+        return self.session.run(None, {"logmel": np.ascontiguousarray(logmel, dtype=np.float32)[None]})[0][0]
 
 
 class OnnxStream:

@@ -62,13 +62,13 @@ def test_at_seconds_and_buffer_check_in_config():
 # ---------------------------------------------------------------- front end
 
 def test_trim_silence_and_prepare():
-    loud = torch.full((120, 64), -20.0)
-    quiet = torch.full((40, 64), -90.0)
-    x = torch.cat([quiet, loud, quiet])
+    loud = np.full((120, 64), -20.0, np.float32)
+    quiet = np.full((40, 64), -90.0, np.float32)
+    x = np.concatenate([quiet, loud, quiet])
     assert trim_silence(x).shape[0] == 120
-    long = torch.full((1000, 64), -20.0)
+    long = np.full((1000, 64), -20.0, np.float32)
     assert prepare(long).shape == (MAX_FRAMES, 64)
-    assert prepare(torch.full((7, 64), -20.0)).shape == (MIN_FRAMES, 64)  # tiled up
+    assert prepare(np.full((7, 64), -20.0, np.float32)).shape == (MIN_FRAMES, 64)  # tiled up
 
 
 def test_reason_net_registry_shapes_and_size():

@@ -4,7 +4,8 @@ import structlog
 import torch
 
 from monitor.config import Config, DetectorConfig
-from monitor.detect import CryDetector, resolve_device
+from monitor.detect import CryDetector
+from monitor.torch_runtime import resolve_device
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="tests the fallback on a machine without a GPU")

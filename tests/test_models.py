@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from monitor.features import HOP, LogMel, frames_for, level_dbfs
+from monitor.features import HOP, frames_for, level_dbfs, logmel, mel_filterbank
+from monitor.models.logmel import LogMel
 from monitor.models import REGISTRY, build
 from monitor.models.cnn10 import Cnn10
 from monitor import onnx_runtime
@@ -61,6 +62,18 @@ def test_logmel_puts_a_tone_in_the_right_mel_band():
         bin_hz = torch.linspace(0, 8000, fb.shape[0])
         centre = float(bin_hz[fb[:, int(torch.argmax(logmel))].argmax()])
         assert abs(centre - freq) / freq < 0.15
+
+
+def test_numpy_logmel_equals_the_models_torch_logmel_on_a_real_cry(val_clips):
+    """The classifier's ONNX path computes its log-mel in numpy; training used torch."""
+    from conftest import pick
+    from monitor.audio import read_file
+
+    np.testing.assert_allclose(mel_filterbank(), LogMel().mel.mel_scale.fb.numpy(), atol=1e-6)
+    audio = read_file(pick(val_clips, "donateacry-cleaned", "cry")[0].path)
+    expected = LogMel()(torch.from_numpy(audio)[None])[0].numpy()
+    assert logmel(audio).shape == expected.shape
+    np.testing.assert_allclose(logmel(audio), expected, atol=1e-2)  # torch: float32 STFT
 
 
 def test_level_dbfs():

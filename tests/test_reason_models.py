@@ -19,7 +19,7 @@ import monitor.models.ecapa
 import monitor.models.ietma
 import monitor.models.mfcc
 import monitor.models.resnet
-from monitor.features import LogMel
+from monitor.models.logmel import LogMel
 from monitor.models import REGISTRY, build, count_macs, count_params
 from monitor.models.cnn10 import ConvBlock
 from monitor.models.cnn14 import Cnn14

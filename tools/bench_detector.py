@@ -85,8 +85,8 @@ def measure(variant: str, model: Path, path: str, seconds: float, repeats: int) 
     reference_detector = CryDetector(config_for(torch_model).detector)
     ref_ends, reference = window_by_window(reference_detector, audio, hop)
     difference = float(np.max(np.abs(probs - reference))) if np.array_equal(ends, ref_ends) else float("inf")
-    macs = (count_macs(reference_detector.model, torch.zeros(1, detector.window_samples)) * SAMPLE_RATE / hop
-            if by_window else streamed_macs_per_second(reference_detector.model, hop))
+    macs = (count_macs(reference_detector.runtime.model, torch.zeros(1, detector.window_samples)) * SAMPLE_RATE / hop
+            if by_window else streamed_macs_per_second(reference_detector.runtime.model, hop))
     return {"variant": variant, "model": detector.model_id, "ms_per_s": 1000 * took / (audio.size / SAMPLE_RATE),
             "x_realtime": audio.size / SAMPLE_RATE / took, "gmacs_per_s": macs / 1e9, "difference": difference,
             "hop": hop / SAMPLE_RATE}

@@ -40,7 +40,7 @@ from monitor import SAMPLE_RATE  # noqa: E402
 from monitor.audio import read_file  # noqa: E402
 from monitor.classify import MAX_FRAMES, prepare, trim_silence  # noqa: E402
 from monitor.data import read_manifest, split_groups  # noqa: E402
-from monitor.features import LogMel  # noqa: E402
+from monitor.models.logmel import LogMel  # noqa: E402
 from monitor.models import count_macs, count_params  # noqa: E402
 from monitor.models.reason import REASONS, ReasonNet  # noqa: E402
 
@@ -73,7 +73,7 @@ def build_cache(data_dir: Path) -> dict:
     items = []
     with torch.no_grad():
         for c in cries:
-            x = trim_silence(logmel(torch.from_numpy(read_file(c.path)).unsqueeze(0))[0])
+            x = torch.from_numpy(trim_silence(logmel(torch.from_numpy(read_file(c.path)).unsqueeze(0))[0].numpy()))
             items.append({"path": str(c.path.relative_to(data_dir)), "reason": c.reason, "group": c.group,
                           "logmel": x.half()})
         noise = []  # non-cry audio of the detector's training groups: what a nursery mic hears besides the baby
@@ -217,7 +217,7 @@ def predict(model: ReasonNet, items: list[dict]) -> torch.Tensor:
     """Uncalibrated logits (N, classes) of each item's prepared (trimmed, centre 4 s) log-mel, as deployed.
     Clips of equal prepared length are batched (eval-mode BatchNorm makes that exact)."""
     model.eval()
-    prepared = [prepare(it["logmel"].float()) for it in items]
+    prepared = [torch.from_numpy(prepare(it["logmel"].float().numpy())) for it in items]
     out = torch.empty(len(items), len(model.classes))
     by_length: dict[int, list[int]] = defaultdict(list)
     for i, x in enumerate(prepared):

@@ -604,7 +604,7 @@ def evaluate(model: Path, threads: int, val_windows: int) -> dict:
     val = {label: [c for c in clips if c["split"] == "val" and c["label"] == label] for label in ("cry", "notcry")}
     x, y = make_batch(np.random.default_rng(2002), Pool(audio, val["cry"], True),
                       Negatives(audio, val["notcry"]), val_windows)
-    probs = scores(detector.model, x)
+    probs = scores(detector.runtime.model, x)
     labels = y.numpy()
     medium = detector.presets["medium"].start_threshold
     window = {"windows": int(labels.size), "positives": int(labels.sum()), "roc_auc": roc_auc(labels > 0.5, probs),

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from monitor.features import N_MELS, LogMel
+from monitor.features import N_MELS
+from monitor.models.logmel import LogMel
 
 
 class ConvBlock(nn.Module):

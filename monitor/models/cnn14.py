@@ -12,7 +12,7 @@ of InfantCryNet's two best clip poolings over time:
   over its subspace; the heads are concatenated (2048-d) → dropout 0.5 → ``fc1`` 2048→2048 + ReLU.
 
 Then a linear head to ``num_classes``. The input is the shared log-mel (B, T, 64) from
-:class:`monitor.features.LogMel`, standardised per mel bin by ``bn0`` as in :class:`~monitor.models.cnn10.Cnn10`.
+:class:`monitor.models.logmel.LogMel`, standardised per mel bin by ``bn0`` as in :class:`~monitor.models.cnn10.Cnn10`.
 Five pooling stages need T ≥ 32 frames (0.32 s). About 84 M (stat) / 80 M (mha) parameters: an offline baseline,
 not something to ship to a Raspberry Pi.
 

@@ -1,6 +1,6 @@
 """The shipped reason classifier: front end + a registered backbone + a calibration temperature, as one module.
 
-Input is the shared log-mel (B, T, 64) of :class:`monitor.features.LogMel`, so the daemon reuses the detector's
+Input is the shared log-mel (B, T, 64) of :class:`monitor.models.logmel.LogMel`, so the daemon reuses the detector's
 front end and training and inference cannot disagree. ``frontend="mfcc"`` (the default for the channels-first
 backbones) gives them 13 CMVN-normalised MFCC from :class:`monitor.models.mfcc.Mfcc` (statistics stored as
 buffers, set from the training folds); ``frontend="logmel"`` gives them the 64 log-mel bins instead (channels

@@ -36,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from monitor.features import AMIN, HOP, N_FFT, N_MELS, LogMel
+from monitor.features import AMIN, HOP, N_FFT, N_MELS
+from monitor.models.logmel import LogMel
 from monitor.models.cnn10 import Cnn10, ConvBlock, xavier_init
 
 FRAME = 8 * HOP  # samples per frame embedding: three 2× time poolings of 10 ms log-mel frames → 80 ms

@@ -1,0 +1,65 @@
+"""The torch runtime: shipped ``.pt`` models on the CPU or a CUDA GPU.
+
+Imported only when a configured model is a ``.pt`` file (:mod:`monitor.detect`, :mod:`monitor.classify`), so the
+edge install (ONNX Runtime, :mod:`monitor.onnx_runtime`) never loads torch. Both runtimes offer the same two
+objects: a detector (``streaming``, ``window_samples``, ``frame_stream()``) and a reason model (``classes``,
+``logits(logmel)``), each with its manifest ``entry``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import structlog
+import torch
+
+from monitor import SAMPLE_RATE
+from monitor.models.streaming_cnn10 import StreamingCnn10
+from monitor.weights import load_model
+
+log = structlog.get_logger(__name__)
+
+
+def resolve_device(requested: str, component: str = "detector") -> str:
+    """``cpu``, ``cuda`` or ``auto`` → the device to use; a missing GPU falls back to the CPU with a warning."""
+    if requested == "cpu":
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    if requested == "cuda":
+        log.warning("cuda_unavailable", detail=f"{component}.device is cuda but no GPU is usable; running on CPU")
+    return "cpu"
+
+
+class TorchDetector:
+    def __init__(self, path, device: str, threads: int) -> None:
+        torch.set_num_threads(threads)
+        self.device = resolve_device(device)
+        self.model, self.entry = load_model(path, self.device)
+        self.streaming = isinstance(self.model, StreamingCnn10)
+        self.window_samples = self.model.window_samples if self.streaming else SAMPLE_RATE
+
+    def frame_stream(self):
+        return self.model.stream()
+
+    @torch.inference_mode()
+    def score_windows(self, windows: np.ndarray) -> np.ndarray:
+        """Cry probabilities (B,) for windows (B, N), each scored on its own."""
+        batch = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device)
+        return torch.sigmoid(self.model(batch).float()).cpu().numpy()
+
+
+class TorchReasonModel:
+    """On CUDA the network runs under fp16 autocast (the log-mel comes in fp32 from :func:`monitor.features.logmel`:
+    a full-scale power spectrum overflows fp16)."""
+
+    def __init__(self, path, device: str) -> None:
+        self.device = resolve_device(device, "classifier")
+        self.model, self.entry = load_model(path, self.device)
+        self.classes: tuple[str, ...] = self.model.classes
+
+    @torch.inference_mode()
+    def logits(self, logmel: np.ndarray) -> np.ndarray:
+        """Calibrated logits (classes,) of one prepared log-mel (T, 64)."""
+        x = torch.from_numpy(np.ascontiguousarray(logmel, dtype=np.float32)).unsqueeze(0).to(self.device)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.device == "cuda"):
+            return self.model(x).float()[0].cpu().numpy()

@@ -20,13 +20,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pathlib import Path
-
 import numpy as np
 
 from monitor import SAMPLE_RATE
 from monitor.config import ClassifierConfig, Config
 from monitor.features import logmel
+from monitor.weights import open_model
 
 
 def reasons_enabled(config: Config) -> bool:
@@ -131,14 +130,7 @@ class ReasonClassifier:
     runs in torch, on CUDA under fp16 autocast) on the configured device."""
 
     def __init__(self, config: ClassifierConfig) -> None:
-        if Path(config.model).suffix == ".onnx":
-            from monitor.onnx_runtime import OnnxReasonModel
-
-            self.runtime = OnnxReasonModel(config.model, config.device)
-        else:
-            from monitor.torch_runtime import TorchReasonModel
-
-            self.runtime = TorchReasonModel(config.model, config.device)
+        self.runtime = open_model(config.model, "classifier", config.device)
         self.device = self.runtime.device
         self.model_id = self.runtime.entry.sha256[:12]
         self.classes = self.runtime.classes

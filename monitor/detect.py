@@ -20,7 +20,6 @@ missing GPU falls back to the CPU with a logged warning.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -28,6 +27,7 @@ from monitor import SAMPLE_RATE
 from monitor.config import LOUDNESS_HOP_SECONDS, ConfigError, DetectorConfig, OperatingPoint
 from monitor.features import level_dbfs
 from monitor.onnx_runtime import STEP as FRAME  # the streaming CNN10's 80 ms frame, without importing torch
+from monitor.weights import open_model
 
 MAX_BATCH = 32  # windows per forward pass of a window-form model
 
@@ -82,11 +82,7 @@ class CryDetector:
     """A CNN cry model (``detector.model``, checked against its manifest entry) as a score-stream factory."""
 
     def __init__(self, config: DetectorConfig) -> None:
-        if Path(config.model).suffix == ".onnx":
-            from monitor.onnx_runtime import OnnxDetector as Runtime
-        else:
-            from monitor.torch_runtime import TorchDetector as Runtime
-        self.runtime = Runtime(config.model, config.device, config.threads)
+        self.runtime = open_model(config.model, "detector", config.device, config.threads)
         self.entry, self.device = self.runtime.entry, self.runtime.device
         self.streaming, self.window_samples = self.runtime.streaming, self.runtime.window_samples
         self.model_id = self.entry.sha256[:12]

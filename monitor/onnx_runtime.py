@@ -1,7 +1,8 @@
 """The ONNX runtime: exported models run by ONNX Runtime with numpy only (no torch), the edge path.
 
 Two kinds of export (``tools/export_onnx.py``), each with the interface of its torch twin in
-:mod:`monitor.torch_runtime`: :class:`OnnxDetector` and :class:`OnnxReasonModel` (the reason classifier: a graph
+:mod:`monitor.torch_runtime` (:func:`monitor.weights.open_model` picks the runtime by the file's suffix):
+:class:`Detector` and :class:`ReasonModel` (the reason classifier: a graph
 from a prepared log-mel of any length to calibrated logits; the log-mel itself comes from
 :func:`monitor.features.logmel`).
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import structlog
 
 from monitor.weights import ModelFileError, read_manifest, verified_entry
 
@@ -34,8 +36,10 @@ LEAD = 640  # zeros before the audio: 4 log-mel frames, the first block's contex
 WARM_STEPS = 11  # outputs before this step depend on the zero state (8 steps to the first embedding, 3 more to a window)
 WINDOW_SAMPLES = STEP * WARM_STEPS + STEP_SAMPLES - LEAD  # where the first window ends: the torch model's window
 
+log = structlog.get_logger(__name__)
 
-def load_session(path: Path, threads: int = 1, device: str = "cpu"):
+
+def load_session(path: Path, threads: int = 1, device: str = "cpu", component: str = "detector"):
     """An ONNX Runtime session for a listed, unmodified, up-to-date export; errors are one line. ``device``
     ``cuda`` or ``auto`` uses ONNX Runtime's CUDA provider when the installed build has one (onnxruntime-gpu, e.g.
     on a Jetson), with the CPU provider as the fallback for any operator it lacks."""
@@ -55,6 +59,9 @@ def load_session(path: Path, threads: int = 1, device: str = "cpu"):
     providers = ["CPUExecutionProvider"]
     if device != "cpu" and "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         providers.insert(0, "CUDAExecutionProvider")
+    elif device == "cuda":
+        log.warning("cuda_unavailable", detail=f"{component}.device is cuda but this ONNX Runtime has no CUDA "
+                                               "provider (onnxruntime-gpu); running on CPU")
     return onnxruntime.InferenceSession(str(path), options, providers=providers), entry
 
 
@@ -62,7 +69,7 @@ def _device(session) -> str:
     return "cuda" if "CUDAExecutionProvider" in session.get_providers() else "cpu"
 
 
-class OnnxDetector:
+class Detector:
     streaming = True
     window_samples = WINDOW_SAMPLES
 
@@ -74,9 +81,9 @@ class OnnxDetector:
         return OnnxStream(self.session)
 
 
-class OnnxReasonModel:
+class ReasonModel:
     def __init__(self, path: Path, device: str = "cpu", threads: int = 1) -> None:
-        self.session, self.entry = load_session(path, threads, device)
+        self.session, self.entry = load_session(path, threads, device, "classifier")
         self.device = _device(self.session)
         self.classes: tuple[str, ...] = tuple(self.entry.kwargs["classes"])
 

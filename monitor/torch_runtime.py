@@ -30,7 +30,7 @@ def resolve_device(requested: str, component: str = "detector") -> str:
     return "cpu"
 
 
-class TorchDetector:
+class Detector:
     def __init__(self, path, device: str, threads: int) -> None:
         torch.set_num_threads(threads)
         self.device = resolve_device(device)
@@ -48,11 +48,11 @@ class TorchDetector:
         return torch.sigmoid(self.model(batch).float()).cpu().numpy()
 
 
-class TorchReasonModel:
+class ReasonModel:
     """On CUDA the network runs under fp16 autocast (the log-mel comes in fp32 from :func:`monitor.features.logmel`:
     a full-scale power spectrum overflows fp16)."""
 
-    def __init__(self, path, device: str) -> None:
+    def __init__(self, path, device: str, threads: int = 1) -> None:  # threads: the detector sets torch's
         self.device = resolve_device(device, "classifier")
         self.model, self.entry = load_model(path, self.device)
         self.classes: tuple[str, ...] = self.model.classes

@@ -120,3 +120,20 @@ def load_model(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, ModelE
     except Exception as exc:  # torch raises many types for a bad pickle or mismatched keys
         raise ModelFileError(f"{path}: cannot load weights ({exc})") from None
     return model.to(device).eval(), entry
+
+
+def open_model(path: Path, role: str, device: str = "cpu", threads: int = 1):
+    """The model at ``path`` in the runtime its file names, as a ``role`` (``detector`` or ``classifier``): a
+    ``.onnx`` export in ONNX Runtime (:mod:`monitor.onnx_runtime`), anything else in torch
+    (:mod:`monitor.torch_runtime`). A runtime that is not installed is a one-line error naming its extra."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        from monitor import onnx_runtime as runtime
+    else:
+        try:
+            from monitor import torch_runtime as runtime
+        except ImportError:
+            raise ModelFileError(f"{path}: a .pt model needs torch: pip install -e '.[torch]' (or configure its "
+                                 ".onnx export)") from None
+    kind = {"detector": runtime.Detector, "classifier": runtime.ReasonModel}[role]
+    return kind(path, device, threads)

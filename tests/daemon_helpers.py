@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -17,6 +18,14 @@ def write_config(path: Path, port: int, device_id: str, extra: str = "") -> Path
     path.write_text(f"mqtt:\n  port: {port}\n  device_id: {device_id}\n  keepalive_seconds: 5\n"
                     f"state:\n  dir: {path.parent / 'state'}\nlogging:\n  format: json\n{extra}")
     return path
+
+
+def without_torch(folder: Path) -> dict:
+    """An environment in which ``import torch`` fails, as on the edge install (``pip install -e '.[edge]'``)."""
+    shim = folder / "no-torch" / "torch"
+    shim.mkdir(parents=True, exist_ok=True)
+    (shim / "__init__.py").write_text("raise ImportError('torch is not installed (edge install)')\n")
+    return {**os.environ, "PYTHONPATH": str(shim.parent)}
 
 
 class DaemonProcess:

@@ -6,7 +6,7 @@ import signal
 import pytest
 import soundfile as sf
 
-from daemon_helpers import DaemonProcess, write_config
+from daemon_helpers import DaemonProcess, without_torch, write_config
 
 
 def events(sub, kind=None):
@@ -14,10 +14,12 @@ def events(sub, kind=None):
     return [e for e in out if kind is None or e["type"] == kind]
 
 
-def test_daemon_publishes_a_cry_and_exits_cleanly_on_sigterm(broker, subscriber_factory, cry_then_quiet, tmp_path):
+def test_daemon_on_the_default_onnx_models_without_torch_publishes_a_cry_and_exits_on_sigterm(
+        broker, subscriber_factory, cry_then_quiet, tmp_path):
     cry_seconds = sf.info(cry_then_quiet).duration - 9.0  # 1 s of quiet room before the cry, 8 s after
     sub = subscriber_factory(broker.port, "crymonitor/file1/#")
-    daemon = DaemonProcess(write_config(tmp_path / "c.yaml", broker.port, "file1"), "--input", str(cry_then_quiet))
+    daemon = DaemonProcess(write_config(tmp_path / "c.yaml", broker.port, "file1"), "--input", str(cry_then_quiet),
+                           env=without_torch(tmp_path))
     try:
         sub.wait_for(lambda m: len(events(sub, "cry_end")) == 1, timeout=60)
     finally:

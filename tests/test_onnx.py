@@ -1,5 +1,6 @@
-"""Issue 10, part 4 (export): the shipped streaming detector exported to ONNX and run by ONNX Runtime with numpy
-only gives torch's scores on real audio; a modified or stale export is refused with one line."""
+"""Issue 10, part 4 (export): the shipped streaming detector and reason classifier exported to ONNX and run by
+ONNX Runtime with numpy only give torch's scores on real audio; a modified or stale export is refused with one
+line. (The whole daemon without torch: tests/test_daemon.py.)"""
 
 import importlib.util
 import json
@@ -16,17 +17,56 @@ from monitor.onnx_runtime import OnnxStream, load_session
 from monitor.weights import ModelFileError, load_model
 
 
+def export_tool():
+    spec = importlib.util.spec_from_file_location("export_onnx", ROOT / "tools" / "export_onnx.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
     shutil.copyfile(ROOT / "models" / "detector.pt", folder / "detector.pt")
     manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
     (folder / "manifest.json").write_text(json.dumps({"detector.pt": manifest["detector.pt"]}))
-    spec = importlib.util.spec_from_file_location("export_onnx", ROOT / "tools" / "export_onnx.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    assert tool.main(["--model", str(folder / "detector.pt")]) == 0
+    assert export_tool().main(["--model", str(folder / "detector.pt")]) == 0
     return folder
+
+
+@pytest.fixture(scope="module")
+def exported_classifier(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("classifier")
+    shutil.copyfile(ROOT / "models" / "classifier.pt", folder / "classifier.pt")
+    manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({"classifier.pt": manifest["classifier.pt"]}))
+    assert export_tool().main(["--model", str(folder / "classifier.pt")]) == 0
+    return folder
+
+
+def test_the_onnx_classifier_gives_torchs_probabilities_on_held_out_cries(exported_classifier, val_clips):
+    from conftest import pick
+    from monitor.classify import ReasonClassifier
+    from monitor.config import ClassifierConfig
+
+    runtimes = [ReasonClassifier(ClassifierConfig(model=exported_classifier / name, device="cpu", min_confidence=0.5))
+                for name in ("classifier.pt", "classifier.onnx")]
+    cries = [read_file(c.path) for c in pick(val_clips, "donateacry-cleaned", "cry")[:8]]
+    cries += [cries[0][:2000], np.concatenate(cries)]  # tiled up to 50 frames; cropped to 401
+    answers = [[r.classify(audio) for audio in cries] for r in runtimes]
+    for torch_answer, onnx_answer in zip(*answers):
+        assert onnx_answer.reason == torch_answer.reason
+        np.testing.assert_allclose(list(onnx_answer.probs.values()), list(torch_answer.probs.values()), atol=1e-4)
+    assert len({a.reason for a in answers[1]} | {round(a.confidence, 3) for a in answers[1]}) > 2  # not constant
+
+
+def test_the_shipped_onnx_classifier_is_the_shipped_torch_classifier():
+    from monitor.weights import read_manifest
+
+    entries = read_manifest(ROOT / "models")
+    assert entries["classifier.onnx"].kwargs["source_sha256"] == entries["classifier.pt"].sha256
+    assert tuple(entries["classifier.onnx"].kwargs["classes"]) == load_model(ROOT / "models" / "classifier.pt")[0].classes
+    load_session(ROOT / "models" / "classifier.onnx")
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +151,20 @@ def test_the_shipped_int8_export_stays_close_to_fp32_and_carries_its_own_presets
     fp32_ends, fp32_probs = fp32.stream(hop).push(real_audio)
     np.testing.assert_array_equal(ends, fp32_ends)
     assert np.max(np.abs(probs - fp32_probs)) < 0.15 and probs.max() > 0.5
+
+
+def test_the_whole_replay_runs_without_torch_and_a_pt_model_then_names_the_torch_extra(cry_then_quiet, tmp_path):
+    from daemon_helpers import without_torch
+
+    env = without_torch(tmp_path)
+    replay = [sys.executable, "-m", "monitor", "replay", str(cry_then_quiet), "--log-format", "json"]
+    out = subprocess.run(replay, capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    kinds = [json.loads(line)["type"] for line in out.stdout.splitlines()]
+    assert kinds[0] == "cry_start" and "cry_reason" in kinds and kinds[-1] == "cry_end"
+    config = tmp_path / "torch.yaml"
+    config.write_text(f"detector:\n  model: {ROOT / 'models' / 'detector.pt'}\n")
+    out = subprocess.run([*replay, "--config", str(config)], capture_output=True, text=True, cwd=ROOT, env=env,
+                         timeout=120)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "detector.pt: a .pt model needs torch: pip install -e '.[torch]'" in out.stderr

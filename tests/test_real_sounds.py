@@ -78,13 +78,16 @@ def test_held_out_laugh_meow_or_shout_in_a_quiet_room_does_not_fire(split, detec
 
 MISSED = pytest.mark.xfail(strict=True, reason="a held-out cry the shipped detector misses at the medium preset "
                                                "at any level (held-out clip recall in models/detector.md)")
-# the first four held-out cries of at least 5 s, by file name (the premise is checked in the test)
-CRIES = [pytest.param("02ead89b-aa02-453e-8b83-6ebde9fe7551-1430233132879-1.7-m-26-hu.flac", marks=MISSED),
-         "0776b33b", "0F4B1065", "0f257dac"]
+INT8_MISSES = pytest.mark.xfail(strict=True, reason="the int8 default misses it at -30 dBFS where fp32 finds it "
+                                                    "(68 against 69 of 89 at -30 dBFS: models/detector-int8.md)")
+# the first four held-out cries of at least 5 s, by file name (the premise is checked in the test), at two levels
+CASES = [pytest.param("02ead89b-aa02-453e-8b83-6ebde9fe7551-1430233132879-1.7-m-26-hu.flac", level, marks=MISSED)
+         for level in (-30, -20)]
+CASES += [(prefix, level) for prefix in ("0776b33b", "0F4B1065") for level in (-30, -20)]
+CASES += [pytest.param("0f257dac", -30, marks=INT8_MISSES), ("0f257dac", -20)]
 
 
-@pytest.mark.parametrize("prefix", CRIES, ids=lambda p: p[:8])
-@pytest.mark.parametrize("level", [-30, -20])
+@pytest.mark.parametrize("prefix, level", CASES, ids=lambda p: p[:8] if isinstance(p, str) else str(p))
 def test_held_out_cry_at_the_same_levels_fires(split, detector, prefix, level):
     clips, groups = split
     cries = sorted((c for c in clips if c.source == "donateacry-cleaned" and groups[c.group] == "val"
@@ -94,7 +97,7 @@ def test_held_out_cry_at_the_same_levels_fires(split, detector, prefix, level):
 
 
 def test_the_operating_point_comes_from_the_model_manifest(tmp_path, detector):
-    calibrated = read_models(ROOT / "models")["detector.pt"]
+    calibrated = read_models(ROOT / "models")[Config().detector.model.name]
     shipped = calibrated.operating_point
     assert Pipeline(Config(), detector).hop == round(calibrated.hop_seconds * 16000)  # N of M counts windows of this hop
     for sensitivity, point in shipped.items():
@@ -118,7 +121,7 @@ def test_the_operating_point_comes_from_the_model_manifest(tmp_path, detector):
     mine = override(Config(), "events", start_threshold=0.9)
     assert Pipeline(mine, other).events.config.start_threshold == 0.9
     assert Pipeline(override(mine, "events", sensitivity="high"), other).events.config.start_threshold == (
-        shipped["high"].start_threshold)
+        entry["operating_point"]["high"]["start_threshold"])
 
 
 @pytest.fixture(scope="module")

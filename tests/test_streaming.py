@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import ROOT
 from monitor.audio import read_file
 from monitor.config import Config, ConfigError, override
 from monitor.detect import CryDetector
@@ -16,9 +17,12 @@ from monitor.pipeline import Pipeline
 from monitor.weights import write_manifest_entry
 
 
+TORCH = override(Config(), "detector", model=str(ROOT / "models" / "detector.pt")).detector  # the fp32 reference
+
+
 @pytest.fixture(scope="module")
 def detector():
-    return CryDetector(Config().detector)
+    return CryDetector(TORCH)
 
 
 @pytest.fixture(scope="module")

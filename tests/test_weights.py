@@ -6,7 +6,7 @@ import torch
 
 from monitor.config import Config
 from monitor.models.cnn10 import Cnn10
-from monitor.weights import MODELS_DIR, ModelFileError, load_model, sha256_of
+from monitor.weights import MODELS_DIR, ModelFileError, load_model, read_manifest, sha256_of
 
 
 def test_shipped_detector_loads_after_hash_check():
@@ -44,8 +44,13 @@ def test_missing_unlisted_and_malformed(model_copy, tmp_path):
         load_model(model_copy)
 
 
-def test_default_config_points_at_the_shipped_model():
-    assert Config().detector.model == MODELS_DIR / "detector.pt"
+def test_default_config_points_at_the_shipped_onnx_models():
+    config = Config()
+    assert config.detector.model == MODELS_DIR / "detector-int8.onnx"
+    assert config.classifier.model == MODELS_DIR / "classifier.onnx"
+    listed = read_manifest(MODELS_DIR)
+    for path in (config.detector.model, config.classifier.model):
+        assert listed[path.name].sha256 == sha256_of(path)
 
 
 class Payload:

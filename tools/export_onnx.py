@@ -1,7 +1,14 @@
 #!/usr/bin/env python3
-"""Export a shipped streaming detector to ONNX, optionally quantized to int8, and check it on real audio.
+"""Export a shipped model to ONNX (the detector optionally quantized to int8) and check it on real audio.
 
     python tools/export_onnx.py [--model models/detector.pt] [--check FILE] [--int8]
+    python tools/export_onnx.py --model models/classifier.pt
+
+The reason classifier (``--model models/classifier.pt``) becomes ``models/classifier.onnx``: the network from a
+prepared log-mel (1, T, 64), T from 50 to 401 frames, to calibrated logits; the log-mel and its preparation stay
+outside (:func:`monitor.features.logmel`, :func:`monitor.classify.prepare`, numpy). Before writing it, 24 real
+cries of all lengths (from any split: this checks arithmetic, not accuracy) are classified by both runtimes; if
+any probability differs by more than 1e-4, it exits 1 and writes nothing.
 
 Writes ``models/<stem>.onnx`` (the 80 ms step graph of :class:`monitor.models.streaming_cnn10.FrameStep`, opset
 17, fixed shapes) and its manifest entry: its sha256, the file it was exported from and that file's sha256, so
@@ -39,6 +46,7 @@ from monitor.weights import MANIFEST, MODELS_DIR, load_model, sha256_of  # noqa:
 
 CHECK = ROOT.parent / "shared/data/notcry/music/asterisk-moh/manolo_camp-morning_coffee.flac"
 TOLERANCE = 1e-4
+CLASSIFIER_CHECK_CRIES = 24  # real cries of every length the data has, through both runtimes
 
 
 def export(model: torch.nn.Module, out: Path) -> None:
@@ -50,6 +58,54 @@ def export(model: torch.nn.Module, out: Path) -> None:
         torch.onnx.export(step, (torch.zeros(STEP_SAMPLES), *(torch.zeros(s) for s in shapes)), str(out),
                           input_names=["samples", *names], output_names=["logit", *(f"{n}_next" for n in names)],
                           opset_version=17, dynamo=False)
+
+
+def export_classifier(model: torch.nn.Module, out: Path) -> None:
+    from monitor.classify import MAX_FRAMES
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model.eval(), (torch.zeros(1, MAX_FRAMES, 64),), str(out), input_names=["logmel"],
+                          output_names=["logits"], dynamic_axes={"logmel": {1: "frames"}}, opset_version=17,
+                          dynamo=False)
+
+
+def classifier_difference(model: torch.nn.Module, onnx_path: Path, data: Path) -> tuple[float, int]:
+    """Largest |p_onnx − p_torch| over real cries (prepared as the daemon prepares them), and how many."""
+    import onnxruntime
+
+    from monitor.classify import prepare
+    from monitor.data import read_manifest
+    from monitor.features import logmel
+
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    cries = sorted((c for c in read_manifest(data) if c.source == "donateacry-cleaned"), key=lambda c: c.path)
+    worst = 0.0
+    for clip in cries[:: max(1, len(cries) // CLASSIFIER_CHECK_CRIES)][:CLASSIFIER_CHECK_CRIES]:
+        x = prepare(logmel(read_file(clip.path)))[None]
+        with torch.inference_mode():
+            expected = torch.softmax(model(torch.from_numpy(x)), dim=-1)[0].numpy()
+        logits = session.run(None, {"logmel": x})[0][0]
+        got = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+        worst = max(worst, float(np.max(np.abs(got - expected))))
+    return worst, CLASSIFIER_CHECK_CRIES
+
+
+def main_classifier(args: argparse.Namespace, model: torch.nn.Module, entry) -> int:
+    out = args.model.with_suffix(".onnx")
+    candidate = out.with_suffix(".onnx.partial")
+    export_classifier(model, candidate)
+    difference, count = classifier_difference(model, candidate, args.data)
+    print(f"{out}: {candidate.stat().st_size / 1e6:.1f} MB; largest probability difference from torch on {count} "
+          f"real cries: {difference:.2e}")
+    if difference > TOLERANCE:
+        candidate.unlink()
+        print(f"the export disagrees with torch by more than {TOLERANCE}; nothing written", file=sys.stderr)
+        return 1
+    candidate.replace(out)
+    record(out, "onnx-reason", args.model, entry, presets=False, classes=list(model.classes))
+    load_session(out)  # what the daemon will check
+    return 0
 
 
 def largest_difference(model: torch.nn.Module, onnx_path: Path, audio: np.ndarray) -> float:
@@ -74,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     args = parser.parse_args(argv)
     model, entry = load_model(args.model)
+    if entry.arch == "reason":
+        return main_classifier(args, model, entry)
     out = args.model.with_suffix(".onnx")
     candidate = out.with_suffix(".onnx.partial")
     export(model, candidate)
@@ -137,15 +195,15 @@ Largest probability difference from the fp32 model on {check} (30 s of music): {
 """
 
 
-def record(export: Path, arch: str, source: Path, entry, presets: bool) -> None:
+def record(export: Path, arch: str, source: Path, entry, presets: bool, **kwargs) -> None:
     """List ``export`` in the manifest with its sha256 and the file (and hash) it was exported from; ``presets``:
-    copy the source's operating point and hop (a numerically equal export)."""
+    copy the source's operating point and hop (a numerically equal export); ``kwargs``: more for its entry."""
     manifest_path = source.parent / MANIFEST
     entries = json.loads(manifest_path.read_text())
     copied = {k: entries[source.name][k] for k in ("operating_point", "hop_seconds")
               if presets and k in entries[source.name]}
     entries[export.name] = {"arch": arch, "sha256": sha256_of(export),
-                            "kwargs": {"exported_from": source.name, "source_sha256": entry.sha256}, **copied}
+                            "kwargs": {"exported_from": source.name, "source_sha256": entry.sha256, **kwargs}, **copied}
     manifest_path.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
 
 

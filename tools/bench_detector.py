@@ -12,8 +12,11 @@ model and scores the file (measured in a child process, so one variant's memory 
 the largest difference of its probabilities from the reference: the same torch model (for an export, the file it
 was exported from) scoring each window on its own. Streaming and the fp32 export must be within 1e-4; int8 and the
 student are other models (their quality is in their cards). Last, each ONNX export alone in a fresh process that
-imports no torch (the edge path: numpy, soundfile and ONNX Runtime), one run, for its CPU time and peak RSS. The file should be loud
-throughout (default: a music track), so the loudness gate never helps. Timing belongs here, never in a test.
+imports no torch (the edge path: numpy, soundfile and ONNX Runtime), one run, for its CPU time and peak RSS; and
+the whole daemon (``crymonitor run --input``, default config: int8 detector and ONNX classifier, MQTT off) on
+the file paced in real time, in an environment where ``import torch`` fails, for its share of one core after
+start-up and its peak RSS. The file should be loud throughout (default: a music track), so the loudness gate
+never helps. Timing belongs here, never in a test.
 """
 
 from __future__ import annotations
@@ -130,6 +133,40 @@ def edge(model: Path, audio: np.ndarray) -> tuple[float, float, bool]:
     return float(out[0]), int(out[1]) / 1024, out[2] == "True"
 
 
+def live_daemon(audio: np.ndarray, warm_up: float = 10.0) -> tuple[float, float]:
+    """``crymonitor run --input`` on ``audio`` paced in real time, torch unimportable: (share of one core from
+    ``warm_up`` s to 2 s before the end of the audio, peak RSS MB)."""
+    import signal
+    import tempfile
+
+    import soundfile as sf
+
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        sf.write(folder / "loud.wav", audio, SAMPLE_RATE)
+        (folder / "c.yaml").write_text(f"mqtt:\n  enabled: false\nstate:\n  dir: {folder / 'state'}\n")
+        (folder / "torch").mkdir()
+        (folder / "torch" / "__init__.py").write_text("raise ImportError('no torch on the edge')\n")
+        proc = subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(folder / "c.yaml"), "--input",
+                                 str(folder / "loud.wav")], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(folder)},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def cpu_seconds() -> float:
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+        measured = audio.size / SAMPLE_RATE - warm_up - 2.0  # ends before the file does, so the daemon is still there
+        time.sleep(warm_up)
+        first = cpu_seconds()
+        time.sleep(measured)
+        share = (cpu_seconds() - first) / measured
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    hwm = next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]
+    return share, int(hwm) / 1024
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", nargs="?", default=str(DEFAULT))
@@ -154,6 +191,9 @@ def main(argv: list[str] | None = None) -> None:
             seconds = audio.size / SAMPLE_RATE
             print(f"| {name}, edge path alone (numpy + ONNX Runtime{', torch imported!' if torch_seen else ', no torch'}) "
                   f"| – | – | {1000 * took / seconds:.1f} | {seconds / took:.0f} | – | {rss:.0f} | – |", flush=True)
+    share, rss = live_daemon(audio)
+    print(f"| the daemon, live (`crymonitor run`, default ONNX models, no torch), paced in real time | – | – | "
+          f"{1000 * share:.1f} ({100 * share:.1f} % of one core) | – | – | {rss:.0f} | – |", flush=True)
 
 
 if __name__ == "__main__":

@@ -54,7 +54,7 @@ class Daemon:
         self.detector = make_detector(config.detector)
         self.classifier = ReasonClassifier(config.classifier) if reasons_enabled(config) else None
         self.pipeline = Pipeline(config, self.detector)
-        self.controls, self.stats = self._load_state()
+        self.controls, self.stats, self._open_cry = self._load_state()
         self.pipeline.events.reconfigure(effective_events(config.events, self.controls.sensitivity, config.detector,
                                                           self.detector.presets))
         self.health = MicHealth(config.audio.deaf_after_seconds)
@@ -109,12 +109,14 @@ class Daemon:
         """The controls a config file sets, in :meth:`ControlState.to_payload` form."""
         return {"sensitivity": config.events.sensitivity, "quiet_hours": config.events.quiet_hours or "OFF"}
 
-    def _load_state(self) -> tuple[ControlState, CryStats]:
+    def _load_state(self) -> tuple[ControlState, CryStats, dict | None]:
         """Controls set over MQTT survive restarts, but a control whose value in the config file changed since
-        they were saved follows the file: an edit to the file must never be silently overridden."""
+        they were saved follows the file: an edit to the file must never be silently overridden. Also the cry
+        that was open when the last run died, if it did (:meth:`_end_crashed_cry`)."""
         from_config = self._config_controls(self.config)
         controls = ControlState.from_payload(from_config)
         stats = CryStats()
+        open_cry = None
         path = self.state_dir / "state.json"
         if path.exists():
             try:
@@ -124,9 +126,12 @@ class Daemon:
                 merged = {k: (remembered.get(k, v) if file_then.get(k) == v else v) for k, v in from_config.items()}
                 controls = ControlState.from_payload({**remembered, **merged})
                 stats = CryStats.from_payload(saved.get("stats", {}))
-            except (OSError, ValueError, TypeError, AttributeError) as exc:
+                open_cry = saved.get("open_cry")
+                if open_cry is not None:
+                    open_cry = {"id": str(open_cry["id"]), "started_ts": str(open_cry["started_ts"])}
+            except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
                 log.error("state_file_ignored", path=str(path), error=str(exc))
-        return controls, stats
+        return controls, stats, open_cry
 
     def _save_state(self) -> None:
         path = self.state_dir / "state.json"
@@ -134,10 +139,27 @@ class Daemon:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps({"controls": self.controls.to_payload(), "stats": self.stats.to_payload(),
-                                       "from_config": self._config_controls(self.config)}))
+                                       "from_config": self._config_controls(self.config),
+                                       "open_cry": self._open_cry}))
             tmp.replace(path)
         except OSError as exc:
             log.error("state_file_unwritable", path=str(path), error=str(exc))
+
+    def _end_crashed_cry(self) -> None:
+        """A cry still open in the state file means the last run died during it (kill -9, power cut): end it
+        now with ``ended_by: restart`` and count it, so *Crying* and *Cries today* do not stay wrong. Its
+        duration is unknown (``null``): the dead run cannot say when the crying stopped."""
+        if self._open_cry is None:
+            return
+        payload = {**event_payload(CryEvent("cry_end", 0.0, self._open_cry["id"], 0.0), time.time()),
+                   "duration_s": None, "ended_by": "restart", "started_ts": self._open_cry["started_ts"]}
+        log.warning("cry_end", **payload)
+        if self.publisher:
+            self.publisher.publish_event(payload)
+        self._open_cry = None
+        self.stats.add(None, datetime.now())
+        self._save_state()
+        self._publish_stats()
 
     # --- MQTT commands (arrive on paho's thread; handled on the loop) ----------------------------------------
     def _on_mqtt_thread(self, topic: str, payload: bytes, retained: bool) -> None:
@@ -245,10 +267,11 @@ class Daemon:
                 if event.type == "cry_start" and self.classifier is not None:
                     self.publisher.set_state("reason", "unknown")  # not the previous cry's reason
             self.notifier.status("crying" if event.type == "cry_start" else "listening")
+            self._open_cry = {"id": event.id, "started_ts": payload["ts"]} if event.type == "cry_start" else None
             if event.type == "cry_end" and event.ended_by != "max_duration":  # a refreshed cry is the same cry
                 self.stats.add(event.duration_s or 0.0, datetime.now())
-                self._save_state()
                 self._publish_stats()
+            self._save_state()  # the open cry too: a crash must not leave it open forever
 
     def _clip(self, event: CryEvent, now: float) -> str | None:
         try:
@@ -368,6 +391,7 @@ class Daemon:
         self._loop = loop = asyncio.get_running_loop()
         if self.publisher:
             self.publisher.start()
+        self._end_crashed_cry()
         consumer = asyncio.ensure_future(self._consume())
         watcher = asyncio.ensure_future(self._watch())
         for sig in (signal.SIGTERM, signal.SIGINT):

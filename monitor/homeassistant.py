@@ -2,7 +2,8 @@
 
 Built from the same topic layout the publisher uses, so the entities always point at live topics. HA requires
 ``dev`` with identifiers, and ``platform`` plus ``unique_id`` on every component; an empty retained payload on
-the same topic deletes the device (``crymonitor ha-remove``).
+the same topic deletes the device (``crymonitor ha-remove``). ``qos`` is set on every component: HA reads it
+there, not at the device level (a real HA 2026.2 subscribed at QoS 0 when it was only at the top).
 """
 
 from __future__ import annotations
@@ -27,14 +28,13 @@ def discovery_payload(topic: str, device_id: str, name: str) -> dict:
     uid = _object_id(device_id)
 
     def entity(platform: str, key: str, label: str, **options) -> dict:
-        return {"p": platform, "unique_id": f"{uid}_{key}", "name": label, **options}
+        return {"p": platform, "unique_id": f"{uid}_{key}", "name": label, "qos": 1, **options}
 
     state = f"{topic}/state"
     return {
         "dev": {"ids": [uid], "name": name, "mf": "crymonitor", "mdl": "CNN10 cry detector", "sw": __version__},
         "o": {"name": "crymonitor", "sw": __version__},
         "avty": [{"t": f"{topic}/status"}],
-        "qos": 1,
         "cmps": {
             "crying": entity("binary_sensor", "crying", "Crying", device_class="sound", state_topic=f"{topic}/crying"),
             # HA's event entity wants {"event_type": …}; the template maps our event JSON onto it
@@ -44,7 +44,8 @@ def discovery_payload(topic: str, device_id: str, name: str) -> dict:
                              state_topic=f"{topic}/reason"),
             "level": entity("sensor", "level", "Sound level", device_class="sound_pressure", unit_of_measurement="dB",
                             state_class="measurement", entity_category="diagnostic", state_topic=f"{topic}/level"),
-            "cries_today": entity("sensor", "cries_today", "Cries today", state_class="total",
+            # total_increasing: the midnight reset to 0 is a new cycle in HA's long-term statistics, not a drop
+            "cries_today": entity("sensor", "cries_today", "Cries today", state_class="total_increasing",
                                   icon="mdi:emoticon-cry-outline", state_topic=f"{topic}/stats",
                                   value_template="{{ value_json.cries_today }}"),
             "last_cry_duration": entity("sensor", "last_cry_duration", "Last cry duration", device_class="duration",

@@ -9,8 +9,8 @@ from a prepared log-mel of any length to calibrated logits; the log-mel itself c
 The detector:
 
 ``tools/export_onnx.py`` writes ``models/<name>.onnx`` from a shipped ``cnn10-stream`` detector: one graph of
-:class:`~monitor.models.streaming_cnn10.FrameStep`, an 80 ms step from raw samples (the log-mel is inside) to
-the logit of the window ending there. Its manifest entry holds its own sha256 and the sha256 of the detector it
+:class:`~monitor.models.streaming_cnn10.FrameStep`: any whole number of 80 ms steps from raw samples (the log-mel
+is inside) to the logits of the windows ending there. Its manifest entry holds its own sha256 and the sha256 of the detector it
 was exported from, so a stale export (the ``.pt`` retrained since) or a modified file is refused, as for the
 torch weights.
 
@@ -32,6 +32,7 @@ from monitor.weights import ModelFileError, read_manifest, verified_entry
 
 STEP = 1280  # samples per step: one 80 ms frame embedding (monitor.models.streaming_cnn10.FRAME)
 STEP_SAMPLES = 512 + 7 * 160  # samples one step reads: 8 log-mel frames of 512 samples, 160 apart
+MAX_STEPS = 64  # steps per call at most (5 s): a replay's big blocks in a few calls, memory bounded
 LEAD = 640  # zeros before the audio: 4 log-mel frames, the first block's context
 WARM_STEPS = 11  # outputs before this step depend on the zero state (8 steps to the first embedding, 3 more to a window)
 WINDOW_SAMPLES = STEP * WARM_STEPS + STEP_SAMPLES - LEAD  # where the first window ends: the torch model's window
@@ -99,7 +100,8 @@ class ReasonModel:
 
 
 class OnnxStream:
-    """Drives the exported step graph over a stream; windows end at ``window_samples + k · STEP``."""
+    """Drives the exported step graph over a stream, all the whole steps it has in one call (up to
+    :data:`MAX_STEPS`); windows end at ``window_samples + k · STEP``."""
 
     def __init__(self, session) -> None:
         self.session = session
@@ -111,15 +113,17 @@ class OnnxStream:
 
     def push(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self._audio = np.concatenate([self._audio, np.asarray(samples, dtype=np.float32)])
-        ends, logits = [], []
+        logits = []
         begin = 0
-        while begin + STEP_SAMPLES <= self._audio.size:
-            feed = {"samples": self._audio[begin : begin + STEP_SAMPLES], **dict(zip(self._state_names, self._state))}
-            logit, *self._state = self.session.run(None, feed)
-            if self._steps >= WARM_STEPS:
-                ends.append(WINDOW_SAMPLES + STEP * (self._steps - WARM_STEPS))
-                logits.append(float(logit[0]))
-            self._steps += 1
-            begin += STEP
+        while (steps := min(MAX_STEPS, (self._audio.size - begin - STEP_SAMPLES) // STEP + 1)) > 0:
+            feed = {"samples": self._audio[begin : begin + STEP_SAMPLES + (steps - 1) * STEP],
+                    **dict(zip(self._state_names, self._state))}
+            out, *self._state = self.session.run(None, feed)
+            logits.append(out)
+            begin += steps * STEP
         self._audio = self._audio[begin:]
-        return np.array(ends, dtype=np.int64), np.array(logits, dtype=np.float32)
+        first = self._steps
+        self._steps += begin // STEP
+        index = np.arange(max(first, WARM_STEPS), self._steps)  # steps whose window has no zero state in it
+        logits = np.concatenate(logits)[index - first] if logits else np.zeros(0, dtype=np.float32)
+        return (WINDOW_SAMPLES + STEP * (index - WARM_STEPS)).astype(np.int64), logits.astype(np.float32)

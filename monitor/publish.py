@@ -7,7 +7,7 @@ Topics under ``<base_topic>/<device_id>/`` (the README lists them with payloads)
 | status                 | ``online`` / ``deaf`` / ``offline`` (will)  | 1   | yes      |
 | crying, reason, state, stats | current states                        | 1   | yes      |
 | event                  | one JSON object per event (via the outbox) | 1   | no       |
-| level, diagnostics     | measurements                              | 0   | no       |
+| level, diagnostics     | measurements (the latest kept for a restarted Home Assistant) | 0 | yes |
 
 The client connects asynchronously and reconnects with backoff (1 → 30 s) on its own network thread, so a broker
 that is down at start or goes away later never blocks the daemon. On every (re)connect it publishes the
@@ -164,7 +164,9 @@ class MqttPublisher:
         self._publish(topic, json.dumps(event, separators=(",", ":")), qos=1, row=row)
 
     def publish_measurement(self, leaf: str, payload: str) -> None:
-        self._publish(f"{self.topic}/{leaf}", payload, qos=0)
+        """Retained, so Home Assistant shows the latest value at once after its restart (not "unknown" until the
+        next one); QoS 0, since the next value replaces it anyway."""
+        self._publish(f"{self.topic}/{leaf}", payload, qos=0, retain=True)
 
     def publish_level(self, level_dbfs: float) -> None:
         now = time.monotonic()

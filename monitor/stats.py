@@ -12,12 +12,13 @@ class CryStats:
     cries_today: int = 0
     last_cry_duration_s: float | None = None
 
-    def add(self, duration_s: float, now: datetime) -> None:
+    def add(self, duration_s: float | None, now: datetime) -> None:
+        """Count a cry; ``None``: its duration is unknown (a cry ended by a restart)."""
         today = now.date().isoformat()
         if today != self.day:
             self.day, self.cries_today = today, 0
         self.cries_today += 1
-        self.last_cry_duration_s = round(duration_s, 1)
+        self.last_cry_duration_s = None if duration_s is None else round(duration_s, 1)
 
     def to_payload(self, today: date | None = None) -> dict:
         today_iso = (today or date.today()).isoformat()

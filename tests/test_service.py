@@ -77,6 +77,8 @@ def test_home_assistant_discovery_and_rediscovery(broker, subscriber_factory, tm
         assert config["cmps"]["crying"]["device_class"] == "sound"
         assert config["cmps"]["cry"]["event_types"] == list(EVENT_TYPES)
         assert config["avty"] == [{"t": "crymonitor/ha1/status"}]
+        assert "qos" not in config and all(c["qos"] == 1 for c in config["cmps"].values())  # HA reads it here
+        assert config["cmps"]["cries_today"]["state_class"] == "total_increasing"  # midnight reset is no drop
         publish(broker.port, "homeassistant/status", b"online")  # Home Assistant restarted
         sub.wait_for(lambda m: sum(t.endswith("crymonitor_ha1/config") for t, _, _ in m) >= 2)
     finally:
@@ -191,6 +193,50 @@ def test_daemon_sigkill_mid_cry_is_made_good_by_the_outbox(broker, subscriber_fa
         second.stop(signal.SIGTERM)
     received = [(e["type"], e["id"], e["t"]) for e in map(json.loads, sub.payloads("event"))]
     assert sorted(set(received), key=received.index) == lost
+
+
+def test_a_cry_left_open_by_sigkill_is_ended_and_counted_at_the_next_start(broker, subscriber_factory,
+                                                                          cry_then_quiet, tmp_path):
+    sub = subscriber_factory(broker.port, "crymonitor/crash/#")
+    config = write_config(tmp_path / "c.yaml", broker.port, "crash")
+    first = DaemonProcess(config, "--input", str(cry_then_quiet))
+    try:
+        sub.wait_for(lambda m: any(json.loads(p)["type"] == "cry_start" for p in sub.payloads("event")), timeout=60)
+    finally:
+        first.stop(signal.SIGKILL)  # mid-cry: no cry_end, Crying left ON
+    start = next(e for e in map(json.loads, sub.payloads("event")) if e["type"] == "cry_start")
+    second = DaemonProcess(config, "--input", str(quiet_file(tmp_path / "q.wav", 60)))
+    try:
+        sub.wait_for(lambda m: any(e["type"] == "cry_end" for e in map(json.loads, sub.payloads("event"))), timeout=30)
+        sub.wait_for(lambda m: json.loads(sub.payloads("stats")[-1])["cries_today"] == 1, timeout=10)
+    finally:
+        second.stop(signal.SIGTERM)
+    end = next(e for e in map(json.loads, sub.payloads("event")) if e["type"] == "cry_end")
+    assert (end["id"], end["ended_by"], end["duration_s"], end["started_ts"]) == (start["id"], "restart", None,
+                                                                                 start["ts"])
+    assert sub.payloads("crying")[-1] == "OFF"
+    third = DaemonProcess(config, "--input", str(quiet_file(tmp_path / "q.wav", 60)))  # ended once, not again
+    try:
+        third.wait_log("daemon_started")
+        time.sleep(1.0)
+    finally:
+        third.stop(signal.SIGTERM)
+    assert [e["type"] for e in map(json.loads, sub.payloads("event"))].count("cry_end") == 1
+
+
+def test_measurements_are_retained_for_a_restarted_home_assistant(broker, subscriber_factory, tmp_path):
+    daemon = DaemonProcess(write_config(tmp_path / "c.yaml", broker.port, "keep"),  # diagnostics at 1 s, then 30 s
+                           "--input", str(quiet_file(tmp_path / "q.wav", 60)))
+    try:
+        daemon.wait_log("daemon_started")
+        time.sleep(3.0)
+        late = subscriber_factory(broker.port, "crymonitor/keep/#", client_id="late-ha")  # subscribes after
+        msgs = late.wait_for(lambda m: {"crymonitor/keep/level", "crymonitor/keep/diagnostics"}
+                             <= {t for t, _, r in m if r}, timeout=10)
+    finally:
+        daemon.stop(signal.SIGTERM)
+    retained = {t: p for t, p, r in msgs if r}
+    assert float(retained["crymonitor/keep/level"]) < -40 and "problem" in json.loads(retained["crymonitor/keep/diagnostics"])
 
 
 def test_digital_silence_is_reported_as_deaf(broker, subscriber_factory, tmp_path):

@@ -5,8 +5,10 @@
 
 Variants (those whose model file is shipped): the detector scored window by window at its hop (what the
 window-form detector did); the same model streamed through the daemon's pipeline in torch, and as its ONNX export
-in fp32 and int8 in ONNX Runtime; and the distilled student (``models/detector-small.pt``) streamed. Columns: milliseconds of CPU per second of audio and × real time (median
-of the repeats, start-up excluded, one torch thread: pin the process to one core with ``taskset -c 0``), the
+in fp32 and int8 in ONNX Runtime; and the distilled student (``models/detector-small.pt``) streamed. Columns:
+milliseconds of CPU per second of audio and × real time fed in 0.1 s chunks as live, × real time fed in 5 s
+blocks as ``crymonitor replay`` does (medians of the repeats, start-up excluded, one thread: pin the process to
+one core with ``taskset -c 0``), the
 model's multiply-accumulates per second of audio as it is run, the peak RSS of a fresh process that loads the
 model and scores the file (measured in a child process, so one variant's memory does not hide another's), and
 the largest difference of its probabilities from the reference: the same torch model (for an export, the file it
@@ -15,7 +17,8 @@ student are other models (their quality is in their cards). Last, each ONNX expo
 imports no torch (the edge path: numpy, soundfile and ONNX Runtime), one run, for its CPU time and peak RSS; and
 the whole daemon (``crymonitor run --input``, default config: int8 detector and ONNX classifier, MQTT off) on
 the file paced in real time, in an environment where ``import torch`` fails, for its share of one core after
-start-up and its peak RSS. The file should be loud throughout (default: a music track), so the loudness gate
+start-up and its peak RSS; last, the reason classifier's time on the audio it gets for its first and refined
+answers. The file should be loud throughout (default: a music track), so the loudness gate
 never helps. Timing belongs here, never in a test.
 """
 
@@ -37,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from monitor import SAMPLE_RATE  # noqa: E402
 from monitor.audio import read_file  # noqa: E402
+from monitor.classify import ReasonClassifier  # noqa: E402
 from monitor.config import Config, override  # noqa: E402
 from monitor.detect import CryDetector  # noqa: E402
 from monitor.models import count_macs, streamed_macs_per_second  # noqa: E402
@@ -61,10 +65,20 @@ def window_by_window(detector: CryDetector, audio: np.ndarray, hop: int) -> tupl
     return ends, np.concatenate([detector.score_windows(audio[None, e - n : e]) for e in ends])
 
 
-def streamed(detector: CryDetector, config: Config, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def streamed(detector: CryDetector, config: Config, audio: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """Through the daemon's pipeline in chunks of ``chunk`` samples (0.1 s live, 5 s in a replay)."""
     pipeline = Pipeline(config, detector)
-    scores = [s for i in range(0, audio.size, SAMPLE_RATE // 10) for s in pipeline.feed(audio[i : i + 1600]).scores]
+    scores = [s for i in range(0, audio.size, chunk) for s in pipeline.feed(audio[i : i + chunk]).scores]
     return np.array([round(s.t * SAMPLE_RATE) for s in scores]), np.array([s.score for s in scores])
+
+
+def median_cpu_seconds(run, repeats: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(repeats):
+        started = time.process_time()
+        result = run()
+        times.append(time.process_time() - started)
+    return statistics.median(times), result
 
 
 def measure(variant: str, model: Path, path: str, seconds: float, repeats: int) -> dict:
@@ -75,14 +89,12 @@ def measure(variant: str, model: Path, path: str, seconds: float, repeats: int) 
     hop = round(detector.hop_seconds * SAMPLE_RATE)
     audio = read_file(path)[: round(seconds * SAMPLE_RATE)]
     by_window = variant.endswith("window by window")
-    run = (lambda: window_by_window(detector, audio, hop)) if by_window else (lambda: streamed(detector, config, audio))
-    times, result = [], None
-    for _ in range(repeats):
-        started = time.process_time()
-        result = run()
-        times.append(time.process_time() - started)
-    took = statistics.median(times)
-    ends, probs = result
+    if by_window:
+        took, (ends, probs) = median_cpu_seconds(lambda: window_by_window(detector, audio, hop), repeats)
+        replay_took = took
+    else:
+        took, (ends, probs) = median_cpu_seconds(lambda: streamed(detector, config, audio, SAMPLE_RATE // 10), repeats)
+        replay_took, _ = median_cpu_seconds(lambda: streamed(detector, config, audio, 5 * SAMPLE_RATE), repeats)
     # the reference: the torch model (for an export, the file it was exported from) scored window by window
     torch_model = model if model.suffix == ".pt" else model.parent / detector.entry.kwargs["exported_from"]
     reference_detector = CryDetector(config_for(torch_model).detector)
@@ -91,8 +103,8 @@ def measure(variant: str, model: Path, path: str, seconds: float, repeats: int) 
     macs = (count_macs(reference_detector.runtime.model, torch.zeros(1, detector.window_samples)) * SAMPLE_RATE / hop
             if by_window else streamed_macs_per_second(reference_detector.runtime.model, hop))
     return {"variant": variant, "model": detector.model_id, "ms_per_s": 1000 * took / (audio.size / SAMPLE_RATE),
-            "x_realtime": audio.size / SAMPLE_RATE / took, "gmacs_per_s": macs / 1e9, "difference": difference,
-            "hop": hop / SAMPLE_RATE}
+            "x_realtime": audio.size / SAMPLE_RATE / took, "replay_x": audio.size / SAMPLE_RATE / replay_took,
+            "gmacs_per_s": macs / 1e9, "difference": difference, "hop": hop / SAMPLE_RATE}
 
 
 def child(variant: str, model: Path, path: str, seconds: float) -> float:
@@ -176,24 +188,30 @@ def main(argv: list[str] | None = None) -> None:
     variants = [(name, MODELS_DIR / file) for name, file in VARIANTS if (MODELS_DIR / file).exists()]
     print(f"file: {args.file}, first {args.seconds:g} s; CPU time of this process, 1 torch thread; "
           f"affinity {sorted(os.sched_getaffinity(0))}")
-    print("| variant | model | hop (s) | ms per s of audio | × real time | GMAC per s of audio | peak RSS (MB) | "
-          "max prob. difference from torch window by window |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| variant | model | hop (s) | live: ms per s of audio | live: × real time | replay: × real time | "
+          "GMAC per s of audio | peak RSS (MB) | max prob. difference from torch window by window |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for variant, model in variants:
         row = measure(variant, model, args.file, args.seconds, args.repeats)
         rss = child(variant, model, args.file, min(args.seconds, 20.0))
         print(f"| {variant} | {row['model']} | {row['hop']:g} | {row['ms_per_s']:.1f} | {row['x_realtime']:.0f} | "
-              f"{row['gmacs_per_s']:.2f} | {rss:.0f} | {row['difference']:.1e} |", flush=True)
+              f"{row['replay_x']:.0f} | {row['gmacs_per_s']:.2f} | {rss:.0f} | {row['difference']:.1e} |", flush=True)
     audio = read_file(args.file)[: round(args.seconds * SAMPLE_RATE)]
     for name in ("detector-int8.onnx", "detector.onnx"):
         if (MODELS_DIR / name).exists():
             took, rss, torch_seen = edge(MODELS_DIR / name, audio)
             seconds = audio.size / SAMPLE_RATE
             print(f"| {name}, edge path alone (numpy + ONNX Runtime{', torch imported!' if torch_seen else ', no torch'}) "
-                  f"| – | – | {1000 * took / seconds:.1f} | {seconds / took:.0f} | – | {rss:.0f} | – |", flush=True)
+                  f"| – | – | {1000 * took / seconds:.1f} | {seconds / took:.0f} | – | – | {rss:.0f} | – |", flush=True)
     share, rss = live_daemon(audio)
     print(f"| the daemon, live (`crymonitor run`, default ONNX models, no torch), paced in real time | – | – | "
-          f"{1000 * share:.1f} ({100 * share:.1f} % of one core) | – | – | {rss:.0f} | – |", flush=True)
+          f"{1000 * share:.1f} ({100 * share:.1f} % of one core) | – | – | – | {rss:.0f} | – |", flush=True)
+    classifier = ReasonClassifier(Config().classifier)
+    for after in Config().classifier.at_seconds():
+        n = round((after + Config().classifier.lookback_seconds) * SAMPLE_RATE)
+        took, _ = median_cpu_seconds(lambda: classifier.classify(audio[:n]), args.repeats)
+        print(f"reason classifier ({Config().classifier.model.name}) on {n / SAMPLE_RATE:.1f} s of audio: "
+              f"{1000 * took:.0f} ms of CPU, so the reason is out {after + took:.2f} s after cry_start", flush=True)
 
 
 if __name__ == "__main__":

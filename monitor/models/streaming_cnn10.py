@@ -147,13 +147,15 @@ class Stream:
 
 
 class FrameStep(nn.Module):
-    """One 80 ms step of a :class:`StreamingCnn10` stream as a pure function, the form exported to ONNX.
+    """Whole 80 ms steps of a :class:`StreamingCnn10` stream as a pure function, the form exported to ONNX.
 
-    Inputs: :data:`monitor.onnx_runtime.STEP_SAMPLES` samples (the 8 log-mel frames of this step), each convolution's last two input frames
-    and the last ``window_frames - 1`` frame embeddings. Outputs: the logit of the window that ends with this
-    step's embedding, then the new state. Every step feeds each pooling whole pairs, so the shapes are fixed and
-    nothing is computed twice. The log-mel is a matrix product with a windowed DFT basis rather than an FFT, so
-    the graph needs no spectral operator. :class:`monitor.onnx_runtime.OnnxStream` drives it.
+    Inputs: the samples of ``n ≥ 1`` steps (``STEP_SAMPLES + (n − 1) · FRAME``: their ``8 n`` log-mel frames), each
+    convolution's last two input frames and the last ``window_frames − 1`` frame embeddings. Outputs: the logits
+    of the ``n`` windows that end with these steps' embeddings, then the new state. Every step feeds each pooling
+    whole pairs, so ``n`` steps at once equal ``n`` single steps and nothing is computed twice; a live stream runs
+    the one or two steps each 0.1 s completes, a replay dozens per call. The log-mel is a strided convolution with
+    a windowed DFT basis rather than an FFT, so the graph needs no spectral operator and ``n`` can vary.
+    :class:`monitor.onnx_runtime.OnnxStream` drives it.
     """
 
     def __init__(self, model: StreamingCnn10) -> None:
@@ -162,8 +164,8 @@ class FrameStep(nn.Module):
         n = torch.arange(N_FFT, dtype=torch.float64)
         angle = 2 * torch.pi * n[:, None] * torch.arange(N_FFT // 2 + 1, dtype=torch.float64)[None] / N_FFT
         window = model.frontend.mel.spectrogram.window.double()[:, None]
-        self.register_buffer("cos", (window * torch.cos(angle)).float())
-        self.register_buffer("sin", (window * torch.sin(angle)).float())
+        basis = torch.cat([window * torch.cos(angle), window * torch.sin(angle)], dim=1)  # (512, 2 · 257)
+        self.register_buffer("dft", basis.T.unsqueeze(1).float())  # conv1d kernels (2 · 257, 1, 512)
         self.register_buffer("filterbank", model.frontend.mel.mel_scale.fb.clone())
 
     def state_shapes(self) -> list[tuple[int, ...]]:
@@ -176,10 +178,11 @@ class FrameStep(nn.Module):
 
     def forward(self, samples: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
         model = self.model
-        frames = samples.unfold(0, N_FFT, HOP)  # (8, 512)
-        power = (frames @ self.cos) ** 2 + (frames @ self.sin) ** 2
+        spectrum = F.conv1d(samples[None, None], self.dft, stride=HOP)[0]  # (2 · 257, 8 n)
+        bins = self.filterbank.shape[0]
+        power = (spectrum[:bins] ** 2 + spectrum[bins:] ** 2).T  # (8 n, 257)
         logmel = 10.0 * torch.log10(torch.clamp(power @ self.filterbank, min=AMIN))
-        x = model.bn0(logmel[None, None].transpose(1, 3)).transpose(1, 3)  # (1, 1, 8, mels)
+        x = model.bn0(logmel[None, None].transpose(1, 3)).transpose(1, 3)  # (1, 1, 8 n, mels)
         kept = []
         for i, block in enumerate(model.blocks):
             for j, (conv, norm) in enumerate(((block.conv1, block.bn1), (block.conv2, block.bn2))):
@@ -187,6 +190,8 @@ class FrameStep(nn.Module):
                 kept.append(x[:, :, -2:])
                 x = F.relu(norm(conv(x)))
             x = F.avg_pool2d(x, block.pool)
-        embeddings = torch.cat([state[-1], x.mean(dim=3)], dim=2)  # (1, C, window_frames)
-        return model.classify_frames(embeddings).reshape(1), *kept, embeddings[:, :, 1:]
-
+        embeddings = torch.cat([state[-1], x.mean(dim=3)], dim=2)  # (1, C, window_frames − 1 + n)
+        k = model.window_frames
+        steps = embeddings.shape[2] - (k - 1)
+        windows = torch.stack([embeddings[0, :, i : i + steps] for i in range(k)], dim=2)  # (C, n, k)
+        return model.classify_frames(windows.permute(1, 0, 2)), *kept, embeddings[:, :, -(k - 1) :]

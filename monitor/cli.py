@@ -52,16 +52,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from monitor.classify import ReasonClassifier, reasons_enabled
     from monitor.detect import make_detector
-    from monitor.publish import MqttPublisher
     from monitor.replay import replay_file
+    from monitor.stats import CryStats
 
     config = _config(args)
     configure_logging(config.logging)
     detector = make_detector(config.detector)
     classifier = ReasonClassifier(config.classifier) if reasons_enabled(config) else None
-    publisher = MqttPublisher(config.mqtt) if args.publish else None
-    if publisher:
-        publisher.start()
+    mqtt = replay_device(config, reasons=classifier is not None) if args.publish else None
+    stats = CryStats()
     events_out = sys.stdout if args.events_out == "-" else open(args.events_out, "w")
     scores_out = open(args.scores_out, "w") if args.scores_out else None
     if scores_out:
@@ -73,8 +72,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 for events, scores in replay_file(path, config, detector, classifier, realtime=args.realtime):
                     for event in events:
                         events_out.write(json.dumps({**event, "file": path}) + "\n")
-                        if publisher:
-                            publisher.publish_event(event)
+                        if mqtt:
+                            publish_replayed(mqtt, stats, event)
                     events_out.flush()
                     if scores_out:
                         scores_out.writelines(f"{s.t:.3f},{s.score:.4f},{s.level_dbfs:.1f}\n" for s in scores)
@@ -86,8 +85,33 @@ def cmd_replay(args: argparse.Namespace) -> int:
             events_out.close()
         if scores_out:
             scores_out.close()
-        unacked = publisher.close(timeout=10.0) if publisher else 0
+        unacked = mqtt.close(timeout=10.0) if mqtt else 0
     return 2 if failed else (1 if unacked else 0)
+
+
+def replay_device(config, reasons: bool):
+    """``replay --publish``: the whole protocol (discovery, availability, states, events) as a device of its own,
+    ``<device_id>-replay`` with its own client id, never as the live nursery (README, "A file instead of a
+    microphone")."""
+    from monitor.mqtt_sink import MqttSink, replay_identity
+    from monitor.publish import MqttPublisher
+
+    config = replay_identity(config)
+    mqtt = MqttSink(config, MqttPublisher(config.mqtt), controls=False, reasons=reasons)
+    mqtt.start()
+    return mqtt
+
+
+def publish_replayed(mqtt, stats, event: dict) -> None:
+    from datetime import datetime
+
+    if event["type"] == "cry_reason":
+        mqtt.reason_event(event)
+        return
+    mqtt.cry_event(event)
+    if event["type"] == "cry_end":
+        stats.add(event["duration_s"], datetime.now())
+        mqtt.stats(stats.to_payload())
 
 
 def cmd_classify(args: argparse.Namespace) -> int:

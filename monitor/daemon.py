@@ -35,10 +35,10 @@ from monitor.detect import make_detector
 from monitor.events import CryEvent, event_payload
 from monitor.features import level_dbfs
 from monitor.health import MicHealth
-from monitor.homeassistant import discovery_payload, discovery_topic
 from monitor.notify import Notifier
 from monitor.outbox import Outbox
 from monitor.pipeline import FeedResult, Pipeline
+from monitor.mqtt_sink import MqttSink
 from monitor.publish import MqttPublisher
 from monitor.stats import CryStats
 
@@ -60,7 +60,7 @@ class Daemon:
         self.health = MicHealth(config.audio.deaf_after_seconds)
         self.clips = ClipRecorder(config.clips, self.state_dir / "clips") if config.clips.enabled else None
         self.notifier = Notifier()
-        self.publisher = self._make_publisher() if config.mqtt.enabled else None
+        self.mqtt = self._make_mqtt() if config.mqtt.enabled else None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._classify_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classifier")
         self._capture: MicCapture | None = None
@@ -74,7 +74,7 @@ class Daemon:
         self._inflight: Future | None = None  # the chunk being scored, if any
 
     # --- wiring -------------------------------------------------------------------------------------------
-    def _make_publisher(self) -> MqttPublisher:
+    def _make_mqtt(self) -> MqttSink:
         cfg = self.config
         topic = f"{cfg.mqtt.base_topic}/{cfg.mqtt.device_id}"
         subscriptions = (f"{topic}/set/+",) if cfg.mqtt.accept_commands else ()
@@ -86,17 +86,10 @@ class Daemon:
             raise ConfigError(f"state.dir {self.state_dir}: cannot keep the event outbox there ({exc})") from None
         publisher = MqttPublisher(cfg.mqtt, outbox, on_message=self._on_mqtt_thread, subscriptions=subscriptions,
                                   call_soon=self._call_soon)
-        self._publish_discovery(publisher)
-        publisher.set_state("crying", "OFF")
-        publisher.set_state("state", json.dumps(self.controls.to_payload(datetime.now())))
-        publisher.set_state("stats", json.dumps(self.stats.to_payload()))
-        return publisher
-
-    def _publish_discovery(self, publisher: MqttPublisher) -> None:
-        ha = self.config.homeassistant
-        if ha.enabled:
-            payload = discovery_payload(publisher.topic, self.config.mqtt.device_id, ha.name)
-            publisher.set_retained(discovery_topic(ha.prefix, self.config.mqtt.device_id), json.dumps(payload))
+        sink = MqttSink(cfg, publisher, controls=cfg.mqtt.accept_commands, reasons=self.classifier is not None)
+        sink.controls(self.controls.to_payload(datetime.now()))
+        sink.stats(self.stats.to_payload())
+        return sink
 
     def _source(self) -> AsyncIterator[np.ndarray]:
         if self.input_path is not None:
@@ -154,8 +147,8 @@ class Daemon:
         payload = {**event_payload(CryEvent("cry_end", 0.0, self._open_cry["id"], 0.0), time.time()),
                    "duration_s": None, "ended_by": "restart", "started_ts": self._open_cry["started_ts"]}
         log.warning("cry_end", **payload)
-        if self.publisher:
-            self.publisher.publish_event(payload)
+        if self.mqtt:
+            self.mqtt.cry_event(payload)
         self._open_cry = None
         self.stats.add(None, datetime.now())
         self._save_state()
@@ -174,9 +167,9 @@ class Daemon:
 
     def _on_mqtt(self, topic: str, payload: bytes, retained: bool = False) -> None:
         if topic == f"{self.config.homeassistant.prefix}/status":
-            if payload == b"online" and self.publisher:
+            if payload == b"online" and self.mqtt:
                 log.info("homeassistant_online", detail="re-publishing discovery and states")
-                self.publisher.republish()
+                self.mqtt.republish()
             return
         control = topic.rsplit("/", 1)[-1]
         if retained:  # a stale retained command would be re-applied at every reconnect, undoing later ones
@@ -199,8 +192,8 @@ class Daemon:
         self._publish_controls()
 
     def _publish_controls(self) -> None:
-        if self.publisher:
-            self.publisher.set_state("state", json.dumps(self.controls.to_payload(datetime.now())))
+        if self.mqtt:
+            self.mqtt.controls(self.controls.to_payload(datetime.now()))
 
     # --- SIGHUP ---------------------------------------------------------------------------------------------
     def reload(self) -> None:
@@ -222,8 +215,9 @@ class Daemon:
         needs_restart = [f.name for f in dataclasses.fields(new)
                          if f.name not in live + ("logging",) and getattr(new, f.name) != getattr(self.config, f.name)]
         self.config = dataclasses.replace(self.config, events=new.events, homeassistant=new.homeassistant)
-        if self.publisher:
-            self._publish_discovery(self.publisher)
+        if self.mqtt:
+            self.mqtt.config = self.config  # the new Home Assistant name
+            self.mqtt.publish_discovery()
         self._set_controls(ControlState.from_payload({**self.controls.to_payload(), **changed_controls}))
         log.info("config_reloaded", path=str(self.config_path), restart_needed_for=needs_restart)
 
@@ -249,9 +243,8 @@ class Daemon:
         event = ReasonEvent(request.t, request.id, future.result(), request.samples.size / SAMPLE_RATE)
         payload = event_payload(event, time.time() - (self.pipeline.t - event.t))
         log.info(event.type, **payload)
-        if self.publisher:
-            self.publisher.publish_event(payload)
-            self.publisher.set_state("reason", event.reason.reason)
+        if self.mqtt:
+            self.mqtt.reason_event(payload)
 
     def _emit(self, events: list[CryEvent]) -> None:
         """Publish first; clips, statistics and the state file come after and may fail without losing the event."""
@@ -261,11 +254,8 @@ class Daemon:
             if self.clips is not None:
                 payload["clip"] = self._clip(event, now)
             log.info(event.type, **payload)
-            if self.publisher:
-                self.publisher.publish_event(payload)
-                self.publisher.set_state("crying", "ON" if event.type == "cry_start" else "OFF")
-                if event.type == "cry_start" and self.classifier is not None:
-                    self.publisher.set_state("reason", "unknown")  # not the previous cry's reason
+            if self.mqtt:
+                self.mqtt.cry_event(payload)
             self.notifier.status("crying" if event.type == "cry_start" else "listening")
             self._open_cry = {"id": event.id, "started_ts": payload["ts"]} if event.type == "cry_start" else None
             if event.type == "cry_end" and event.ended_by != "max_duration":  # a refreshed cry is the same cry
@@ -285,8 +275,8 @@ class Daemon:
         return self._clip_name
 
     def _publish_stats(self) -> None:
-        if self.publisher:
-            self.publisher.set_state("stats", json.dumps(self.stats.to_payload()))
+        if self.mqtt:
+            self.mqtt.stats(self.stats.to_payload())
 
     async def _process(self, chunk: np.ndarray) -> None:
         loop = asyncio.get_running_loop()
@@ -318,8 +308,8 @@ class Daemon:
                 self.clips.abandon()
         level = level_dbfs(chunk)
         self._diag["level_dbfs"] = round(level, 1)
-        if self.publisher:
-            self.publisher.publish_level(level)
+        if self.mqtt:
+            self.mqtt.level(level)
         self._last_chunk = time.monotonic()
         self._check_health(chunk)
 
@@ -339,8 +329,8 @@ class Daemon:
             self._capture.reopen()
             self._reopen_at = now + self._reopen_backoff
             self._reopen_backoff = min(2 * self._reopen_backoff, self.config.audio.reopen_backoff_max_seconds)
-        if change and self.publisher:
-            self.publisher.set_availability("deaf" if change == "deaf" else "online")
+        if change and self.mqtt:
+            self.mqtt.availability("deaf" if change == "deaf" else "online")
             self._publish_diagnostics()
 
     def _publish_diagnostics(self) -> None:
@@ -351,11 +341,11 @@ class Daemon:
             "models": {"detector": self.detector.model_id,
                        "classifier": self.classifier.model_id if self.classifier else None}, "version": __version__,
             "uptime_s": round(time.monotonic() - self._started), "monitoring": self._monitoring,
-            "outbox_pending": len(self.publisher.outbox) if self.publisher else 0,
-            "outbox_dropped": self.publisher.outbox.dropped if self.publisher else 0,
+            "outbox_pending": len(self.mqtt.publisher.outbox) if self.mqtt else 0,
+            "outbox_dropped": self.mqtt.publisher.outbox.dropped if self.mqtt else 0,
         }
-        if self.publisher:
-            self.publisher.publish_measurement("diagnostics", json.dumps(diagnostics))
+        if self.mqtt:
+            self.mqtt.diagnostics(diagnostics)
 
     async def _consume(self) -> None:
         ready = False
@@ -389,8 +379,8 @@ class Daemon:
 
     async def run(self) -> int:
         self._loop = loop = asyncio.get_running_loop()
-        if self.publisher:
-            self.publisher.start()
+        if self.mqtt:
+            self.mqtt.start()
         self._end_crashed_cry()
         consumer = asyncio.ensure_future(self._consume())
         watcher = asyncio.ensure_future(self._watch())
@@ -422,7 +412,7 @@ class Daemon:
             await asyncio.sleep(0)  # run the call_soon_threadsafe callbacks of finished classifications
             if self.clips is not None:
                 self.clips.stop()
-            if self.publisher:
-                await asyncio.to_thread(self.publisher.close, 1.0)
+            if self.mqtt:
+                await asyncio.to_thread(self.mqtt.close, 1.0)
             log.info("daemon_stopped", shutdown_s=round(time.monotonic() - stopping, 3))
         return 0

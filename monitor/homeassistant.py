@@ -23,15 +23,16 @@ def _object_id(device_id: str) -> str:
     return "crymonitor_" + "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in device_id)
 
 
-def discovery_payload(topic: str, device_id: str, name: str) -> dict:
-    """The device config for the daemon publishing under ``topic`` (``<base>/<device_id>``)."""
+def discovery_payload(topic: str, device_id: str, name: str, controls: bool = True) -> dict:
+    """The device config for the daemon publishing under ``topic`` (``<base>/<device_id>``); ``controls``: with
+    the switch and select that command it (not for a device that does not listen, like a replay)."""
     uid = _object_id(device_id)
 
     def entity(platform: str, key: str, label: str, **options) -> dict:
         return {"p": platform, "unique_id": f"{uid}_{key}", "name": label, "qos": 1, **options}
 
     state = f"{topic}/state"
-    return {
+    config = {
         "dev": {"ids": [uid], "name": name, "mf": "crymonitor", "mdl": "CNN10 cry detector", "sw": __version__},
         "o": {"name": "crymonitor", "sw": __version__},
         "avty": [{"t": f"{topic}/status"}],
@@ -64,3 +65,6 @@ def discovery_payload(topic: str, device_id: str, name: str) -> dict:
                                    state_topic=f"{topic}/diagnostics", value_template="{{ value_json.inference_ms }}"),
         },
     }
+    if not controls:
+        del config["cmps"]["enabled"], config["cmps"]["sensitivity"]
+    return config

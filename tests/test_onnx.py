@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,24 +25,24 @@ def export_tool():
     return tool
 
 
+def exported_copy(tmp_path_factory, name: str) -> Path:
+    """A folder holding a copy of the shipped ``name`` (alone in its manifest) and its fresh ONNX export."""
+    folder = tmp_path_factory.mktemp(Path(name).stem)
+    shutil.copyfile(ROOT / "models" / name, folder / name)
+    manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({name: manifest[name]}))
+    assert export_tool().main(["--model", str(folder / name)]) == 0
+    return folder
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models")
-    shutil.copyfile(ROOT / "models" / "detector.pt", folder / "detector.pt")
-    manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
-    (folder / "manifest.json").write_text(json.dumps({"detector.pt": manifest["detector.pt"]}))
-    assert export_tool().main(["--model", str(folder / "detector.pt")]) == 0
-    return folder
+    return exported_copy(tmp_path_factory, "detector.pt")
 
 
 @pytest.fixture(scope="module")
 def exported_classifier(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("classifier")
-    shutil.copyfile(ROOT / "models" / "classifier.pt", folder / "classifier.pt")
-    manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
-    (folder / "manifest.json").write_text(json.dumps({"classifier.pt": manifest["classifier.pt"]}))
-    assert export_tool().main(["--model", str(folder / "classifier.pt")]) == 0
-    return folder
+    return exported_copy(tmp_path_factory, "classifier.pt")
 
 
 def test_the_onnx_classifier_gives_torchs_probabilities_on_held_out_cries(exported_classifier, val_clips):

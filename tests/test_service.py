@@ -4,6 +4,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -12,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from daemon_helpers import DaemonProcess, write_config
-from monitor.homeassistant import EVENT_TYPES
+from monitor.homeassistant import EVENT_TYPES, REASONS
 
 HA_PLATFORMS = {"binary_sensor", "event", "sensor", "switch", "select", "number", "button", "text"}
 BINARY_SENSOR_CLASSES = {"sound", "problem", "connectivity", "running"}
@@ -290,3 +292,37 @@ def test_cry_clip_saved_with_pre_roll_and_named_in_events(broker, subscriber_fac
     seconds = sf.info(clip).duration
     expected = min(3.0, start["t"]) + end["t"] - start["t"]
     assert seconds == pytest.approx(expected, abs=0.3)
+
+
+def test_replay_publish_is_its_own_device_beside_a_running_daemon(broker, subscriber_factory, cry_then_quiet,
+                                                                  tmp_path):
+    """A replay speaks the whole protocol as ``<device>-replay`` with its own client id: the live daemon on the
+    same config keeps its session and its topics see nothing of the file (a real HA showed 36 forced
+    disconnects when both used one client id)."""
+    sub = subscriber_factory(broker.port, "#")
+    config = write_config(tmp_path / "c.yaml", broker.port, "both")
+    daemon = DaemonProcess(config, "--input", str(quiet_file(tmp_path / "q.wav", 60)))
+    try:
+        daemon.wait_log("mqtt_connected")
+        replay = subprocess.run([sys.executable, "-m", "monitor", "replay", str(cry_then_quiet), "--publish",
+                                 "--config", str(config)], capture_output=True, text=True, timeout=120)
+        assert replay.returncode == 0, replay.stderr
+        sub.wait_for(lambda m: ("crymonitor/both-replay/status", "offline", True) in m
+                     or ("crymonitor/both-replay/status", "offline", False) in m)
+        time.sleep(0.5)
+    finally:
+        code, _ = daemon.stop(signal.SIGTERM)
+    assert code == 0
+    assert not [r for r in daemon.logs() if r["event"] == "mqtt_disconnected"]
+    on = {leaf: [p for t, p, _ in sub.messages if t == f"crymonitor/both-replay/{leaf}"]
+          for leaf in ("event", "crying", "status", "reason", "stats")}
+    kinds = [json.loads(p)["type"] for p in on["event"]]
+    assert kinds[0] == "cry_start" and kinds[-1] == "cry_end" and "cry_reason" in kinds
+    assert on["crying"] == ["OFF", "ON", "OFF"] and on["status"] == ["online", "offline"]
+    assert on["reason"][-1] in REASONS and json.loads(on["stats"][-1])["cries_today"] == 1
+    device = json.loads(next(p for t, p, _ in sub.messages if t == "homeassistant/device/crymonitor_both-replay/config"))
+    validate_ha_device_discovery(device)
+    assert device["dev"]["name"].endswith("(replay)") and "enabled" not in device["cmps"]  # nothing to command
+    live = [(t, p) for t, p, _ in sub.messages if t.startswith("crymonitor/both/")]
+    assert not [p for t, p in live if t.endswith("/event")] and "offline" not in [p for t, p in live[:-1]
+                                                                                    if t.endswith("/status")]

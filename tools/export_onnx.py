@@ -73,8 +73,8 @@ def export_classifier(model: torch.nn.Module, out: Path) -> None:
                           dynamo=False)
 
 
-def classifier_difference(model: torch.nn.Module, onnx_path: Path, data: Path) -> tuple[float, int]:
-    """Largest |p_onnx − p_torch| over real cries (prepared as the daemon prepares them), and how many."""
+def classifier_difference(model: torch.nn.Module, onnx_path: Path, data: Path) -> float:
+    """Largest |p_onnx − p_torch| over :data:`CLASSIFIER_CHECK_CRIES` real cries, prepared as the daemon does."""
     import onnxruntime
 
     from monitor.classify import prepare
@@ -91,21 +91,31 @@ def classifier_difference(model: torch.nn.Module, onnx_path: Path, data: Path) -
         logits = session.run(None, {"logmel": x})[0][0]
         got = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
         worst = max(worst, float(np.max(np.abs(got - expected))))
-    return worst, CLASSIFIER_CHECK_CRIES
+    return worst
+
+
+def checked_export(out: Path, write, difference, what: str) -> bool:
+    """``write(path)`` the export beside ``out``; keep it as ``out`` only if ``difference(path)``, its largest
+    probability difference from torch on ``what``, is within :data:`TOLERANCE`."""
+    candidate = out.with_suffix(".onnx.partial")
+    write(candidate)
+    difference = difference(candidate)
+    print(f"{out}: {candidate.stat().st_size / 1e6:.1f} MB; largest probability difference from torch on {what}: "
+          f"{difference:.2e}")
+    if difference > TOLERANCE:
+        candidate.unlink()
+        print(f"the export disagrees with torch by more than {TOLERANCE}; nothing written", file=sys.stderr)
+        return False
+    candidate.replace(out)
+    return True
 
 
 def main_classifier(args: argparse.Namespace, model: torch.nn.Module, entry) -> int:
     out = args.model.with_suffix(".onnx")
-    candidate = out.with_suffix(".onnx.partial")
-    export_classifier(model, candidate)
-    difference, count = classifier_difference(model, candidate, args.data)
-    print(f"{out}: {candidate.stat().st_size / 1e6:.1f} MB; largest probability difference from torch on {count} "
-          f"real cries: {difference:.2e}")
-    if difference > TOLERANCE:
-        candidate.unlink()
-        print(f"the export disagrees with torch by more than {TOLERANCE}; nothing written", file=sys.stderr)
+    if not checked_export(out, lambda path: export_classifier(model, path),
+                          lambda path: classifier_difference(model, path, args.data),
+                          f"{CLASSIFIER_CHECK_CRIES} real cries"):
         return 1
-    candidate.replace(out)
     record(out, "onnx-reason", args.model, entry, presets=False, classes=list(model.classes))
     load_session(out)  # what the daemon will check
     return 0
@@ -136,16 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     if entry.arch == "reason":
         return main_classifier(args, model, entry)
     out = args.model.with_suffix(".onnx")
-    candidate = out.with_suffix(".onnx.partial")
-    export(model, candidate)
-    difference = largest_difference(model, candidate, read_file(args.check)[: 30 * 16000])
-    print(f"{out}: {candidate.stat().st_size / 1e6:.1f} MB; largest probability difference from torch on "
-          f"{args.check.name} (30 s): {difference:.2e}")
-    if difference > TOLERANCE:
-        candidate.unlink()
-        print(f"the export disagrees with torch by more than {TOLERANCE}; nothing written", file=sys.stderr)
+    audio = read_file(args.check)[: 30 * 16000]
+    if not checked_export(out, lambda path: export(model, path), lambda path: largest_difference(model, path, audio),
+                          f"{args.check.name} (30 s)"):
         return 1
-    candidate.replace(out)
     # the same model to 1e-4, so the same presets and hop; the int8 model below gets its own calibration
     record(out, "onnx-frame-step", args.model, entry, presets=True)
     load_session(out)  # what the daemon will check

@@ -1,0 +1,81 @@
+"""The whole MQTT protocol of one monitor device, as a sink of events and states (README "MQTT topics").
+
+One object per device over an :class:`~monitor.publish.MqttPublisher`: the Home Assistant discovery config, the
+retained states (``crying``, ``reason``, ``state``, ``stats``), the events and the measurements. The daemon
+publishes the live nursery through it; ``crymonitor replay --publish`` publishes a file's events through another
+one, as its own device (:func:`replay_identity`), so that a replay can never pretend to be the live nursery.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from monitor.config import Config, MqttConfig
+from monitor.homeassistant import discovery_payload, discovery_topic
+from monitor.publish import MqttPublisher
+
+
+def replay_identity(config: Config) -> Config:
+    """The config of the device a replay publishes as: ``<device_id>-replay``, named "… (replay)", with its own
+    client id (the live daemon's would make the broker disconnect one of the two at every connect)."""
+    mqtt: MqttConfig = config.mqtt
+    client_id = f"{mqtt.client_id or 'crymonitor-' + mqtt.device_id}-replay-{os.getpid()}"
+    return dataclasses.replace(
+        config, mqtt=dataclasses.replace(mqtt, device_id=f"{mqtt.device_id}-replay", client_id=client_id),
+        homeassistant=dataclasses.replace(config.homeassistant, name=f"{config.homeassistant.name} (replay)"))
+
+
+class MqttSink:
+    """``controls``: the device obeys ``set/*`` commands (the live daemon), so its discovery offers the switch and
+    the select; a replay device has none. ``reasons``: a reason classifier runs, so ``reason`` is reset at each
+    ``cry_start``."""
+
+    def __init__(self, config: Config, publisher: MqttPublisher, controls: bool, reasons: bool) -> None:
+        self.config, self.publisher, self.has_controls, self.reasons = config, publisher, controls, reasons
+        self.publish_discovery()
+        publisher.set_state("crying", "OFF")
+
+    def publish_discovery(self) -> None:
+        ha = self.config.homeassistant
+        if ha.enabled:
+            payload = discovery_payload(self.publisher.topic, self.config.mqtt.device_id, ha.name, self.has_controls)
+            self.publisher.set_retained(discovery_topic(ha.prefix, self.config.mqtt.device_id), json.dumps(payload))
+
+    def cry_event(self, payload: dict) -> None:
+        """A ``cry_start`` or ``cry_end`` payload: the event, and the *Crying* state it implies."""
+        self.publisher.publish_event(payload)
+        self.publisher.set_state("crying", "ON" if payload["type"] == "cry_start" else "OFF")
+        if payload["type"] == "cry_start" and self.reasons:
+            self.publisher.set_state("reason", "unknown")  # not the previous cry's reason
+
+    def reason_event(self, payload: dict) -> None:
+        self.publisher.publish_event(payload)
+        self.publisher.set_state("reason", payload["reason"])
+
+    def controls(self, payload: dict) -> None:
+        self.publisher.set_state("state", json.dumps(payload))
+
+    def stats(self, payload: dict) -> None:
+        self.publisher.set_state("stats", json.dumps(payload))
+
+    def diagnostics(self, payload: dict) -> None:
+        self.publisher.publish_measurement("diagnostics", json.dumps(payload))
+
+    def level(self, level_dbfs: float) -> None:
+        self.publisher.publish_level(level_dbfs)
+
+    def availability(self, availability: str) -> None:
+        self.publisher.set_availability(availability)
+
+    def republish(self) -> None:
+        """Discovery, availability and every state again (Home Assistant restarted)."""
+        self.publisher.republish()
+
+    def start(self) -> None:
+        self.publisher.start()
+
+    def close(self, timeout: float = 1.0) -> int:
+        """``offline``, then wait up to ``timeout`` for acknowledgements; returns how many never came."""
+        return self.publisher.close(timeout)

@@ -22,6 +22,7 @@ import yaml
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 PASSWORD_ENV = "CRYMONITOR_MQTT_PASSWORD"
+INSTANCE_ENV = "CRYMONITOR_INSTANCE"  # set by systemd/crymonitor@.service to the instance (room) name
 
 
 class ConfigError(Exception):
@@ -163,7 +164,8 @@ class MqttConfig:
     tls: bool = False
     tls_ca_file: Path | None = None  # None with tls = the system CA store
     base_topic: str = "crymonitor"
-    device_id: str = "nursery"
+    # a templated service (crymonitor@<room>) sets CRYMONITOR_INSTANCE: each room is its own device by default
+    device_id: str = field(default_factory=lambda: os.environ.get(INSTANCE_ENV) or "nursery")
     client_id: str | None = None  # None = crymonitor-<device_id>
     keepalive_seconds: int = field(default=30, metadata=_range(5, 3600))
     level_interval_seconds: float = field(default=5.0, metadata=_range(0.5, 3600.0))

@@ -326,3 +326,34 @@ def test_replay_publish_is_its_own_device_beside_a_running_daemon(broker, subscr
     live = [(t, p) for t, p, _ in sub.messages if t.startswith("crymonitor/both/")]
     assert not [p for t, p in live if t.endswith("/event")] and "offline" not in [p for t, p in live[:-1]
                                                                                     if t.endswith("/status")]
+
+
+def test_three_rooms_on_one_broker_are_three_devices_with_nothing_crossed(broker, subscriber_factory, cry_then_quiet,
+                                                                          tmp_path):
+    """What ``crymonitor@<room>.service`` runs: one config per room without a device_id, the room name from the
+    unit's CRYMONITOR_INSTANCE; a cry in one room is heard in that room's topics only."""
+    sub = subscriber_factory(broker.port, "#")
+    rooms = ("nursery", "kids", "guest")
+    daemons = []
+    for room in rooms:
+        folder = tmp_path / room
+        folder.mkdir()
+        config = folder / f"{room}.yaml"
+        config.write_text(f"mqtt:\n  port: {broker.port}\n  keepalive_seconds: 5\nstate:\n  dir: {folder / 'state'}\n"
+                          "logging:\n  format: json\n")
+        audio = cry_then_quiet if room == "kids" else quiet_file(folder / "q.wav", 60)
+        daemons.append(DaemonProcess(config, "--input", str(audio), env={**os.environ, "CRYMONITOR_INSTANCE": room}))
+    try:
+        sub.wait_for(lambda m: any(t == "crymonitor/kids/event" and json.loads(p)["type"] == "cry_end"
+                                   for t, p, _ in m), timeout=90)
+    finally:
+        codes = [daemon.stop(signal.SIGTERM)[0] for daemon in daemons]
+    assert codes == [0, 0, 0]
+    discovered = {t: json.loads(p) for t, p, _ in sub.messages if t.startswith("homeassistant/device/") and p}
+    assert set(discovered) == {f"homeassistant/device/crymonitor_{room}/config" for room in rooms}
+    unique_ids = [c["unique_id"] for config in discovered.values() for c in config["cmps"].values()]
+    assert len(unique_ids) == len(set(unique_ids))
+    events = {room: [json.loads(p)["type"] for t, p, _ in sub.messages if t == f"crymonitor/{room}/event"]
+              for room in rooms}
+    assert events["nursery"] == events["guest"] == [] and events["kids"][0] == "cry_start"
+    assert all(not [r for r in d.logs() if r["event"] == "mqtt_disconnected"] for d in daemons)  # no id collision

@@ -11,6 +11,11 @@ from conftest import ROOT, need
 from monitor.notify import Notifier
 
 UNIT = ROOT / "systemd" / "crymonitor.service"
+TEMPLATE = ROOT / "systemd" / "crymonitor@.service"
+# the only lines a room's unit may add or change
+PER_ROOM = {"Description=crymonitor baby cry monitor (%i)",
+            "ExecStart=/opt/crymonitor/.venv/bin/crymonitor run --config /etc/crymonitor/%i.yaml",
+            "Environment=CRYMONITOR_INSTANCE=%i", "StateDirectory=crymonitor/%i"}
 
 
 @pytest.fixture
@@ -24,6 +29,18 @@ def unit_copy(tmp_path):
 
 def test_unit_verifies_without_any_warning(unit_copy):
     out = subprocess.run([need("systemd-analyze"), "verify", str(unit_copy)], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stderr.strip() == "", out.stderr
+
+
+def test_the_room_template_is_the_unit_with_per_room_paths_and_verifies(tmp_path):
+    settings = lambda text: {l for l in text.splitlines() if l and not l.startswith("#")}  # noqa: E731
+    unit, template = settings(UNIT.read_text()), settings(TEMPLATE.read_text())
+    assert template - unit == PER_ROOM
+    assert unit - template == {"Description=crymonitor baby cry monitor", "StateDirectory=crymonitor",
+                               "ExecStart=/opt/crymonitor/.venv/bin/crymonitor run --config /etc/crymonitor/crymonitor.yaml"}
+    instance = tmp_path / "crymonitor@nursery.service"
+    instance.write_text(TEMPLATE.read_text().replace("/opt/crymonitor/.venv/bin/crymonitor", shutil.which("true")))
+    out = subprocess.run([need("systemd-analyze"), "verify", str(instance)], capture_output=True, text=True)
     assert out.returncode == 0 and out.stderr.strip() == "", out.stderr
 
 

@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 
 from monitor import __version__
-from monitor.audio import AudioFileError
-from monitor.capture import CaptureError
+from monitor.audio.files import AudioFileError
+from monitor.audio.capture import CaptureError
 from monitor.config import Config, ConfigError, load_config, override
-from monitor.log import configure_logging
-from monitor.weights import ModelFileError
+from monitor.service.log import configure_logging
+from monitor.inference.weights import ModelFileError
 
 EXPECTED_ERRORS = (ConfigError, AudioFileError, ModelFileError, CaptureError)
 
@@ -37,7 +37,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from monitor.daemon import Daemon
+    from monitor.service.daemon import Daemon
 
     config = _config(args)
     configure_logging(config.logging)
@@ -50,10 +50,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from monitor.classify import ReasonClassifier, reasons_enabled
-    from monitor.detect import make_detector
-    from monitor.replay import replay_file
-    from monitor.stats import CryStats
+    from monitor.inference.classify import ReasonClassifier
+    from monitor.core.schedule import reasons_enabled
+    from monitor.inference.detect import make_detector
+    from monitor.offline.replay import replay_file
+    from monitor.core.stats import CryStats
 
     config = _config(args)
     configure_logging(config.logging)
@@ -93,8 +94,8 @@ def replay_device(config, reasons: bool):
     """``replay --publish``: the whole protocol (discovery, availability, states, events) as a device of its own,
     ``<device_id>-replay`` with its own client id, never as the live nursery (README, "A file instead of a
     microphone")."""
-    from monitor.mqtt_sink import MqttSink, replay_identity
-    from monitor.publish import MqttPublisher
+    from monitor.service.mqtt_sink import MqttSink, replay_identity
+    from monitor.service.publish import MqttPublisher
 
     config = replay_identity(config)
     mqtt = MqttSink(config, MqttPublisher(config.mqtt), controls=False, reasons=reasons)
@@ -116,8 +117,8 @@ def publish_replayed(mqtt, stats, event: dict) -> None:
 
 def cmd_classify(args: argparse.Namespace) -> int:
     """One JSON line per file: the reason for the cry in it (the whole file is one cry; its loudest part counts)."""
-    from monitor.audio import read_file
-    from monitor.classify import ReasonClassifier
+    from monitor.audio.files import read_file
+    from monitor.inference.classify import ReasonClassifier
 
     config = _config(args)
     configure_logging(config.logging)
@@ -156,8 +157,8 @@ def _public(config: Config) -> dict:
 
 def cmd_ha_remove(args: argparse.Namespace) -> int:
     """Publish the empty retained discovery config that makes Home Assistant delete the device."""
-    from monitor.homeassistant import discovery_topic
-    from monitor.publish import make_client
+    from monitor.service.homeassistant import discovery_topic
+    from monitor.service.publish import make_client
 
     config = _config(args)
     client = make_client(config.mqtt, f"crymonitor-{config.mqtt.device_id}-remove")
@@ -175,7 +176,7 @@ def cmd_ha_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from monitor.capture import list_input_devices
+    from monitor.audio.capture import list_input_devices
 
     devices = list_input_devices()
     if not devices:
@@ -223,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("devices", cmd_devices, "List audio capture devices.")
 
-    # listed here for --help; main() hands its arguments to monitor.evaluate_cli, which has its own parser
+    # listed here for --help; main() hands its arguments to monitor.offline.evaluate_cli, which has its own parser
     sub.add_parser("evaluate", add_help=False, help="Score annotated recordings: event and window metrics, timelines "
                    "(crymonitor evaluate --help).")
 
@@ -236,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["evaluate"]:
-        from monitor.evaluate_cli import main as evaluate
+        from monitor.offline.evaluate_cli import main as evaluate
 
         return evaluate(argv[1:])
     args = build_parser().parse_args(argv)

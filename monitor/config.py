@@ -94,7 +94,7 @@ class EventsConfig:
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    """The cry-reason classifier (monitor/classify.py): when it runs, on what audio, and when it says "unknown"."""
+    """The cry-reason classifier (monitor/inference/classify.py): when it runs, on what audio, and when it says "unknown"."""
 
     enabled: bool = True
     model: Path = PACKAGE_ROOT / "models" / "classifier.onnx"  # classifier.pt exported, equal to 1e-7; no torch
@@ -116,7 +116,7 @@ def effective_events(events: EventsConfig, sensitivity: str, detector: DetectorC
     """The state machine's settings for a sensitivity preset: every field resolved.
 
     ``presets`` are the model's calibrated operating points (``low``, ``medium``, ``high``; see
-    :class:`monitor.weights.ModelEntry`). The events section's own ``start_threshold`` / ``confirm_windows`` /
+    :class:`monitor.inference.weights.ModelEntry`). The events section's own ``start_threshold`` / ``confirm_windows`` /
     ``of_windows``, where set, replace the model's ``medium`` (with the first three set, no
     model preset is needed). The end threshold is lowered to the start threshold if it is above it; end hold and
     cool-down stay. In loudness mode the scores are 0/1, so a start needs every
@@ -237,7 +237,7 @@ class Config:
         if e.start_threshold is not None and e.end_threshold > e.start_threshold:
             raise ConfigError("events.end_threshold must not exceed events.start_threshold (hysteresis)")
         if self.events.quiet_hours is not None:
-            from monitor.control import CommandError, QuietHours
+            from monitor.core.control import CommandError, QuietHours
 
             try:
                 QuietHours.parse(self.events.quiet_hours)

@@ -16,7 +16,7 @@ import paho.mqtt.client as mqtt
 import pytest
 import soundfile as sf
 
-from monitor.data import read_manifest, split_groups
+from monitor.offline.data import read_manifest, split_groups
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -148,7 +148,7 @@ def cry_clip(val_clips) -> Path:
 @pytest.fixture(scope="session")
 def cry_then_quiet(tmp_path_factory, cry_clip) -> Path:
     """A held-out cry clip at 16 kHz, followed by 8 s of a quiet room, as a WAV."""
-    from monitor.audio import read_file
+    from monitor.audio.files import read_file
 
     audio = read_file(cry_clip)
     rng = np.random.default_rng(0)

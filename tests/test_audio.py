@@ -4,7 +4,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from monitor.audio import AudioFileError, StreamResampler, iter_file, read_file
+from monitor.audio.files import AudioFileError, StreamResampler, iter_file, read_file
 
 
 @pytest.mark.parametrize("rate", [8000, 11025, 22050, 44100, 48000])

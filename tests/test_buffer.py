@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from monitor.buffer import RingBuffer
+from monitor.core.buffer import RingBuffer
 
 
 def test_wraps_and_reads_by_absolute_index():

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from daemon_helpers import DaemonProcess, write_config
-from monitor.capture import MicCapture, list_input_devices
+from monitor.audio.capture import MicCapture, list_input_devices
 from monitor.cli import main
 from monitor.config import AudioConfig
 

@@ -12,13 +12,14 @@ import structlog
 import torch
 
 from conftest import pick
-from monitor.classify import MAX_FRAMES, MIN_FRAMES, ReasonClassifier, ReasonSchedule, prepare, trim_silence
+from monitor.inference.classify import MAX_FRAMES, MIN_FRAMES, ReasonClassifier, prepare, trim_silence
+from monitor.core.schedule import ReasonSchedule
 from monitor.config import ClassifierConfig, Config, ConfigError, parse_config
-from monitor.detect import CryDetector
-from monitor.models import REGISTRY, build, count_params
-from monitor.models.reason import REASONS
-from monitor.pipeline import Pipeline
-from monitor.weights import ModelFileError
+from monitor.inference.detect import CryDetector
+from monitor.inference.models import REGISTRY, build, count_params
+from monitor.core.events import REASONS
+from monitor.core.pipeline import Pipeline
+from monitor.inference.weights import ModelFileError
 
 
 # ---------------------------------------------------------------- schedule (pure)
@@ -89,7 +90,7 @@ def classifier():
 
 @pytest.fixture(scope="module")
 def held_out_cries(val_clips):
-    from monitor.audio import read_file
+    from monitor.audio.files import read_file
 
     return [read_file(c.path) for c in pick(val_clips, "donateacry-cleaned", "cry")[:6]]
 
@@ -152,7 +153,7 @@ def test_pipeline_hands_over_the_cry_audio_in_time(cry_then_quiet):
 def test_loudness_mode_asks_for_no_reasons(cry_then_quiet):
     config = Config()
     config = dataclasses.replace(config, detector=dataclasses.replace(config.detector, kind="loudness", loudness_dbfs=-60.0))
-    from monitor.detect import LoudnessDetector
+    from monitor.inference.detect import LoudnessDetector
 
     audio, _ = sf.read(cry_then_quiet, dtype="float32")
     result = Pipeline(config, LoudnessDetector(config.detector)).feed(audio)

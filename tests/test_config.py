@@ -7,7 +7,7 @@ import yaml
 from monitor.cli import main
 from monitor.config import (Config, ConfigError, DetectorConfig, EventsConfig, OperatingPoint, effective_events,
                             load_config, override, parse_config)
-from monitor.weights import read_manifest
+from monitor.inference.weights import read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from monitor.control import CONTROLS, CommandError, ControlState, QuietHours, apply_command
-from monitor.health import MicHealth
-from monitor.outbox import Outbox
+from monitor.core.control import CONTROLS, CommandError, ControlState, QuietHours, apply_command
+from monitor.core.health import MicHealth
+from monitor.service.outbox import Outbox
 
 
 @pytest.mark.parametrize(
@@ -63,7 +63,7 @@ def test_quiet_hours_wrap_midnight_and_pause_monitoring():
 
 def test_settings_changed_in_the_file_win_over_remembered_ones(tmp_path):
     from monitor.config import parse_config
-    from monitor.daemon import Daemon
+    from monitor.service.daemon import Daemon
 
     def daemon(yaml_text: str) -> Daemon:  # loudness mode: no model to load, MQTT off
         return Daemon(parse_config(f"detector:\n  kind: loudness\nmqtt:\n  enabled: false\nstate:\n  dir: {tmp_path}\n"
@@ -114,7 +114,7 @@ def test_clip_retention_by_age_then_total_size(tmp_path):
     import os
     import time
 
-    from monitor.clips import ClipRecorder
+    from monitor.service.clips import ClipRecorder
     from monitor.config import ClipsConfig
 
     recorder = ClipRecorder(ClipsConfig(enabled=True, retention_days=1.0, max_total_mb=0.25), tmp_path)

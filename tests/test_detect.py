@@ -4,8 +4,8 @@ import structlog
 import torch
 
 from monitor.config import Config, DetectorConfig
-from monitor.detect import CryDetector
-from monitor.torch_runtime import resolve_device
+from monitor.inference.detect import CryDetector
+from monitor.inference.torch_runtime import resolve_device
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="tests the fallback on a machine without a GPU")
@@ -32,8 +32,8 @@ def loudness_config(hold: float) -> Config:
 
 
 def test_loudness_mode_fires_on_any_sound_held_long_enough():
-    from monitor.detect import LoudnessDetector, make_detector
-    from monitor.pipeline import Pipeline
+    from monitor.inference.detect import LoudnessDetector, make_detector
+    from monitor.core.pipeline import Pipeline
 
     config = loudness_config(hold=1.0)
     detector = make_detector(config.detector)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from monitor.config import EventsConfig
-from monitor.events import CryStateMachine
+from monitor.core.events import CryStateMachine
 
 HOP = 0.25
 

@@ -2,12 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from monitor.features import HOP, frames_for, level_dbfs, logmel, mel_filterbank
-from monitor.models.logmel import LogMel
-from monitor.models import REGISTRY, build
-from monitor.models.cnn10 import Cnn10
-from monitor import onnx_runtime
-from monitor.models.streaming_cnn10 import FRAME, StreamingCnn10
+from monitor.inference.features import HOP, frames_for, logmel, mel_filterbank
+from monitor.core.levels import level_dbfs
+from monitor.inference.models.logmel import LogMel
+from monitor.inference.models import REGISTRY, build
+from monitor.inference.models.cnn10 import Cnn10
+from monitor.inference import onnx_runtime
+from monitor.inference.models.streaming_cnn10 import FRAME, StreamingCnn10
 
 
 def test_cnn10_parameter_count_matches_panns_with_one_logit():
@@ -67,7 +68,7 @@ def test_logmel_puts_a_tone_in_the_right_mel_band():
 def test_numpy_logmel_equals_the_models_torch_logmel_on_a_real_cry(val_clips):
     """The classifier's ONNX path computes its log-mel in numpy; training used torch."""
     from conftest import pick
-    from monitor.audio import read_file
+    from monitor.audio.files import read_file
 
     np.testing.assert_allclose(mel_filterbank(), LogMel().mel.mel_scale.fb.numpy(), atol=1e-6)
     audio = read_file(pick(val_clips, "donateacry-cleaned", "cry")[0].path)

@@ -4,7 +4,7 @@ import json
 import time
 
 from monitor.config import MqttConfig
-from monitor.publish import MqttPublisher
+from monitor.service.publish import MqttPublisher
 
 
 def event(n: int) -> dict:
@@ -75,7 +75,7 @@ def test_unacknowledged_events_are_reported_not_silently_dropped(broker):
 
 
 def test_outbox_rows_live_until_puback_and_are_resent_by_the_next_publisher(broker, subscriber_factory, tmp_path):
-    from monitor.outbox import Outbox
+    from monitor.service.outbox import Outbox
 
     sub = subscriber_factory(broker.port)
     box = Outbox(tmp_path / "outbox.sqlite")
@@ -101,7 +101,7 @@ def test_outbox_rows_live_until_puback_and_are_resent_by_the_next_publisher(brok
 
 
 def test_a_corrupt_outbox_is_set_aside_not_fatal(tmp_path):
-    from monitor.outbox import Outbox
+    from monitor.service.outbox import Outbox
 
     path = tmp_path / "outbox.sqlite"
     path.write_bytes(b"this is not a database" * 100)

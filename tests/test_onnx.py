@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from monitor.audio import read_file
-from monitor.onnx_runtime import OnnxStream, load_session
-from monitor.weights import ModelFileError, load_model
+from monitor.audio.files import read_file
+from monitor.inference.onnx_runtime import OnnxStream, load_session
+from monitor.inference.weights import ModelFileError, load_model
 
 
 def export_tool():
@@ -47,7 +47,7 @@ def exported_classifier(tmp_path_factory):
 
 def test_the_onnx_classifier_gives_torchs_probabilities_on_held_out_cries(exported_classifier, val_clips):
     from conftest import pick
-    from monitor.classify import ReasonClassifier
+    from monitor.inference.classify import ReasonClassifier
     from monitor.config import ClassifierConfig
 
     runtimes = [ReasonClassifier(ClassifierConfig(model=exported_classifier / name, device="cpu", min_confidence=0.5))
@@ -62,7 +62,7 @@ def test_the_onnx_classifier_gives_torchs_probabilities_on_held_out_cries(export
 
 
 def test_the_shipped_onnx_classifier_is_the_shipped_torch_classifier():
-    from monitor.weights import read_manifest
+    from monitor.inference.weights import read_manifest
 
     entries = read_manifest(ROOT / "models")
     assert entries["classifier.onnx"].kwargs["source_sha256"] == entries["classifier.pt"].sha256
@@ -109,7 +109,7 @@ def test_a_modified_or_stale_export_is_refused(exported, tmp_path):
 
 
 def test_the_onnx_runtime_path_does_not_import_torch(exported):
-    code = ("import sys, numpy as np; from monitor.onnx_runtime import OnnxStream, load_session; "
+    code = ("import sys, numpy as np; from monitor.inference.onnx_runtime import OnnxStream, load_session; "
             f"s = OnnxStream(load_session({str(exported / 'detector.onnx')!r})[0]); s.push(np.zeros(32000, np.float32)); "
             "print(any(m == 'torch' or m.startswith('torch.') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
@@ -136,8 +136,8 @@ def test_on_a_gpu_the_cuda_provider_runs_the_same_graph(exported, real_audio):
 
 def test_the_shipped_int8_export_stays_close_to_fp32_and_carries_its_own_presets(real_audio):
     from monitor.config import Config, override
-    from monitor.detect import CryDetector
-    from monitor.weights import read_manifest
+    from monitor.inference.detect import CryDetector
+    from monitor.inference.weights import read_manifest
 
     int8_path, fp32_path = ROOT / "models" / "detector-int8.onnx", ROOT / "models" / "detector.pt"
     if not int8_path.exists():

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from conftest import DATA, ROOT
-from monitor.audio import read_file
+from monitor.audio.files import read_file
 from monitor.config import Config, OperatingPoint, override
-from monitor.data import category, read_manifest, split_groups
-from monitor.detect import CryDetector
-from monitor.pipeline import Pipeline
-from monitor.weights import read_manifest as read_models
+from monitor.offline.data import category, read_manifest, split_groups
+from monitor.inference.detect import CryDetector
+from monitor.core.pipeline import Pipeline
+from monitor.inference.weights import read_manifest as read_models
 
 
 @pytest.fixture(scope="module")

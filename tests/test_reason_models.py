@@ -14,26 +14,19 @@ import torch
 import torchaudio
 from torch import nn
 
-import monitor.models.cnn14
-import monitor.models.ecapa
-import monitor.models.ietma
-import monitor.models.mfcc
-import monitor.models.resnet
-from monitor.models.logmel import LogMel
-from monitor.models import REGISTRY, build, count_macs, count_params
-from monitor.models.cnn10 import ConvBlock
-from monitor.models.cnn14 import Cnn14
-from monitor.models.ecapa import EcapaTdnn, additive_angular_margin
-from monitor.models.ietma import (
-    CodedMca,
-    CodedRse,
-    DifferentialAttention,
-    DilatedMca,
-    Ietma,
-    InteractiveRse,
-)
-from monitor.models.mfcc import Mfcc, dct_matrix
-from monitor.models.resnet import ResNet18
+import monitor.inference.models.cnn14
+import monitor.inference.models.ecapa
+import monitor.inference.models.ietma
+import monitor.inference.models.mfcc
+import monitor.inference.models.resnet
+from monitor.inference.models.logmel import LogMel
+from monitor.inference.models import REGISTRY, build, count_macs, count_params
+from monitor.inference.models.cnn10 import ConvBlock
+from monitor.inference.models.cnn14 import Cnn14
+from monitor.inference.models.ecapa import EcapaTdnn, additive_angular_margin
+from monitor.inference.models.ietma import (CodedMca, CodedRse, DifferentialAttention, DilatedMca, Ietma, InteractiveRse)
+from monitor.inference.models.mfcc import Mfcc, dct_matrix
+from monitor.inference.models.resnet import ResNet18
 
 # name → (input layout, shortest input length it accepts or that we promise)
 REASON_MODELS = {
@@ -269,7 +262,7 @@ def test_mfcc_global_normalisation_from_training_statistics():
 
 @pytest.mark.parametrize(
     "module",
-    [monitor.models.ietma, monitor.models.ecapa, monitor.models.resnet, monitor.models.cnn14, monitor.models.mfcc],
+    [monitor.inference.models.ietma, monitor.inference.models.ecapa, monitor.inference.models.resnet, monitor.inference.models.cnn14, monitor.inference.models.mfcc],
 )
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

@@ -10,12 +10,12 @@ import pytest
 import soundfile as sf
 
 from conftest import ROOT, pick
-from monitor.audio import read_file
+from monitor.audio.files import read_file
 from monitor.cli import main
 from monitor.config import Config
-from monitor.detect import CryDetector
-from monitor.replay import replay_file
-from monitor.weights import read_manifest as read_models
+from monitor.inference.detect import CryDetector
+from monitor.offline.replay import replay_file
+from monitor.inference.weights import read_manifest as read_models
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from daemon_helpers import DaemonProcess, write_config
-from monitor.homeassistant import EVENT_TYPES, REASONS
+from monitor.service.homeassistant import EVENT_TYPES, REASON_STATES
 
 HA_PLATFORMS = {"binary_sensor", "event", "sensor", "switch", "select", "number", "button", "text"}
 BINARY_SENSOR_CLASSES = {"sound", "problem", "connectivity", "running"}
@@ -319,7 +319,7 @@ def test_replay_publish_is_its_own_device_beside_a_running_daemon(broker, subscr
     kinds = [json.loads(p)["type"] for p in on["event"]]
     assert kinds[0] == "cry_start" and kinds[-1] == "cry_end" and "cry_reason" in kinds
     assert on["crying"] == ["OFF", "ON", "OFF"] and on["status"] == ["online", "offline"]
-    assert on["reason"][-1] in REASONS and json.loads(on["stats"][-1])["cries_today"] == 1
+    assert on["reason"][-1] in REASON_STATES and json.loads(on["stats"][-1])["cries_today"] == 1
     device = json.loads(next(p for t, p, _ in sub.messages if t == "homeassistant/device/crymonitor_both-replay/config"))
     validate_ha_device_discovery(device)
     assert device["dev"]["name"].endswith("(replay)") and "enabled" not in device["cmps"]  # nothing to command

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from conftest import ROOT
-from monitor.audio import read_file
+from monitor.audio.files import read_file
 from monitor.config import Config, ConfigError, override
-from monitor.detect import CryDetector
-from monitor.models.cnn10 import Cnn10
-from monitor.models.streaming_cnn10 import FRAME
-from monitor.pipeline import Pipeline
-from monitor.weights import write_manifest_entry
+from monitor.inference.detect import CryDetector
+from monitor.inference.models.cnn10 import Cnn10
+from monitor.inference.models.streaming_cnn10 import FRAME
+from monitor.core.pipeline import Pipeline
+from monitor.inference.weights import write_manifest_entry
 
 
 TORCH = override(Config(), "detector", model=str(ROOT / "models" / "detector.pt")).detector  # the fp32 reference

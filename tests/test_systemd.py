@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from conftest import ROOT, need
-from monitor.notify import Notifier
+from monitor.service.notify import Notifier
 
 UNIT = ROOT / "systemd" / "crymonitor.service"
 TEMPLATE = ROOT / "systemd" / "crymonitor@.service"

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from monitor.config import Config
-from monitor.models.cnn10 import Cnn10
-from monitor.weights import MODELS_DIR, ModelFileError, load_model, read_manifest, sha256_of
+from monitor.inference.models.cnn10 import Cnn10
+from monitor.inference.weights import MODELS_DIR, ModelFileError, load_model, read_manifest, sha256_of
 
 
 def test_shipped_detector_loads_after_hash_check():
@@ -58,7 +58,7 @@ class Payload:
 
 
 def test_pickled_objects_are_refused_even_with_a_matching_hash(tmp_path):
-    from monitor.weights import write_manifest_entry
+    from monitor.inference.weights import write_manifest_entry
 
     torch.save({"state": Payload()}, tmp_path / "evil.pt")
     write_manifest_entry(tmp_path, "evil.pt", "cnn10", {})

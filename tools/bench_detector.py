@@ -39,13 +39,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from monitor import SAMPLE_RATE  # noqa: E402
-from monitor.audio import read_file  # noqa: E402
-from monitor.classify import ReasonClassifier  # noqa: E402
+from monitor.audio.files import read_file  # noqa: E402
+from monitor.inference.classify import ReasonClassifier  # noqa: E402
 from monitor.config import Config, override  # noqa: E402
-from monitor.detect import CryDetector  # noqa: E402
-from monitor.models import count_macs, streamed_macs_per_second  # noqa: E402
-from monitor.pipeline import Pipeline  # noqa: E402
-from monitor.weights import MODELS_DIR  # noqa: E402
+from monitor.inference.detect import CryDetector  # noqa: E402
+from monitor.inference.models import count_macs, streamed_macs_per_second  # noqa: E402
+from monitor.core.pipeline import Pipeline  # noqa: E402
+from monitor.inference.weights import MODELS_DIR  # noqa: E402
 
 DEFAULT = ROOT.parent / "shared/data/notcry/music/asterisk-moh/manolo_camp-morning_coffee.flac"
 VARIANTS = [("detector, window by window", "detector.pt"), ("detector, streamed (torch)", "detector.pt"),
@@ -120,7 +120,7 @@ def child(variant: str, model: Path, path: str, seconds: float) -> float:
 EDGE = """
 import sys, time
 import numpy as np, soundfile as sf
-from monitor.onnx_runtime import OnnxStream, load_session
+from monitor.inference.onnx_runtime import OnnxStream, load_session
 audio = sf.read({wav!r}, dtype="float32")[0]
 stream = OnnxStream(load_session({model!r})[0])
 started = time.process_time()

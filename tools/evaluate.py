@@ -6,6 +6,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from monitor.evaluate_cli import main  # noqa: E402
+from monitor.offline.evaluate_cli import main  # noqa: E402
 
 sys.exit(main(sys.argv[1:]))

@@ -4,16 +4,16 @@
     python tools/export_onnx.py [--model models/detector.pt] [--check FILE] [--int8]
     python tools/export_onnx.py --model models/classifier.pt
 
-The detector becomes ``models/<stem>.onnx``: the step graph of :class:`monitor.models.streaming_cnn10.FrameStep`
+The detector becomes ``models/<stem>.onnx``: the step graph of :class:`monitor.inference.models.streaming_cnn10.FrameStep`
 (opset 17; any whole number of 80 ms steps per call, the state in and out), with its manifest entry: its sha256,
 the file it was exported from and that file's sha256, so a stale or modified export is refused at load
-(:func:`monitor.onnx_runtime.load_session`). Before writing them it streams a real recording through ONNX Runtime
+(:func:`monitor.inference.onnx_runtime.load_session`). Before writing them it streams a real recording through ONNX Runtime
 and through torch and prints the largest difference of the window probabilities; if they differ by more than
 1e-4 it exits 1 and writes nothing.
 
 The reason classifier (``--model models/classifier.pt``) becomes ``models/classifier.onnx``: the network from a
 prepared log-mel (1, T, 64), T from 50 to 401 frames, to calibrated logits; the log-mel and its preparation stay
-outside (:func:`monitor.features.logmel`, :func:`monitor.classify.prepare`, numpy). Before writing it, 24 real
+outside (:func:`monitor.inference.features.logmel`, :func:`monitor.inference.classify.prepare`, numpy). Before writing it, 24 real
 cries of all lengths (from any split: this checks arithmetic, not accuracy) are classified by both runtimes; if
 any probability differs by more than 1e-4, it exits 1 and writes nothing.
 
@@ -40,10 +40,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from monitor.audio import read_file  # noqa: E402
-from monitor.models.streaming_cnn10 import FrameStep  # noqa: E402
-from monitor.onnx_runtime import LEAD, STEP, STEP_SAMPLES, WARM_STEPS, OnnxStream, load_session  # noqa: E402
-from monitor.weights import MANIFEST, MODELS_DIR, load_model, sha256_of  # noqa: E402
+from monitor.audio.files import read_file  # noqa: E402
+from monitor.inference.models.streaming_cnn10 import FrameStep  # noqa: E402
+from monitor.inference.onnx_runtime import LEAD, STEP, STEP_SAMPLES, WARM_STEPS, OnnxStream, load_session  # noqa: E402
+from monitor.inference.weights import MANIFEST, MODELS_DIR, load_model, sha256_of  # noqa: E402
 
 CHECK = ROOT.parent / "shared/data/notcry/music/asterisk-moh/manolo_camp-morning_coffee.flac"
 TOLERANCE = 1e-4
@@ -64,7 +64,7 @@ def export(model: torch.nn.Module, out: Path) -> None:
 
 
 def export_classifier(model: torch.nn.Module, out: Path) -> None:
-    from monitor.classify import MAX_FRAMES
+    from monitor.inference.classify import MAX_FRAMES
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -77,9 +77,9 @@ def classifier_difference(model: torch.nn.Module, onnx_path: Path, data: Path) -
     """Largest |p_onnx − p_torch| over :data:`CLASSIFIER_CHECK_CRIES` real cries, prepared as the daemon does."""
     import onnxruntime
 
-    from monitor.classify import prepare
-    from monitor.data import read_manifest
-    from monitor.features import logmel
+    from monitor.inference.classify import prepare
+    from monitor.offline.data import read_manifest
+    from monitor.inference.features import logmel
 
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     cries = sorted((c for c in read_manifest(data) if c.source == "donateacry-cleaned"), key=lambda c: c.path)
@@ -225,7 +225,7 @@ def record(export: Path, arch: str, source: Path, entry, presets: bool, **kwargs
 def calibration_audio(data: Path, per_category: int = 12, seconds: float = 6.0, seed: int = 0) -> np.ndarray:
     """Real training-split audio for the quantizer: up to ``per_category`` clips of every category (cries and
     each kind of non-cry), ``seconds`` each, end to end with 0.5 s of a quiet room between them."""
-    from monitor.data import category, read_manifest, split_groups
+    from monitor.offline.data import category, read_manifest, split_groups
 
     clips = read_manifest(data)
     split = split_groups(clips)

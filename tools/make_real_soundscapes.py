@@ -3,7 +3,7 @@
 
     python tools/make_real_soundscapes.py [--seed 11] [--out cache/real-soundscapes] [--data ../shared/data]
 
-Every sound here is a real recording from a group that ``monitor.data.split_groups`` holds out of training:
+Every sound here is a real recording from a group that ``monitor.offline.data.split_groups`` holds out of training:
 whole languages (Tux Paint speech), a whole FSDD speaker, whole voice packs (shouts, adult laughs, coughs,
 "ow"), whole music tracks, animal and household effects, and the held-out babies' cries. Nothing is
 synthesised except the two things a nursery really has that are synthetic signals anyway: the room's noise
@@ -39,8 +39,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 from make_soundscapes import (SR, Recording, Track, active_db, add_cries, at_db, build, coloured_noise,  # noqa: E402
                               excerpt, faded, rms_db, room, trim, write)
-from monitor.audio import read_file  # noqa: E402
-from monitor.data import Clip, category, read_manifest, split_groups  # noqa: E402
+from monitor.audio.files import read_file  # noqa: E402
+from monitor.offline.data import Clip, category, read_manifest, split_groups  # noqa: E402
 
 DEFAULT_SEED = 11
 EVENT_CATEGORIES = ("vocal", "animal", "household", "speech")

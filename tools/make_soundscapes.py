@@ -7,7 +7,7 @@ Writes ``<name>.wav`` (16 kHz mono, 16-bit) + ``<name>.csv`` (``onset_s,offset_s
 ``index.json`` (seed, scenes → recordings, descriptions, SNRs), in about a minute. Deterministic given the seed
 (and the installed espeak-ng, whose version is recorded in the index).
 
-Held out means: only groups that ``monitor.data.split_groups`` puts in ``val`` — the split the detector was
+Held out means: only groups that ``monitor.offline.data.split_groups`` puts in ``val`` — the split the detector was
 trained with — so no baby, speaker or recording heard in training appears here. Cries are the held-out
 Donate-a-cry *cleaned* clips; speech is the one held-out FSDD speaker plus espeak-ng sentences; music is the
 held-out music-on-hold track plus synthetic toy melodies; household noise is the held-out recording plus
@@ -41,8 +41,8 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from monitor.audio import read_file  # noqa: E402
-from monitor.data import Clip, read_manifest, split_groups  # noqa: E402
+from monitor.audio.files import read_file  # noqa: E402
+from monitor.offline.data import Clip, read_manifest, split_groups  # noqa: E402
 
 SR = 16000
 FRAME = SR // 50  # 20 ms

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import train_classifier as T  # noqa: E402
 
-from monitor.models.reason import REASONS  # noqa: E402
-from monitor.weights import MODELS_DIR, write_manifest_entry  # noqa: E402
+from monitor.core.events import REASONS  # noqa: E402
+from monitor.inference.weights import MODELS_DIR, write_manifest_entry  # noqa: E402
 
 LABELS = {
     "majority": "Always \"hungry\" (no model)",
@@ -171,7 +171,7 @@ def write_card(results: list[dict], best: dict, shipped: dict, data: dict, minut
 
 CARD = """# Cry-reason classifier (models/classifier.pt)
 
-`{label}` backbone (`{arch}`) inside `ReasonNet` (monitor/models/reason.py: shared log-mel → {features} →
+`{label}` backbone (`{arch}`) inside `ReasonNet` (monitor/inference/models/reason.py: shared log-mel → {features} →
 backbone → logits / temperature). sha256 `{sha}` (in `models/manifest.json`, checked at load). Written by
 `python tools/reason_table.py` ({minutes:.0f} min for the whole table and the final model, one torch thread on a
 2-core machine that was training the detector at the same time); every number below was measured by that command.

@@ -62,14 +62,14 @@ import make_soundscapes  # noqa: E402
 
 from monitor import SAMPLE_RATE  # noqa: E402
 from monitor.config import Config, EventsConfig, OperatingPoint  # noqa: E402
-from monitor.data import CATEGORIES  # noqa: E402
-from monitor.detect import CryDetector  # noqa: E402
-from monitor.evaluate_cli import report  # noqa: E402
-from monitor.evaluation import EventCounts, FileResult, evaluate_file, read_annotations  # noqa: E402
-from monitor.events import CryStateMachine, event_payload  # noqa: E402
-from monitor.pipeline import Pipeline  # noqa: E402
-from monitor.models.streaming_cnn10 import FRAME  # noqa: E402
-from monitor.weights import MODELS_DIR, write_operating_point  # noqa: E402
+from monitor.offline.data import CATEGORIES  # noqa: E402
+from monitor.inference.detect import CryDetector  # noqa: E402
+from monitor.offline.evaluate_cli import report  # noqa: E402
+from monitor.offline.evaluation import EventCounts, FileResult, evaluate_file, read_annotations  # noqa: E402
+from monitor.core.events import CryStateMachine, event_payload  # noqa: E402
+from monitor.core.pipeline import Pipeline  # noqa: E402
+from monitor.inference.models.streaming_cnn10 import FRAME  # noqa: E402
+from monitor.inference.weights import MODELS_DIR, write_operating_point  # noqa: E402
 
 THRESHOLDS = (0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99)
 N_OF_M = ((1, 1), (2, 2), (2, 3), (3, 3), (3, 4), (4, 5), (5, 6))  # in windows at REFERENCE_HOP
@@ -113,7 +113,7 @@ class Scored:
 
     def every(self, step: int) -> Scored:
         """The scores at ``step`` times this hop: the windows a pipeline with that hop scores (the first, then
-        every ``step``-th, as :class:`monitor.detect.ModelStream` keeps them)."""
+        every ``step``-th, as :class:`monitor.inference.detect.ModelStream` keeps them)."""
         return dataclasses.replace(self, t=self.t[::step], score=self.score[::step])
 
 

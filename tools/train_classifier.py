@@ -16,7 +16,7 @@ Recipe: 1.5 s random crops of the silence-trimmed log-mel; class-balanced sampli
 augmentation in the power-mel domain: household/speech/music noise from the detector's training groups and
 synthetic coloured noise mixed at 5–30 dB SNR (p = 0.5), gain ±6 dB, SpecAugment (2 × ≤ 20 frames, 2 × ≤ 8 mel
 bins); MFCC CMVN statistics from the training folds; Adam 1e-3, weight decay 1e-4, cosine decay; cross-entropy.
-Evaluation uses :func:`monitor.classify.prepare` (trimmed, centre 4 s), exactly what the daemon does.
+Evaluation uses :func:`monitor.inference.classify.prepare` (trimmed, centre 4 s), exactly what the daemon does.
 """
 
 from __future__ import annotations
@@ -37,12 +37,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from monitor import SAMPLE_RATE  # noqa: E402
-from monitor.audio import read_file  # noqa: E402
-from monitor.classify import MAX_FRAMES, prepare, trim_silence  # noqa: E402
-from monitor.data import read_manifest, split_groups  # noqa: E402
-from monitor.models.logmel import LogMel  # noqa: E402
-from monitor.models import count_macs, count_params  # noqa: E402
-from monitor.models.reason import REASONS, ReasonNet  # noqa: E402
+from monitor.audio.files import read_file  # noqa: E402
+from monitor.inference.classify import MAX_FRAMES, prepare, trim_silence  # noqa: E402
+from monitor.offline.data import read_manifest, split_groups  # noqa: E402
+from monitor.inference.models.logmel import LogMel  # noqa: E402
+from monitor.inference.models import count_macs, count_params  # noqa: E402
+from monitor.core.events import REASONS  # noqa: E402
+from monitor.inference.models.reason import ReasonNet  # noqa: E402
 
 CACHE = ROOT / "cache" / "classifier"
 CROP = 151  # 1.5 s training crops (CPU budget; evaluation sees up to 4 s)

@@ -4,7 +4,7 @@
     python tools/train_detector.py            # cache audio, train, evaluate, write models/detector.{pt,md}
 
 Recipe (decisions and reasons are in models/detector.md):
-- Split by ``group`` (monitor.data.split_groups): no baby, speaker or recording is on both sides.
+- Split by ``group`` (monitor.offline.data.split_groups): no baby, speaker or recording is on both sides.
 - Positives: 1 s crops of Donate-a-cry *cleaned* cries (raw uploads are skipped: many hold no crying), taken
   where the clip is active, mixed over a background at a random SNR in [-5, 30] dB.
 - Negatives: crops of speech, music and household noise (each kind equally likely, whatever its duration),
@@ -45,10 +45,10 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from monitor import SAMPLE_RATE  # noqa: E402
-from monitor.audio import read_file  # noqa: E402
-from monitor.data import category, read_manifest, split_groups  # noqa: E402
-from monitor.models import build, count_macs, count_params, streamed_macs_per_second  # noqa: E402
-from monitor.weights import MODELS_DIR, load_model, sha256_of, write_manifest_entry  # noqa: E402
+from monitor.audio.files import read_file  # noqa: E402
+from monitor.offline.data import category, read_manifest, split_groups  # noqa: E402
+from monitor.inference.models import build, count_macs, count_params, streamed_macs_per_second  # noqa: E402
+from monitor.inference.weights import MODELS_DIR, load_model, sha256_of, write_manifest_entry  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # The detector shipped by commit af0651e (issue 9's retraining on every real negative, window form; git history
@@ -590,9 +590,9 @@ def evaluate(model: Path, threads: int, val_windows: int) -> dict:
     """Window metrics on validation set B, then the daemon's pipeline on held-out clips in a quiet room (at the
     medium preset)."""
     from monitor.config import Config
-    from monitor.detect import CryDetector
-    from monitor.evaluation import roc_auc
-    from monitor.pipeline import Pipeline
+    from monitor.inference.detect import CryDetector
+    from monitor.offline.evaluation import roc_auc
+    from monitor.core.pipeline import Pipeline
 
     cache = ROOT / "cache" / "detector"
     audio = np.load(cache / "audio.npy", mmap_mode="r")
@@ -654,7 +654,7 @@ def write_card(metrics: dict, args, sweep: dict, ablation_results: dict[str, dic
     data_rows = "\n".join(f"| {k} | {v['train'][0]} ({v['train'][1]:.1f} min) | {v['val'][0]} ({v['val'][1]:.1f} min) |"
                           for k, v in sorted(by_category.items()))
     val_groups = ", ".join(sorted({c["group"] for c in cache_clips if c["split"] == "val" and c["label"] == "notcry"}))
-    from monitor.weights import read_manifest as read_models
+    from monitor.inference.weights import read_manifest as read_models
 
     entry = read_models(args.out.parent)[args.out.name]
     w, cries = metrics["window"], metrics["cries"]
@@ -780,7 +780,7 @@ Positives: Donate-a-cry *cleaned* cries (8 kHz; ODbL 1.0 + DbCL 1.0); raw upload
 or no crying). Negatives: every real non-cry recording in `../shared/data`, sampled by category, each category
 as likely as any other whatever its duration, plus espeak-ng babble (random syllables, 14 non-English languages),
 synthetic noise, hum, clicks and tonal music, and laugh-like negatives (below). Split by `group`
-(`monitor/data.py`: sha256 of the group name; 20 % of each source's groups *per category* held out, so every kind
+(`monitor/offline/data.py`: sha256 of the group name; 20 % of each source's groups *per category* held out, so every kind
 of sound has held-out recordings):
 
 | category | train clips (minutes) | held-out clips (minutes) |
@@ -937,7 +937,7 @@ STAGES = ("detector", "calibrate", "card")
 
 def preset_key(model: Path) -> str:
     """The medium preset and hop a model's held-out clips were measured at (recalibrating means measuring again)."""
-    from monitor.weights import read_manifest as read_models
+    from monitor.inference.weights import read_manifest as read_models
 
     entry = read_models(model.parent)[model.name]
     return json.dumps([dataclasses.asdict(entry.operating_point["medium"]), entry.hop_seconds])
@@ -946,7 +946,7 @@ def preset_key(model: Path) -> str:
 def ablations(args, metrics: dict) -> dict[str, dict]:
     """Held-out clip results of the shipped detector and of every ablation trained (``--ablation NAME``), all at
     the shipped medium preset's start threshold, N of M and hop."""
-    from monitor.weights import read_manifest as read_models, write_operating_point
+    from monitor.inference.weights import read_manifest as read_models, write_operating_point
 
     shipped = read_models(args.out.parent)[args.out.name]
     rows = {" + ".join(args.laugh_negatives) + " (shipped)": metrics}

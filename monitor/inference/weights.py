@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 from monitor.config import OperatingPoint
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 MANIFEST = "manifest.json"
 
 
@@ -109,7 +109,7 @@ def load_model(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, ModelE
     imported here, not with the module: the ONNX runtime reads the manifest without it)."""
     import torch
 
-    from monitor.models import build
+    from monitor.inference.models import build
 
     path = Path(path)
     entry = verified_entry(path, "the model card names the tool that makes it")
@@ -124,14 +124,14 @@ def load_model(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, ModelE
 
 def open_model(path: Path, role: str, device: str = "cpu", threads: int = 1):
     """The model at ``path`` in the runtime its file names, as a ``role`` (``detector`` or ``classifier``): a
-    ``.onnx`` export in ONNX Runtime (:mod:`monitor.onnx_runtime`), anything else in torch
-    (:mod:`monitor.torch_runtime`). A runtime that is not installed is a one-line error naming its extra."""
+    ``.onnx`` export in ONNX Runtime (:mod:`monitor.inference.onnx_runtime`), anything else in torch
+    (:mod:`monitor.inference.torch_runtime`). A runtime that is not installed is a one-line error naming its extra."""
     path = Path(path)
     if path.suffix == ".onnx":
-        from monitor import onnx_runtime as runtime
+        from monitor.inference import onnx_runtime as runtime
     else:
         try:
-            from monitor import torch_runtime as runtime
+            from monitor.inference import torch_runtime as runtime
         except ImportError:
             raise ModelFileError(f"{path}: a .pt model needs torch: pip install -e '.[torch]' (or configure its "
                                  ".onnx export)") from None

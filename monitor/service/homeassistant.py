@@ -9,9 +9,10 @@ there, not at the device level (a real HA 2026.2 subscribed at QoS 0 when it was
 from __future__ import annotations
 
 from monitor import __version__
-from monitor.control import SENSITIVITIES
+from monitor.core.control import SENSITIVITIES
+from monitor.core.events import REASONS
 
-REASONS = ("hungry", "tired", "discomfort", "belly_pain", "burping", "unknown")
+REASON_STATES = (*REASONS, "unknown")  # the reason sensor's options: unknown below classifier.min_confidence
 EVENT_TYPES = ("cry_start", "cry_end", "cry_reason")
 
 
@@ -41,7 +42,7 @@ def discovery_payload(topic: str, device_id: str, name: str, controls: bool = Tr
             # HA's event entity wants {"event_type": …}; the template maps our event JSON onto it
             "cry": entity("event", "cry", "Cry", state_topic=f"{topic}/event", event_types=list(EVENT_TYPES),
                           value_template="{{ dict(value_json, event_type=value_json.type) | to_json }}"),
-            "reason": entity("sensor", "reason", "Cry reason", device_class="enum", options=list(REASONS),
+            "reason": entity("sensor", "reason", "Cry reason", device_class="enum", options=list(REASON_STATES),
                              state_topic=f"{topic}/reason"),
             "level": entity("sensor", "level", "Sound level", device_class="sound_pressure", unit_of_measurement="dB",
                             state_class="measurement", entity_category="diagnostic", state_topic=f"{topic}/level"),

@@ -1,4 +1,4 @@
-"""Replay: recorded files through the same :class:`~monitor.pipeline.Pipeline` as the daemon.
+"""Replay: recorded files through the same :class:`~monitor.core.pipeline.Pipeline` as the daemon.
 
 As fast as the CPU allows (pending windows are scored in batches), or paced like a microphone with
 ``realtime=True``. Each file starts a fresh pipeline, so ``t`` is seconds from the file's start and ``ts`` is
@@ -13,12 +13,13 @@ import time
 from collections.abc import Iterator
 
 from monitor import SAMPLE_RATE
-from monitor.audio import iter_file
-from monitor.classify import ReasonClassifier, ReasonEvent
+from monitor.audio.files import iter_file
+from monitor.inference.classify import ReasonClassifier
+from monitor.core.events import ReasonEvent
 from monitor.config import Config
-from monitor.detect import WindowScore
-from monitor.events import event_payload
-from monitor.pipeline import FeedResult, Pipeline, Scorer
+from monitor.core.pipeline import WindowScore
+from monitor.core.events import event_payload
+from monitor.core.pipeline import FeedResult, Pipeline, Scorer
 
 BLOCK_SECONDS = 5.0
 

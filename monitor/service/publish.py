@@ -12,7 +12,7 @@ Topics under ``<base_topic>/<device_id>/`` (the README lists them with payloads)
 The client connects asynchronously and reconnects with backoff (1 → 30 s) on its own network thread, so a broker
 that is down at start or goes away later never blocks the daemon. On every (re)connect it publishes the
 availability, every retained state, the discovery config, and subscribes again. Events go through the
-:class:`~monitor.outbox.Outbox` when one is given: rows left by an earlier run are queued first, each row is
+:class:`~monitor.service.outbox.Outbox` when one is given: rows left by an earlier run are queued first, each row is
 deleted when its PUBACK arrives, and :meth:`close` reports what was never acknowledged.
 """
 
@@ -29,7 +29,7 @@ import paho.mqtt.client as mqtt
 import structlog
 
 from monitor.config import MqttConfig
-from monitor.outbox import Outbox
+from monitor.service.outbox import Outbox
 
 log = structlog.get_logger(__name__)
 

@@ -15,7 +15,7 @@ import soundfile as sf
 import structlog
 
 from monitor import SAMPLE_RATE
-from monitor.buffer import RingBuffer
+from monitor.core.buffer import RingBuffer
 from monitor.config import ClipsConfig
 
 log = structlog.get_logger(__name__)

@@ -1,9 +1,9 @@
 """13 MFCC from the shared log-mel front end, for the reason classifiers (../shared/docs/models.md §7.4).
 
 MFCC = DCT-II (orthonormal) of the detector's 64-bin log-mel in dB, keeping the first 13 coefficients, so the
-detector and the reason classifier share one front end definition (:class:`monitor.models.logmel.LogMel`). The
+detector and the reason classifier share one front end definition (:class:`monitor.inference.models.logmel.LogMel`). The
 classifier computes that log-mel once over a cry's audio (a few ms) rather than reusing the detector's
-overlapping 1 s windows, and :class:`monitor.models.reason.ReasonNet` calls :meth:`Mfcc.from_logmel` on it.
+overlapping 1 s windows, and :class:`monitor.inference.models.reason.ReasonNet` calls :meth:`Mfcc.from_logmel` on it.
 This is librosa's ``mfcc`` recipe (``dct(power_to_db(mel), type=2, norm="ortho")``) on our front end's mel
 settings. Optional global per-coefficient mean/variance normalisation
 (CMVN) uses statistics from the training set, stored as buffers so they travel with the model's state dict; until
@@ -24,8 +24,8 @@ import math
 import torch
 from torch import nn
 
-from monitor.features import N_MELS
-from monitor.models.logmel import LogMel
+from monitor.inference.features import N_MELS
+from monitor.inference.models.logmel import LogMel
 
 N_MFCC = 13
 
@@ -58,7 +58,7 @@ class Mfcc(nn.Module):
         self.std.copy_(torch.sqrt(var.reshape_as(self.std) + eps))
 
     def from_logmel(self, logmel: torch.Tensor) -> torch.Tensor:
-        """MFCC from log-mel frames (B, T, mels) already computed by :class:`monitor.models.logmel.LogMel`."""
+        """MFCC from log-mel frames (B, T, mels) already computed by :class:`monitor.inference.models.logmel.LogMel`."""
         return ((logmel @ self.dct).transpose(-1, -2) - self.mean) / self.std
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:

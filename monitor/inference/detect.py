@@ -8,9 +8,9 @@ from its own ring buffer and gates quiet windows (score 0).
 - :class:`CryDetector` with a ``cnn10-stream`` model (the shipped detector) computes each 80 ms frame of the CNN
   once, so its cost per second of audio does not depend on the hop, which must be a multiple of 80 ms; with a
   window-form model (``cnn10``, the previous detectors) it scores each window on its own. A ``.onnx`` model file
-  (``tools/export_onnx.py``) runs the same stream in ONNX Runtime (:mod:`monitor.onnx_runtime`): the file says
+  (``tools/export_onnx.py``) runs the same stream in ONNX Runtime (:mod:`monitor.inference.onnx_runtime`): the file says
   which runtime it needs, so no setting can contradict it. Its presets are its own manifest entry's. torch is
-  imported only for a ``.pt`` model (:mod:`monitor.torch_runtime`).
+  imported only for a ``.pt`` model (:mod:`monitor.inference.torch_runtime`).
 - :class:`LoudnessDetector` scores any sound, not only crying.
 
 The model runs on ``cpu`` by default; ``cuda`` when configured and present, ``auto`` picks it when present. A
@@ -19,25 +19,16 @@ missing GPU falls back to the CPU with a logged warning.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 
 from monitor import SAMPLE_RATE
 from monitor.config import LOUDNESS_HOP_SECONDS, ConfigError, DetectorConfig, OperatingPoint
-from monitor.features import level_dbfs
-from monitor.onnx_runtime import STEP as FRAME  # the streaming CNN10's 80 ms frame, without importing torch
-from monitor.weights import open_model
+from monitor.core.levels import level_dbfs
+from monitor.inference.onnx_runtime import STEP as FRAME  # the streaming CNN10's 80 ms frame, without importing torch
+from monitor.inference.weights import open_model
 
 MAX_BATCH = 32  # windows per forward pass of a window-form model
-
-
-@dataclass(frozen=True)
-class WindowScore:
-    t: float  # audio time of the window's end, seconds since the stream started
-    score: float  # cry probability, 0 when gated
-    level_dbfs: float
-    gated: bool
 
 
 def make_detector(config: DetectorConfig) -> CryDetector | LoudnessDetector:

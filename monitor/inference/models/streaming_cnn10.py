@@ -1,7 +1,7 @@
 """CNN10 in streaming form: the detector's body runs once per frame of the stream, whatever the hop.
 
 Scoring overlapping 1 s windows repeats the same convolutions for every window: at a 0.25 s hop, four times.
-This is CNN10 (same blocks, widths, head and parameter count as :class:`~monitor.models.cnn10.Cnn10`) changed
+This is CNN10 (same blocks, widths, head and parameter count as :class:`~monitor.inference.models.cnn10.Cnn10`) changed
 only where windows and a stream would disagree:
 
 - the log-mel has no centre padding (frame ``i`` is samples ``[160 i, 160 i + 512)``);
@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from monitor.features import AMIN, HOP, N_FFT, N_MELS
-from monitor.models.logmel import LogMel
-from monitor.models.cnn10 import Cnn10, ConvBlock, xavier_init
+from monitor.inference.features import AMIN, HOP, N_FFT, N_MELS
+from monitor.inference.models.logmel import LogMel
+from monitor.inference.models.cnn10 import Cnn10, ConvBlock, xavier_init
 
 FRAME = 8 * HOP  # samples per frame embedding: three 2× time poolings of 10 ms log-mel frames → 80 ms
 CONTEXT = 4  # input frames two valid 3-tap convolutions consume per block
@@ -155,7 +155,7 @@ class FrameStep(nn.Module):
     whole pairs, so ``n`` steps at once equal ``n`` single steps and nothing is computed twice; a live stream runs
     the one or two steps each 0.1 s completes, a replay dozens per call. The log-mel is a strided convolution with
     a windowed DFT basis rather than an FFT, so the graph needs no spectral operator and ``n`` can vary.
-    :class:`monitor.onnx_runtime.OnnxStream` drives it.
+    :class:`monitor.inference.onnx_runtime.OnnxStream` drives it.
     """
 
     def __init__(self, model: StreamingCnn10) -> None:

@@ -3,7 +3,7 @@ report them.
 
 Inputs differ by family: ``cnn10`` and ``cnn10-stream`` take a waveform; ``cnn14-*`` take the shared log-mel (B, T, 64);
 ``ietma*``, ``ecapa`` and ``resnet18`` take channels-first features (B, F, T), normally the 13 MFCC of
-:class:`monitor.models.mfcc.Mfcc`; ``reason`` is the shipped classifier (front end + one of those backbones +
+:class:`monitor.inference.models.mfcc.Mfcc`; ``reason`` is the shipped classifier (front end + one of those backbones +
 temperature) and takes the log-mel.
 """
 
@@ -16,15 +16,15 @@ import torch
 from torch import nn
 
 from monitor import SAMPLE_RATE
-from monitor.features import HOP
+from monitor.inference.features import HOP
 
-from monitor.models.cnn10 import Cnn10
-from monitor.models.cnn14 import Cnn14
-from monitor.models.ecapa import EcapaTdnn
-from monitor.models.ietma import Ietma
-from monitor.models.reason import ReasonNet
-from monitor.models.resnet import ResNet18
-from monitor.models.streaming_cnn10 import FRAME, StreamingCnn10
+from monitor.inference.models.cnn10 import Cnn10
+from monitor.inference.models.cnn14 import Cnn14
+from monitor.inference.models.ecapa import EcapaTdnn
+from monitor.inference.models.ietma import Ietma
+from monitor.inference.models.reason import ReasonNet
+from monitor.inference.models.resnet import ResNet18
+from monitor.inference.models.streaming_cnn10 import FRAME, StreamingCnn10
 
 REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "cnn10": Cnn10,

@@ -1,7 +1,7 @@
 """The torch runtime: shipped ``.pt`` models on the CPU or a CUDA GPU.
 
-Imported only when a configured model is a ``.pt`` file (:mod:`monitor.detect`, :mod:`monitor.classify`), so the
-edge install (ONNX Runtime, :mod:`monitor.onnx_runtime`) never loads torch. Both runtimes offer the same two
+Imported only when a configured model is a ``.pt`` file (:mod:`monitor.inference.detect`, :mod:`monitor.inference.classify`), so the
+edge install (ONNX Runtime, :mod:`monitor.inference.onnx_runtime`) never loads torch. Both runtimes offer the same two
 objects: a detector (``streaming``, ``window_samples``, ``frame_stream()``) and a reason model (``classes``,
 ``logits(logmel)``), each with its manifest ``entry``.
 """
@@ -13,8 +13,8 @@ import structlog
 import torch
 
 from monitor import SAMPLE_RATE
-from monitor.models.streaming_cnn10 import StreamingCnn10
-from monitor.weights import load_model
+from monitor.inference.models.streaming_cnn10 import StreamingCnn10
+from monitor.inference.weights import load_model
 
 log = structlog.get_logger(__name__)
 
@@ -49,7 +49,7 @@ class Detector:
 
 
 class ReasonModel:
-    """On CUDA the network runs under fp16 autocast (the log-mel comes in fp32 from :func:`monitor.features.logmel`:
+    """On CUDA the network runs under fp16 autocast (the log-mel comes in fp32 from :func:`monitor.inference.features.logmel`:
     a full-scale power spectrum overflows fp16)."""
 
     def __init__(self, path, device: str, threads: int = 1) -> None:  # threads: the detector sets torch's

@@ -1,8 +1,8 @@
 """The one pipeline object that both the daemon and replay drive: buffer → windows → detector → events.
 
 ``feed(samples)`` takes 16 kHz mono audio of any chunk size and returns what it decided: one
-:class:`~monitor.detect.WindowScore` per completed window (every ``hop_seconds``), the
-:class:`~monitor.events.CryEvent` s those scores caused, and the :class:`~monitor.classify.ClassifyRequest` s
+:class:`~monitor.core.pipeline.WindowScore` per completed window (every ``hop_seconds``), the
+:class:`~monitor.core.events.CryEvent` s those scores caused, and the :class:`~monitor.core.schedule.ClassifyRequest` s
 that fell due (a cry's audio, copied from the ring buffer, for the reason classifier). The detector's score
 stream gives the same scores for any chunking (one sample or a whole file), so replay runs as fast as the CPU
 allows while a live stream gets the same scores and events.
@@ -26,12 +26,19 @@ from typing import Protocol
 import numpy as np
 
 from monitor import SAMPLE_RATE
-from monitor.buffer import RingBuffer
-from monitor.classify import ClassifyRequest, ReasonSchedule, reasons_enabled
+from monitor.core.buffer import RingBuffer
+from monitor.core.schedule import ClassifyRequest, ReasonSchedule, reasons_enabled
 from monitor.config import Config, OperatingPoint, effective_events
-from monitor.detect import WindowScore
-from monitor.events import CryEvent, CryStateMachine
-from monitor.features import level_dbfs
+from monitor.core.events import CryEvent, CryStateMachine
+from monitor.core.levels import level_dbfs
+
+
+@dataclass(frozen=True)
+class WindowScore:
+    t: float  # audio time of the window's end, seconds since the stream started
+    score: float  # cry probability, 0 when gated
+    level_dbfs: float
+    gated: bool
 
 
 class ScoreStream(Protocol):

@@ -47,8 +47,35 @@ class CryEvent:
         return out
 
 
+# The reasons a cry_reason can name (Donate-a-cry's cleaned labels), in the classifier's output order
+REASONS = ("belly_pain", "burping", "discomfort", "hungry", "tired")
+
+
+@dataclass(frozen=True)
+class Reason:
+    reason: str  # one of the classes, or "unknown" below the confidence threshold
+    confidence: float  # calibrated probability of the most likely class
+    probs: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ReasonEvent:
+    """A ``cry_reason`` event: the reason of cry ``id`` from the audio seen up to ``t``."""
+
+    t: float
+    id: str
+    reason: Reason
+    audio_s: float
+    type: str = "cry_reason"
+
+    def to_dict(self) -> dict:
+        return {"type": self.type, "t": round(self.t, 3), "id": self.id, "reason": self.reason.reason,
+                "confidence": round(self.reason.confidence, 4),
+                "probs": {k: round(v, 4) for k, v in self.reason.probs.items()}, "audio_s": round(self.audio_s, 2)}
+
+
 class Event(Protocol):
-    """Anything published on the event topic: :class:`CryEvent` or :class:`monitor.classify.ReasonEvent`."""
+    """Anything published on the event topic: :class:`CryEvent` or :class:`monitor.core.events.ReasonEvent`."""
 
     t: float
 

@@ -1,8 +1,8 @@
 """The shipped reason classifier: front end + a registered backbone + a calibration temperature, as one module.
 
-Input is the shared log-mel (B, T, 64) of :class:`monitor.models.logmel.LogMel`, so the daemon reuses the detector's
+Input is the shared log-mel (B, T, 64) of :class:`monitor.inference.models.logmel.LogMel`, so the daemon reuses the detector's
 front end and training and inference cannot disagree. ``frontend="mfcc"`` (the default for the channels-first
-backbones) gives them 13 CMVN-normalised MFCC from :class:`monitor.models.mfcc.Mfcc` (statistics stored as
+backbones) gives them 13 CMVN-normalised MFCC from :class:`monitor.inference.models.mfcc.Mfcc` (statistics stored as
 buffers, set from the training folds); ``frontend="logmel"`` gives them the 64 log-mel bins instead (channels
 first, the backbone built with ``in_channels=64``). ``cnn14-*`` always take the log-mel itself (their ``bn0``
 normalises it). Logits are divided by ``temperature`` (fitted on validation
@@ -21,18 +21,17 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from monitor.features import N_MELS
-from monitor.models.mfcc import Mfcc
+from monitor.core.events import REASONS
+from monitor.inference.features import N_MELS
+from monitor.inference.models.mfcc import Mfcc
 
-# Donate-a-cry cleaned reasons, in the classifier's output order
-REASONS = ("belly_pain", "burping", "discomfort", "hungry", "tired")
 
 
 class ReasonNet(nn.Module):
     def __init__(self, backbone: str = "ietma", classes: Sequence[str] = REASONS, frontend: str = "mfcc",
                  **backbone_kwargs: object) -> None:
         super().__init__()
-        from monitor.models import build  # the registry imports this module
+        from monitor.inference.models import build  # the registry imports this module
 
         if frontend not in ("mfcc", "logmel"):
             raise ValueError(f"unknown front end {frontend!r}; known: mfcc, logmel")

@@ -1,20 +1,20 @@
 """The ONNX runtime: exported models run by ONNX Runtime with numpy only (no torch), the edge path.
 
 Two kinds of export (``tools/export_onnx.py``), each with the interface of its torch twin in
-:mod:`monitor.torch_runtime` (:func:`monitor.weights.open_model` picks the runtime by the file's suffix):
+:mod:`monitor.inference.torch_runtime` (:func:`monitor.inference.weights.open_model` picks the runtime by the file's suffix):
 :class:`Detector` and :class:`ReasonModel` (the reason classifier: a graph
 from a prepared log-mel of any length to calibrated logits; the log-mel itself comes from
-:func:`monitor.features.logmel`).
+:func:`monitor.inference.features.logmel`).
 
 The detector:
 
 ``tools/export_onnx.py`` writes ``models/<name>.onnx`` from a shipped ``cnn10-stream`` detector: one graph of
-:class:`~monitor.models.streaming_cnn10.FrameStep`: any whole number of 80 ms steps from raw samples (the log-mel
+:class:`~monitor.inference.models.streaming_cnn10.FrameStep`: any whole number of 80 ms steps from raw samples (the log-mel
 is inside) to the logits of the windows ending there. Its manifest entry holds its own sha256 and the sha256 of the detector it
 was exported from, so a stale export (the ``.pt`` retrained since) or a modified file is refused, as for the
 torch weights.
 
-:class:`OnnxStream` has the score-stream interface of :mod:`monitor.detect` (``push(samples) -> (ends, logits)``)
+:class:`OnnxStream` has the score-stream interface of :mod:`monitor.inference.detect` (``push(samples) -> (ends, logits)``)
 and gives the torch stream's results to float precision (``tests/test_onnx.py``). The torch stream starts its
 first block 4 log-mel frames into the audio and reaches its first window at ``window_samples``; the step graph
 starts with zero state, so the driver feeds it 4 frames (640 samples) of zeros first, which puts its pooling pairs
@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from monitor.weights import ModelFileError, read_manifest, verified_entry
+from monitor.inference.weights import ModelFileError, read_manifest, verified_entry
 
-STEP = 1280  # samples per step: one 80 ms frame embedding (monitor.models.streaming_cnn10.FRAME)
+STEP = 1280  # samples per step: one 80 ms frame embedding (monitor.inference.models.streaming_cnn10.FRAME)
 STEP_SAMPLES = 512 + 7 * 160  # samples one step reads: 8 log-mel frames of 512 samples, 160 apart
 MAX_STEPS = 64  # steps per call at most (5 s): a replay's big blocks in a few calls, memory bounded
 LEAD = 640  # zeros before the audio: 4 log-mel frames, the first block's context

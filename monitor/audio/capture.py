@@ -2,7 +2,7 @@
 
 The PortAudio callback runs on the audio thread: it only copies the block and hands it to the event loop with
 ``call_soon_threadsafe`` (never blocks, never touches the model). The loop side down-mixes and resamples
-(:class:`~monitor.audio.StreamResampler`). Overflows are counted and logged. A device that fails to open, or
+(:class:`~monitor.audio.files.StreamResampler`). Overflows are counted and logged. A device that fails to open, or
 that stops delivering audio (unplugged USB microphone, PulseAudio restart), is reopened with exponential
 backoff instead of crashing the daemon.
 
@@ -20,7 +20,7 @@ import numpy as np
 import structlog
 
 from monitor import SAMPLE_RATE
-from monitor.audio import StreamResampler, to_mono
+from monitor.audio.files import StreamResampler, to_mono
 from monitor.config import AudioConfig
 
 log = structlog.get_logger(__name__)
@@ -164,7 +164,7 @@ def _close(stream) -> None:
 
 async def file_chunks(path: str, block_seconds: float, realtime: bool = True) -> AsyncIterator[np.ndarray]:
     """A file as if it were a microphone: 16 kHz chunks paced in real time (``run --input FILE``)."""
-    from monitor.audio import iter_file
+    from monitor.audio.files import iter_file
 
     started = time.monotonic()
     sent = 0

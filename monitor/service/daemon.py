@@ -26,21 +26,23 @@ import soundfile as sf
 import structlog
 
 from monitor import SAMPLE_RATE, __version__
-from monitor.capture import MicCapture, file_chunks
-from monitor.classify import ClassifyRequest, ReasonClassifier, ReasonEvent, reasons_enabled
-from monitor.clips import ClipRecorder
+from monitor.audio.capture import MicCapture, file_chunks
+from monitor.core.schedule import ClassifyRequest, reasons_enabled
+from monitor.inference.classify import ReasonClassifier
+from monitor.core.events import ReasonEvent
+from monitor.service.clips import ClipRecorder
 from monitor.config import Config, ConfigError, effective_events, load_config
-from monitor.control import SENSITIVITIES, CommandError, ControlState, apply_command
-from monitor.detect import make_detector
-from monitor.events import CryEvent, event_payload
-from monitor.features import level_dbfs
-from monitor.health import MicHealth
-from monitor.notify import Notifier
-from monitor.outbox import Outbox
-from monitor.pipeline import FeedResult, Pipeline
-from monitor.mqtt_sink import MqttSink
-from monitor.publish import MqttPublisher
-from monitor.stats import CryStats
+from monitor.core.control import SENSITIVITIES, CommandError, ControlState, apply_command
+from monitor.inference.detect import make_detector
+from monitor.core.events import CryEvent, event_payload
+from monitor.core.levels import level_dbfs
+from monitor.core.health import MicHealth
+from monitor.service.notify import Notifier
+from monitor.service.outbox import Outbox
+from monitor.core.pipeline import FeedResult, Pipeline
+from monitor.service.mqtt_sink import MqttSink
+from monitor.service.publish import MqttPublisher
+from monitor.core.stats import CryStats
 
 log = structlog.get_logger(__name__)
 

@@ -1,6 +1,6 @@
 """The whole MQTT protocol of one monitor device, as a sink of events and states (README "MQTT topics").
 
-One object per device over an :class:`~monitor.publish.MqttPublisher`: the Home Assistant discovery config, the
+One object per device over an :class:`~monitor.service.publish.MqttPublisher`: the Home Assistant discovery config, the
 retained states (``crying``, ``reason``, ``state``, ``stats``), the events and the measurements. The daemon
 publishes the live nursery through it; ``crymonitor replay --publish`` publishes a file's events through another
 one, as its own device (:func:`replay_identity`), so that a replay can never pretend to be the live nursery.
@@ -13,8 +13,8 @@ import json
 import os
 
 from monitor.config import Config, MqttConfig
-from monitor.homeassistant import discovery_payload, discovery_topic
-from monitor.publish import MqttPublisher
+from monitor.service.homeassistant import discovery_payload, discovery_topic
+from monitor.service.publish import MqttPublisher
 
 
 def replay_identity(config: Config) -> Config:

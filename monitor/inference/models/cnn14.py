@@ -1,6 +1,6 @@
 """PANNs CNN14 body with InfantCryNet's pooling heads (../shared/docs/models.md §2.2, §5, §8).
 
-Six stages of CNN10's :class:`~monitor.models.cnn10.ConvBlock` (64, 128, 256, 512, 1024, 2048 channels; 2×2
+Six stages of CNN10's :class:`~monitor.inference.models.cnn10.ConvBlock` (64, 128, 256, 512, 1024, 2048 channels; 2×2
 average pooling in the first five, none in the last; dropout 0.2 after each), the mean over frequency, then one
 of InfantCryNet's two best clip poolings over time:
 
@@ -12,7 +12,7 @@ of InfantCryNet's two best clip poolings over time:
   over its subspace; the heads are concatenated (2048-d) → dropout 0.5 → ``fc1`` 2048→2048 + ReLU.
 
 Then a linear head to ``num_classes``. The input is the shared log-mel (B, T, 64) from
-:class:`monitor.models.logmel.LogMel`, standardised per mel bin by ``bn0`` as in :class:`~monitor.models.cnn10.Cnn10`.
+:class:`monitor.inference.models.logmel.LogMel`, standardised per mel bin by ``bn0`` as in :class:`~monitor.inference.models.cnn10.Cnn10`.
 Five pooling stages need T ≥ 32 frames (0.32 s). About 84 M (stat) / 80 M (mha) parameters: an offline baseline,
 not something to ship to a Raspberry Pi.
 
@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from monitor.features import N_MELS
-from monitor.models.cnn10 import ConvBlock, conv_features, xavier_init
+from monitor.inference.features import N_MELS
+from monitor.inference.models.cnn10 import ConvBlock, conv_features, xavier_init
 
 POOLINGS = ("stat", "mha")
 

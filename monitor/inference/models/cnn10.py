@@ -4,7 +4,7 @@ Four ``ConvBlock`` stages (64, 128, 256, 512 channels; 2×2 average pooling; dro
 frequency, ``max_t + mean_t`` pooling, ``fc1`` 512→512 + ReLU, then one logit. The log-mel front end and the
 per-mel-bin ``bn0`` live inside the module, so a waveform goes in and training and inference see identical
 features. This is the window form (zero padding at the window's edges); the detector now ships as
-:class:`~monitor.models.streaming_cnn10.StreamingCnn10`, and this class remains for the reason-classifier family's
+:class:`~monitor.inference.models.streaming_cnn10.StreamingCnn10`, and this class remains for the reason-classifier family's
 shared blocks and for measuring the previous detectors.
 
 Example:
@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from monitor.features import N_MELS
-from monitor.models.logmel import LogMel
+from monitor.inference.features import N_MELS
+from monitor.inference.models.logmel import LogMel
 
 
 class ConvBlock(nn.Module):
@@ -30,7 +30,7 @@ class ConvBlock(nn.Module):
     (CNN14's last stage).
 
     ``time_padding=0`` makes the convolutions *valid* in time: each output frame then depends on its input frames
-    only, never on padding, which is what lets :mod:`monitor.models.streaming_cnn10` score a stream exactly.
+    only, never on padding, which is what lets :mod:`monitor.inference.models.streaming_cnn10` score a stream exactly.
     """
 
     def __init__(self, in_channels: int, out_channels: int, pool: tuple[int, int] | None = (2, 2),

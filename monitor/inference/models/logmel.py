@@ -1,4 +1,4 @@
-"""The log-mel front end inside every model (torch); its settings and numpy twin are in :mod:`monitor.features`.
+"""The log-mel front end inside every model (torch); its settings and numpy twin are in :mod:`monitor.inference.features`.
 
 Example:
     >>> import torch
@@ -13,7 +13,7 @@ import torchaudio
 from torch import nn
 
 from monitor import SAMPLE_RATE
-from monitor.features import AMIN, F_MAX, F_MIN, HOP, N_FFT, N_MELS
+from monitor.inference.features import AMIN, F_MAX, F_MIN, HOP, N_FFT, N_MELS
 
 
 class LogMel(nn.Module):

@@ -1,10 +1,10 @@
-"""The log-mel front end's settings and its numpy form, and the level meter: numpy only.
+"""The log-mel front end's settings and its numpy form: numpy only.
 
 PANNs 16 kHz settings (../shared/docs/models.md §2.1): n_fft = win = 512, hop 160, 64 Slaney mels over
 50–8000 Hz, power spectrum, ``10·log10(max(mel, 1e-10))`` with no top-dB clipping. One second of audio gives
 ``1 + 16000 // 160 = 101`` frames.
 
-Two implementations of it exist on purpose, one per runtime: :class:`monitor.models.logmel.LogMel` (torch, inside
+Two implementations of it exist on purpose, one per runtime: :class:`monitor.inference.models.logmel.LogMel` (torch, inside
 every model, used in training) and :func:`logmel` here (numpy, for the reason classifier's ONNX path, which must
 not import torch). ``tests/test_models.py`` holds :func:`mel_filterbank` equal to torchaudio's to 1e-6 and the
 two log-mels equal to 0.01 dB on a real cry (torch's float32 STFT is the noisier one).
@@ -57,7 +57,7 @@ _WINDOW = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.f
 
 def logmel(samples: np.ndarray) -> np.ndarray:
     """16 kHz mono samples (N,) → log-mel (frames, 64) in dB, frames centred (``center=True``: the signal is
-    reflect-padded by half a window at both ends), as :class:`monitor.models.logmel.LogMel` computes it."""
+    reflect-padded by half a window at both ends), as :class:`monitor.inference.models.logmel.LogMel` computes it."""
     padded = np.pad(np.asarray(samples, dtype=np.float32), N_FFT // 2, mode="reflect")
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP] * _WINDOW
     power = np.square(np.abs(np.fft.rfft(frames, axis=-1))).astype(np.float32)
@@ -67,11 +67,3 @@ def logmel(samples: np.ndarray) -> np.ndarray:
 def frames_for(samples: int) -> int:
     """Number of log-mel frames for a window of ``samples`` samples (center=True)."""
     return 1 + samples // HOP
-
-
-def level_dbfs(samples: np.ndarray) -> float:
-    """RMS level in dB relative to full scale (a full-scale sine is −3 dBFS); −120 for digital silence."""
-    if samples.size == 0:
-        return -120.0
-    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
-    return max(-120.0, 20.0 * np.log10(rms + 1e-12))

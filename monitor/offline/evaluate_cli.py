@@ -6,7 +6,7 @@ Each audio file ``x.wav`` has its annotations in ``x.csv`` beside it; a director
 it (e.g. ``cache/soundscapes`` from ``tools/make_soundscapes.py``). A file's scene is taken from an
 ``index.json`` beside it (``files.<stem>.scene``), else it is the file's own stem. Prints one row per file, per
 scene and overall, and writes ``metrics.json`` and a timeline ``<stem>.png`` per file into ``--out``. The
-metrics and their rules are in :mod:`monitor.evaluation`.
+metrics and their rules are in :mod:`monitor.offline.evaluation`.
 """
 
 from __future__ import annotations
@@ -21,15 +21,14 @@ import numpy as np
 import soundfile as sf
 
 from monitor import SAMPLE_RATE
-from monitor.audio import AudioFileError
+from monitor.audio.files import AudioFileError
 from monitor.config import Config, ConfigError, effective_events, load_config
-from monitor.detect import make_detector
-from monitor.evaluation import (Annotation, Detection, FileResult, Summary, by_scene, detections_from_events,
-                                evaluate_file, read_annotations, summarize)
-from monitor.log import configure_logging
-from monitor.pipeline import Scorer
-from monitor.replay import replay_file
-from monitor.weights import ModelFileError
+from monitor.inference.detect import make_detector
+from monitor.offline.evaluation import (Annotation, Detection, FileResult, Summary, by_scene, detections_from_events, evaluate_file, read_annotations, summarize)
+from monitor.service.log import configure_logging
+from monitor.core.pipeline import Scorer
+from monitor.offline.replay import replay_file
+from monitor.inference.weights import ModelFileError
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 

@@ -2,7 +2,7 @@
 
 Files go through soundfile (WAV, FLAC, OGG, MP3; not ``torchaudio.load``, which needs FFmpeg). Every failure
 becomes an :class:`AudioFileError` that names the file, so the CLI can print one clear line instead of a
-traceback. The microphone path (``monitor.capture``) reuses :class:`StreamResampler`.
+traceback. The microphone path (``monitor.audio.capture``) reuses :class:`StreamResampler`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,69 @@
+"""Classify: why is the baby crying. Audio of one cry → :class:`~monitor.core.events.Reason` (a class or
+``unknown``, calibrated probabilities). When a cry's audio is classified is :mod:`monitor.core.schedule`'s.
+
+Training (``tools/train_classifier.py``) and inference share :func:`prepare`: the shared log-mel, silence
+trimmed at both ends, centre-cropped to at most :data:`MAX_FRAMES`. The model runs in the runtime its file names:
+a ``.pt`` in torch (:mod:`monitor.inference.torch_runtime`), a ``.onnx`` export in ONNX Runtime without torch
+(:mod:`monitor.inference.onnx_runtime`); either way the log-mel is :func:`monitor.inference.features.logmel`'s.
+
+Decision: below ``min_confidence`` the published reason is ``unknown`` (probabilities are still published): with 84 %
+  of the training cries labelled "hungry", a hesitant model would otherwise just say "hungry".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from monitor import SAMPLE_RATE
+from monitor.config import ClassifierConfig
+from monitor.core.events import Reason
+from monitor.inference.features import logmel
+from monitor.inference.weights import open_model
+
+MAX_FRAMES = 401  # 4 s: the evaluation crop in training and the most the classifier looks at
+MIN_FRAMES = 50  # shorter (trimmed) audio is tiled up to this, so every backbone gets a usable length
+TRIM_DB = 30.0
+
+
+def trim_silence(frames: np.ndarray, floor_db: float = TRIM_DB) -> np.ndarray:
+    """Drop leading and trailing log-mel frames (T, mels) more than ``floor_db`` below the loudest frame."""
+    energy = frames.mean(axis=-1)
+    loud = np.flatnonzero(energy >= energy.max() - floor_db)
+    return frames[loud[0] : loud[-1] + 1] if loud.size else frames
+
+
+def prepare(frames: np.ndarray, max_frames: int = MAX_FRAMES) -> np.ndarray:
+    """Silence-trimmed, centre-cropped (or tiled up to MIN_FRAMES) log-mel of one cry, (T, mels).
+
+    Example:
+        >>> prepare(np.full((7, 64), -20.0, np.float32)).shape
+        (50, 64)
+    """
+    x = trim_silence(frames)
+    if x.shape[0] < MIN_FRAMES:
+        x = np.tile(x, (-(-MIN_FRAMES // x.shape[0]), 1))[:MIN_FRAMES]
+    start = max(0, (x.shape[0] - max_frames) // 2)
+    return x[start : start + max_frames]
+
+
+class ReasonClassifier:
+    """``classify(samples) -> Reason`` with the configured model (``models/classifier.onnx`` by default; a ``.pt``
+    runs in torch, on CUDA under fp16 autocast) on the configured device."""
+
+    def __init__(self, config: ClassifierConfig) -> None:
+        self.runtime = open_model(config.model, "classifier", config.device)
+        self.device = self.runtime.device
+        self.model_id = self.runtime.entry.sha256[:12]
+        self.classes = self.runtime.classes
+        self.min_confidence = config.min_confidence
+
+    def classify(self, samples: np.ndarray) -> Reason:
+        if samples.size < SAMPLE_RATE // 10:
+            raise ValueError(f"need at least 0.1 s of audio to classify, got {samples.size} samples")
+        logits = self.runtime.logits(prepare(logmel(samples))).astype(np.float64)
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
+        best = int(np.argmax(probs))
+        confidence = float(probs[best])
+        reason = self.classes[best] if confidence >= self.min_confidence else "unknown"
+        return Reason(reason, confidence, {c: float(p) for c, p in zip(self.classes, probs)})

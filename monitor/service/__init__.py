@@ -1,0 +1,2 @@
+"""The daemon and its outputs: MQTT (protocol, publisher, outbox, Home Assistant discovery), clips, systemd
+notify and logging."""

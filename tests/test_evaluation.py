@@ -2,16 +2,14 @@
 held-out selection and determinism, and ``crymonitor evaluate`` end to end on a held-out cry."""
 
 import dataclasses
-import importlib.util
 import json
-import sys
 from itertools import product
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import DATA, ROOT
+from conftest import DATA
 from monitor.offline.data import read_manifest, split_groups
 from monitor.offline.evaluate_cli import main
 from monitor.offline.evaluation import (Annotation, MissedCry, Windows, by_scene, detections_from_events, evaluate_file, match_events, read_annotations, roc_auc, summarize, window_labels)
@@ -150,11 +148,9 @@ def test_malformed_annotations_name_file_and_line(tmp_path, text, line, message)
 
 @pytest.fixture(scope="module")
 def soundscapes():
-    spec = importlib.util.spec_from_file_location("make_soundscapes", ROOT / "tools" / "make_soundscapes.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
+    from monitor.training import soundscapes
+
+    return soundscapes
 
 
 def test_soundscapes_use_held_out_groups_only(soundscapes):

@@ -2,7 +2,6 @@
 ONNX Runtime with numpy only give torch's scores on real audio; a modified or stale export is refused with one
 line. (The whole daemon without torch: tests/test_daemon.py.)"""
 
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -16,13 +15,7 @@ from conftest import ROOT
 from monitor.audio.files import read_file
 from monitor.inference.onnx_runtime import OnnxStream, load_session
 from monitor.inference.weights import ModelFileError, load_model
-
-
-def export_tool():
-    spec = importlib.util.spec_from_file_location("export_onnx", ROOT / "tools" / "export_onnx.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
+from monitor.training import export_onnx
 
 
 def exported_copy(tmp_path_factory, name: str) -> Path:
@@ -31,7 +24,7 @@ def exported_copy(tmp_path_factory, name: str) -> Path:
     shutil.copyfile(ROOT / "models" / name, folder / name)
     manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
     (folder / "manifest.json").write_text(json.dumps({name: manifest[name]}))
-    assert export_tool().main(["--model", str(folder / name)]) == 0
+    assert export_onnx.main(["--model", str(folder / name)]) == 0
     return folder
 
 

@@ -5,10 +5,8 @@ presets used are the ones in the model's manifest entry.
 """
 
 import dataclasses
-import importlib.util
 import json
 import shutil
-import sys
 
 import numpy as np
 import pytest
@@ -127,12 +125,9 @@ def test_the_operating_point_comes_from_the_model_manifest(tmp_path, detector):
 
 @pytest.fixture(scope="module")
 def real_soundscapes():
-    sys.path.insert(0, str(ROOT / "tools"))
-    spec = importlib.util.spec_from_file_location("make_real_soundscapes", ROOT / "tools" / "make_real_soundscapes.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    from monitor.training import real_soundscapes
+
+    return real_soundscapes
 
 
 def test_real_validation_uses_held_out_groups_of_every_category(real_soundscapes, split):
@@ -147,11 +142,9 @@ def test_real_validation_uses_held_out_groups_of_every_category(real_soundscapes
 
 @pytest.fixture(scope="module")
 def trainer():
-    spec = importlib.util.spec_from_file_location("train_detector", ROOT / "tools" / "train_detector.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    from monitor.training import detector
+
+    return detector
 
 
 def test_laugh_like_negatives_are_short_bursts_at_laugh_rate(trainer):

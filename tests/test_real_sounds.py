@@ -33,9 +33,9 @@ def split():
 
 def in_quiet_room(clip: np.ndarray, active_dbfs: float) -> np.ndarray:
     """2 s of a quiet room, the clip at ``active_dbfs`` (RMS of its frames within 25 dB of its loudest), 4 s more."""
-    frames = clip[: clip.size // 320 * 320].reshape(-1, 320)
-    db = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
-    active = 10 * np.log10(np.mean(10 ** (db[db >= db.max() - 25] / 10)))
+    from monitor.training.soundscapes import active_db
+
+    active = active_db(clip)
     quiet = np.random.default_rng(5).standard_normal(6 * 16000).astype(np.float32) * 10 ** (-66 / 20)
     scaled = clip * 10 ** ((active_dbfs - active) / 20)
     return np.concatenate([quiet[: 2 * 16000], scaled + np.resize(quiet, scaled.size), quiet[2 * 16000 :]])

@@ -38,6 +38,7 @@ from monitor import SAMPLE_RATE
 from monitor.audio.files import read_file
 from monitor.inference.classify import MAX_FRAMES, prepare, trim_silence
 from monitor.offline.data import read_manifest, split_groups
+from monitor.offline.evaluation import f1
 from monitor.inference.models.logmel import LogMel
 from monitor.inference.models import count_macs, count_params
 from monitor.core.events import REASONS
@@ -169,7 +170,7 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int = len(REASONS
         tp = confusion[c, c]
         precision = tp / max(confusion[:, c].sum(), 1)
         recall = tp / max(confusion[c].sum(), 1)
-        f1s.append(2 * precision * recall / max(precision + recall, 1e-12))
+        f1s.append(f1(precision, recall))
         if confusion[c].sum():
             recalls.append(recall)
     return {"accuracy": float(np.mean(y_true == y_pred)), "macro_f1": float(np.mean(f1s)),

@@ -45,7 +45,10 @@ import torch.nn.functional as F
 
 from monitor import SAMPLE_RATE
 from monitor.audio.files import read_file
+from monitor.core.levels import frame_db
 from monitor.offline.data import category, read_manifest, split_groups
+from monitor.offline.evaluation import f1
+from monitor.training.speech import espeak
 from monitor.inference.models import build, count_macs, count_params, streamed_macs_per_second
 from monitor.inference.weights import MODELS_DIR, load_model, sha256_of, write_manifest_entry
 
@@ -88,27 +91,15 @@ SYLLABLES = ["ma", "to", "ri", "ken", "sa", "lo", "vi", "der", "un", "po", "tras
 
 def build_espeak_bank(cache: Path, count: int = 400, seed: int = 7) -> None:
     """Synthesise ``count`` pseudo-sentences (random syllables) in varied voices, speeds and pitches."""
-    if shutil.which("espeak-ng") is None:
-        sys.exit("train_detector: espeak-ng is not installed (apt-get install -y espeak-ng)")
     rng = np.random.default_rng(seed)
     arrays = []
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = Path(tmp) / "x.wav"
-        for i in range(count):
-            words = [''.join(rng.choice(SYLLABLES, size=int(rng.integers(1, 4)))) for _ in range(int(rng.integers(4, 14)))]
-            voice = f"{rng.choice(ESPEAK_LANGUAGES)}+{rng.choice(ESPEAK_VARIANTS)}"
-            subprocess.run(["espeak-ng", "-v", voice, "-s", str(rng.integers(110, 210)), "-p",
-                            str(rng.integers(20, 90)), "-w", str(wav), " ".join(words) + "."], check=True,
-                           capture_output=True)
-            arrays.append(read_file(wav).astype(np.float16))
+    for _ in range(count):
+        words = [''.join(rng.choice(SYLLABLES, size=int(rng.integers(1, 4)))) for _ in range(int(rng.integers(4, 14)))]
+        voice = f"{rng.choice(ESPEAK_LANGUAGES)}+{rng.choice(ESPEAK_VARIANTS)}"
+        speed, pitch = int(rng.integers(110, 210)), int(rng.integers(20, 90))
+        arrays.append(espeak(" ".join(words) + ".", voice, speed, pitch).astype(np.float16))
     lengths = np.array([a.size for a in arrays])
     np.savez(cache / "espeak.npz", audio=np.concatenate(arrays), lengths=lengths)
-
-
-def frame_db(x: np.ndarray) -> np.ndarray:
-    n = x.size // ACTIVE_HOP
-    frames = x[: n * ACTIVE_HOP].astype(np.float32).reshape(n, ACTIVE_HOP)
-    return 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
 
 
 class Pool:
@@ -130,7 +121,7 @@ class Pool:
     def _add(self, x: np.ndarray, cry: bool) -> None:
         if x.size < WIN:
             x = np.pad(x, (0, WIN - x.size))
-        db = frame_db(x)
+        db = frame_db(x, ACTIVE_HOP)
         per_win = WIN // ACTIVE_HOP
         n_starts = db.size - per_win + 1
         if n_starts <= 0:
@@ -429,8 +420,7 @@ def f1_at(probs: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
     fn = float(np.sum(~pred & (labels > 0.5)))
     precision = tp / max(tp + fp, 1)
     recall = tp / max(tp + fn, 1)
-    return {"threshold": threshold, "precision": precision, "recall": recall,
-            "f1": 2 * precision * recall / max(precision + recall, 1e-9)}
+    return {"threshold": threshold, "precision": precision, "recall": recall, "f1": f1(precision, recall)}
 
 
 def run_file(args, stem: str, ext: str) -> Path:
@@ -580,7 +570,7 @@ def held_out_streams(audio: np.ndarray, clips: list[dict]) -> tuple[list, list]:
                  if c["category"] in ("vocal", "animal", "household") and c["length"] < 30 * SAMPLE_RATE]
     cries = []
     for c in (c for c in val if c["label"] == "cry"):
-        db = frame_db(audio[c["offset"] : c["offset"] + c["length"]])
+        db = frame_db(audio[c["offset"] : c["offset"] + c["length"]], ACTIVE_HOP)
         cries.append((c["path"], 2.0 + float(np.argmax(db > db.max() - 20)) * ACTIVE_HOP / SAMPLE_RATE, in_quiet(c)))
     return negatives, cries
 

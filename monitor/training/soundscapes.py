@@ -26,10 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
-import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -41,7 +38,9 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[2]
 
 from monitor.audio.files import read_file
+from monitor.core.levels import frame_db
 from monitor.offline.data import Clip, read_manifest, split_groups
+from monitor.training.speech import espeak
 
 SR = 16000
 FRAME = SR // 50  # 20 ms
@@ -51,23 +50,19 @@ DEFAULT_SEED = 1
 
 # ---------------------------------------------------------------- levels
 
-def frame_db(x: np.ndarray) -> np.ndarray:
-    frames = x[: x.size // FRAME * FRAME].reshape(-1, FRAME)
-    return 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
-
-
 def rms_db(x: np.ndarray) -> float:
     return float(10 * np.log10(np.mean(x.astype(np.float64) ** 2) + 1e-12))
 
 
 def active_db(x: np.ndarray) -> float:
-    db = frame_db(x)
+    db = frame_db(x, FRAME)
     return float(10 * np.log10(np.mean(10 ** (db[db >= db.max() - NEAR_SILENCE_DB] / 10))))
 
 
 def trim(x: np.ndarray) -> np.ndarray:
     """Cut leading and trailing near-silence (whole 20 ms frames)."""
-    loud = np.flatnonzero(frame_db(x) >= frame_db(x).max() - NEAR_SILENCE_DB)
+    db = frame_db(x, FRAME)
+    loud = np.flatnonzero(db >= db.max() - NEAR_SILENCE_DB)
     return x[loud[0] * FRAME : (loud[-1] + 1) * FRAME]
 
 
@@ -124,17 +119,12 @@ VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f
 
 def espeak_sentences(rng: np.random.Generator, count: int) -> list[np.ndarray]:
     """Varied synthetic adult speech: random sentences, voices, speeds and pitches, at 16 kHz."""
-    if shutil.which("espeak-ng") is None:
-        sys.exit("make_soundscapes: espeak-ng is not installed (apt-get install -y espeak-ng)")
     out = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range(count):
-            text = f"{rng.choice(OPENERS)} {rng.choice(SUBJECTS)} {rng.choice(PREDICATES)}.".strip()
-            voice = f"{rng.choice(VOICES)}+{rng.choice(VARIANTS)}"
-            wav = Path(tmp) / f"{i}.wav"
-            subprocess.run(["espeak-ng", "-v", voice, "-s", str(rng.integers(120, 200)),
-                            "-p", str(rng.integers(25, 75)), "-w", str(wav), text], check=True)
-            out.append(trim(read_file(wav)))
+    for _ in range(count):
+        text = f"{rng.choice(OPENERS)} {rng.choice(SUBJECTS)} {rng.choice(PREDICATES)}.".strip()
+        voice = f"{rng.choice(VOICES)}+{rng.choice(VARIANTS)}"
+        speed, pitch = int(rng.integers(120, 200)), int(rng.integers(25, 75))
+        out.append(trim(espeak(text, voice, speed, pitch)))
     return out
 
 
@@ -409,11 +399,11 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{recording.name}: {files[recording.name]['cries']} cries, {recording.seconds / 60:.1f} min")
     scenes = {scene: {"description": text, "files": [r.name for r in RECORDINGS if r.scene == scene]}
               for scene, text in SCENES.items()}
-    espeak = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True).stdout.strip()
+    espeak_version = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True).stdout.strip()
     negatives = sum(f["duration_s"] for f in files.values() if f["scene"] == "negatives") / 60
     about = __doc__.split("\n\n", 3)[3].strip()  # the "held out" and "levels" paragraphs
     (args.out / "index.json").write_text(json.dumps(
-        {"seed": args.seed, "sample_rate": SR, "espeak_ng": espeak, "negatives_minutes": negatives,
+        {"seed": args.seed, "sample_rate": SR, "espeak_ng": espeak_version, "negatives_minutes": negatives,
          "description": about, "scenes": scenes, "files": files}, indent=2) + "\n")
     print(f"wrote {len(files)} recordings ({negatives:.0f} min negatives only) to {args.out}")
 

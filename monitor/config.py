@@ -22,6 +22,7 @@ import yaml
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 PASSWORD_ENV = "CRYMONITOR_MQTT_PASSWORD"
+SENSITIVITIES = ("low", "medium", "high")  # the presets every detector's manifest entry holds; settable over MQTT
 INSTANCE_ENV = "CRYMONITOR_INSTANCE"  # set by systemd/crymonitor@.service to the instance (room) name
 
 
@@ -88,7 +89,7 @@ class EventsConfig:
     end_hold_seconds: float = field(default=4.0, metadata=_range(0.25, 600.0))
     cooldown_seconds: float = field(default=5.0, metadata=_range(0.0, 3600.0))
     max_duration_seconds: float = field(default=600.0, metadata=_range(10.0, 86400.0))
-    sensitivity: str = field(default="medium", metadata=_choices("low", "medium", "high"))
+    sensitivity: str = field(default="medium", metadata=_choices(*SENSITIVITIES))
     quiet_hours: str | None = None  # "HH:MM-HH:MM" local time: detection paused; None = never
 
 

@@ -27,7 +27,8 @@ import json
 import re
 from dataclasses import dataclass
 
-SENSITIVITIES = ("low", "medium", "high")
+from monitor.config import SENSITIVITIES
+
 CONTROLS = ("enabled", "sensitivity", "quiet_hours")
 MAX_PAYLOAD = 64
 _HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")

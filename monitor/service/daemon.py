@@ -31,8 +31,8 @@ from monitor.core.schedule import ClassifyRequest, reasons_enabled
 from monitor.inference.classify import ReasonClassifier
 from monitor.core.events import ReasonEvent
 from monitor.service.clips import ClipRecorder
-from monitor.config import Config, ConfigError, effective_events, load_config
-from monitor.core.control import SENSITIVITIES, CommandError, ControlState, apply_command
+from monitor.config import SENSITIVITIES, Config, ConfigError, effective_events, load_config
+from monitor.core.control import CommandError, ControlState, apply_command
 from monitor.inference.detect import make_detector
 from monitor.core.events import CryEvent, event_payload
 from monitor.core.levels import level_dbfs

@@ -9,7 +9,7 @@ there, not at the device level (a real HA 2026.2 subscribed at QoS 0 when it was
 from __future__ import annotations
 
 from monitor import __version__
-from monitor.core.control import SENSITIVITIES
+from monitor.config import SENSITIVITIES
 from monitor.core.events import REASONS
 
 REASON_STATES = (*REASONS, "unknown")  # the reason sensor's options: unknown below classifier.min_confidence

@@ -2,8 +2,8 @@
 
 Audio arrives on the event loop from the capture callback thread; each chunk is scored on a single worker
 thread (``run_in_executor``), so inference never blocks the loop. The reason classifier has its own worker
-thread: a cry's audio is handed over when it falls due and the ``cry_reason`` comes back to the loop whenever
-it is ready, so the detector never waits for it. MQTT runs on paho's own network thread and hands commands back
+thread: each classification is a task of the loop awaiting that thread, so its ``cry_reason`` is published
+whenever it is ready and the detector never waits for it; a stop waits for the ones under way. MQTT runs on paho's own network thread and hands commands back
 to the loop. Signals: SIGTERM/SIGINT stop capture, end an open cry with ``cry_end``,
 publish ``offline`` and return within about a second; SIGHUP reloads the config file (:meth:`Daemon.reload`).
 """
@@ -74,6 +74,7 @@ class Daemon:
         self._reopen_at, self._reopen_backoff = 0.0, 1.0
         self._last_chunk = time.monotonic()
         self._inflight: Future | None = None  # the chunk being scored, if any
+        self._reasons: set[asyncio.Task] = set()  # classifications under way
 
     # --- wiring -------------------------------------------------------------------------------------------
     def _make_mqtt(self) -> MqttSink:
@@ -230,19 +231,22 @@ class Daemon:
             self._classify(request)
 
     def _classify(self, request: ClassifyRequest) -> None:
+        """Classify on the classifier's own thread as a task of the loop, so the detector never waits for it."""
+        task = asyncio.get_running_loop().create_task(self._reason(request))
+        self._reasons.add(task)
+        task.add_done_callback(self._reasons.discard)
+
+    async def _reason(self, request: ClassifyRequest) -> None:
         assert self.classifier is not None
         started = time.perf_counter()
-        future = self._classify_executor.submit(self.classifier.classify, request.samples)
-        future.add_done_callback(lambda f: self._call_soon(lambda: self._emit_reason(request, f, started)))
-
-    def _emit_reason(self, request: ClassifyRequest, future: Future, started: float) -> None:
-        if future.cancelled():
-            return
-        if future.exception() is not None:  # a reason is a hint: log it, keep detecting
-            log.error("classify_failed", cry_id=request.id, error=repr(future.exception()))
+        try:
+            reason = await asyncio.get_running_loop().run_in_executor(self._classify_executor,
+                                                                      self.classifier.classify, request.samples)
+        except Exception as exc:  # a reason is a hint: log it, keep detecting
+            log.error("classify_failed", cry_id=request.id, error=repr(exc))
             return
         self._diag["classify_ms"] = round(1000 * (time.perf_counter() - started), 1)
-        event = ReasonEvent(request.t, request.id, future.result(), request.samples.size / SAMPLE_RATE)
+        event = ReasonEvent(request.t, request.id, reason, request.samples.size / SAMPLE_RATE)
         payload = event_payload(event, time.time() - (self.pipeline.t - event.t))
         log.info(event.type, **payload)
         if self.mqtt:
@@ -410,8 +414,8 @@ class Daemon:
                 self._handle(self._inflight.result())
             # a reason being computed is published; one that is only due now (a cry cut short by the stop) is not
             self._emit(self.pipeline.close().events)
-            await asyncio.to_thread(self._classify_executor.shutdown, wait=True, cancel_futures=True)
-            await asyncio.sleep(0)  # run the call_soon_threadsafe callbacks of finished classifications
+            await asyncio.gather(*self._reasons, return_exceptions=True)
+            self._classify_executor.shutdown(wait=False)
             if self.clips is not None:
                 self.clips.stop()
             if self.mqtt:

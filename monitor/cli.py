@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -37,11 +38,16 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # SIGHUP's default action kills the process: one sent while the models load (systemctl reload, a log rotator)
+    # is remembered instead, and the running daemon reloads once (Daemon.run)
+    early_reloads: list[int] = []
+    signal.signal(signal.SIGHUP, lambda signum, frame: early_reloads.append(signum))
     from monitor.service.daemon import Daemon
 
     config = _config(args)
     configure_logging(config.logging)
-    code = asyncio.run(Daemon(config, input_path=args.input, config_path=args.config).run())
+    daemon = Daemon(config, input_path=args.input, config_path=args.config)
+    code = asyncio.run(daemon.run(early_reloads))
     # Everything is closed by now (capture, outbox, MQTT). Interpreter teardown with torch loaded takes ~0.8 s
     # on a 2-core box, which would break the promise to exit within 2 s of SIGTERM under load: skip it.
     sys.stdout.flush()

@@ -90,7 +90,7 @@ class EventsConfig:
     cooldown_seconds: float = field(default=5.0, metadata=_range(0.0, 3600.0))
     max_duration_seconds: float = field(default=600.0, metadata=_range(10.0, 86400.0))
     sensitivity: str = field(default="medium", metadata=_choices(*SENSITIVITIES))
-    quiet_hours: str | None = None  # "HH:MM-HH:MM" local time: detection paused; None = never
+    quiet_hours: str | None = None  # "HH:MM-HH:MM" local time: detection paused; None or "OFF" = never
 
 
 @dataclass(frozen=True)
@@ -237,7 +237,7 @@ class Config:
             raise ConfigError("events.confirm_windows must not exceed events.of_windows")
         if e.start_threshold is not None and e.end_threshold > e.start_threshold:
             raise ConfigError("events.end_threshold must not exceed events.start_threshold (hysteresis)")
-        if self.events.quiet_hours is not None:
+        if self.events.quiet_hours is not None and self.events.quiet_hours.strip().upper() != "OFF":
             from monitor.core.control import CommandError, QuietHours
 
             try:

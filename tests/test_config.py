@@ -112,3 +112,12 @@ def test_shipped_detector_carries_all_three_presets():
     assert set(presets) == {"low", "medium", "high"}
     for point in presets.values():
         assert 0 < point.start_threshold < 1 and 1 <= point.confirm_windows <= point.of_windows
+
+
+def test_quiet_hours_off_in_the_file_means_none_as_over_mqtt():
+    from monitor.core.control import ControlState
+
+    config = parse_config('events:\n  quiet_hours: "OFF"\n')
+    assert ControlState.from_payload({"quiet_hours": config.events.quiet_hours}).quiet_hours is None
+    with pytest.raises(ConfigError, match="quiet_hours must be HH:MM-HH:MM or OFF"):
+        parse_config('events:\n  quiet_hours: "late"\n')

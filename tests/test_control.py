@@ -33,6 +33,7 @@ def test_valid_commands(control, payload, expected):
         ("sensitivity", b"extreme"), ("sensitivity", b"[1,2]"), ("sensitivity", b'"unterminated'),
         ("sensitivity", b"null"), ("quiet_hours", b"25:00-06:00"), ("quiet_hours", b"22:00-22:00"),
         ("quiet_hours", b"{\"start\": 1}"), ("volume", b"11"),
+        ("quiet_hours", b""), ("quiet_hours", b"  \n"), ("enabled", b""), ("sensitivity", b'""'),
     ],
 )
 def test_invalid_commands_raise(control, payload):

@@ -98,6 +98,8 @@ def apply_command(state: ControlState, control: str, payload: bytes) -> ControlS
         text = payload.decode("utf-8").strip()
     except UnicodeDecodeError:
         raise CommandError(f"{control}: payload is not UTF-8 text") from None
+    if not text:  # also what an empty retained publish (clearing a retained message) delivers to live subscribers
+        raise CommandError(f"{control}: empty payload")
     if text.startswith('"'):  # a JSON string is accepted too
         try:
             text = json.loads(text)
@@ -114,6 +116,6 @@ def apply_command(state: ControlState, control: str, payload: bytes) -> ControlS
         if text.lower() not in SENSITIVITIES:
             raise CommandError(f"sensitivity must be one of {', '.join(SENSITIVITIES)}, got {text!r}")
         return dataclasses.replace(state, sensitivity=text.lower())
-    if text.upper() in ("OFF", ""):
+    if text.upper() == "OFF":
         return dataclasses.replace(state, quiet_hours=None)
     return dataclasses.replace(state, quiet_hours=QuietHours.parse(text))

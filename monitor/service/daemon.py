@@ -125,7 +125,7 @@ class Daemon:
                 open_cry = saved.get("open_cry")
                 if open_cry is not None:
                     open_cry = {"id": str(open_cry["id"]), "started_ts": str(open_cry["started_ts"])}
-            except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
+            except (OSError, ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:  # 1e999 → inf
                 log.error("state_file_ignored", path=str(path), error=str(exc))
         return controls, stats, open_cry
 
@@ -383,7 +383,9 @@ class Daemon:
                 day = date.today()
                 self._publish_stats()
 
-    async def run(self) -> int:
+    async def run(self, early_reloads: list | None = None) -> int:
+        """Until SIGTERM/SIGINT or the end of a file input; ``early_reloads``: SIGHUPs that came while starting
+        (read once the loop's own handler is installed, so none is lost)."""
         self._loop = loop = asyncio.get_running_loop()
         if self.mqtt:
             self.mqtt.start()
@@ -396,6 +398,9 @@ class Daemon:
         log.info("daemon_started", model=self.detector.model_id,
                  classifier=self.classifier.model_id if self.classifier else None, input=self.input_path or "microphone",
                  state_dir=str(self.state_dir), controls=self.controls.to_payload())
+        if early_reloads:
+            log.info("reload_requested_while_starting")
+            self.reload()
         try:
             await consumer
         except asyncio.CancelledError:

@@ -16,11 +16,11 @@ import sys
 from pathlib import Path
 
 from monitor import __version__
-from monitor.audio.files import AudioFileError
 from monitor.audio.capture import CaptureError
+from monitor.audio.files import AudioFileError
 from monitor.config import Config, ConfigError, load_config, override
-from monitor.service.log import configure_logging
 from monitor.inference.weights import ModelFileError
+from monitor.service.log import configure_logging
 
 EXPECTED_ERRORS = (ConfigError, AudioFileError, ModelFileError, CaptureError)
 
@@ -56,11 +56,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from monitor.inference.classify import ReasonClassifier
     from monitor.core.schedule import reasons_enabled
+    from monitor.core.stats import CryStats
+    from monitor.inference.classify import ReasonClassifier
     from monitor.inference.detect import make_detector
     from monitor.offline.replay import replay_file
-    from monitor.core.stats import CryStats
 
     config = _config(args)
     configure_logging(config.logging)

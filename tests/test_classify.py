@@ -12,15 +12,14 @@ import structlog
 import torch
 
 from conftest import pick
-from monitor.inference.classify import MAX_FRAMES, MIN_FRAMES, ReasonClassifier, prepare, trim_silence
-from monitor.core.schedule import ReasonSchedule
 from monitor.config import ClassifierConfig, Config, ConfigError, parse_config
-from monitor.inference.detect import CryDetector
-from monitor.inference.models import REGISTRY, build, count_params
 from monitor.core.events import REASONS
 from monitor.core.pipeline import Pipeline
+from monitor.core.schedule import ReasonSchedule
+from monitor.inference.classify import MAX_FRAMES, MIN_FRAMES, ReasonClassifier, prepare, trim_silence
+from monitor.inference.detect import CryDetector
+from monitor.inference.models import REGISTRY, build, count_params
 from monitor.inference.weights import ModelFileError
-
 
 # ---------------------------------------------------------------- schedule (pure)
 

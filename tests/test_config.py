@@ -5,8 +5,17 @@ import pytest
 import yaml
 
 from monitor.cli import main
-from monitor.config import (Config, ConfigError, DetectorConfig, EventsConfig, OperatingPoint, effective_events,
-                            load_config, override, parse_config)
+from monitor.config import (
+    Config,
+    ConfigError,
+    DetectorConfig,
+    EventsConfig,
+    OperatingPoint,
+    effective_events,
+    load_config,
+    override,
+    parse_config,
+)
 from monitor.inference.weights import read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -115,8 +115,8 @@ def test_clip_retention_by_age_then_total_size(tmp_path):
     import os
     import time
 
-    from monitor.service.clips import ClipRecorder
     from monitor.config import ClipsConfig
+    from monitor.service.clips import ClipRecorder
 
     recorder = ClipRecorder(ClipsConfig(enabled=True, retention_days=1.0, max_total_mb=0.25), tmp_path)
     now = time.time()

@@ -32,8 +32,8 @@ def loudness_config(hold: float) -> Config:
 
 
 def test_loudness_mode_fires_on_any_sound_held_long_enough():
-    from monitor.inference.detect import LoudnessDetector, make_detector
     from monitor.core.pipeline import Pipeline
+    from monitor.inference.detect import LoudnessDetector, make_detector
 
     config = loudness_config(hold=1.0)
     detector = make_detector(config.detector)

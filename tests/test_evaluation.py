@@ -12,7 +12,19 @@ import soundfile as sf
 from conftest import DATA
 from monitor.offline.data import read_manifest, split_groups
 from monitor.offline.evaluate_cli import main
-from monitor.offline.evaluation import (Annotation, MissedCry, Windows, by_scene, detections_from_events, evaluate_file, match_events, read_annotations, roc_auc, summarize, window_labels)
+from monitor.offline.evaluation import (
+    Annotation,
+    MissedCry,
+    Windows,
+    by_scene,
+    detections_from_events,
+    evaluate_file,
+    match_events,
+    read_annotations,
+    roc_auc,
+    summarize,
+    window_labels,
+)
 
 
 def events_for(*intervals: tuple[float, float]) -> list[dict]:

@@ -1,13 +1,20 @@
 """Issue 12: what a user or a fault did that used to break the daemon, each reproduced with real parts."""
 
+import json
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 import structlog
 
+from conftest import ROOT
 from daemon_helpers import DaemonProcess, write_config
+from monitor.audio.files import AudioFileError, read_file
 from monitor.config import Config, override
 from monitor.service.daemon import Daemon
 
@@ -36,3 +43,38 @@ def test_a_sighup_while_the_models_load_is_a_reload_not_a_death(broker, tmp_path
     finally:
         code, _ = daemon.stop(signal.SIGTERM)
     assert code == 0, daemon.stderr
+
+
+@pytest.mark.parametrize("kind, message", [("folder", "is a folder"), ("device", "not a regular file")])
+def test_a_folder_or_a_device_is_named_as_such_not_as_missing(tmp_path, kind, message):
+    path = tmp_path if kind == "folder" else Path("/dev/zero")
+    with pytest.raises(AudioFileError, match=message):
+        read_file(path)
+
+
+def test_nan_and_infinite_samples_become_silence_with_a_warning_and_valid_json(tmp_path, cry_clip):
+    audio = read_file(cry_clip)[: 4 * 16000].copy()
+    audio[1000:1100], audio[5000] = np.nan, np.inf
+    path = tmp_path / "nan.wav"
+    sf.write(path, audio, 16000, subtype="FLOAT")
+    out = subprocess.run([sys.executable, "-m", "monitor", "classify", str(path)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    answer = json.loads(out.stdout, parse_constant=lambda c: pytest.fail(f"{c} in the output"))
+    assert 0.0 <= answer["confidence"] <= 1.0
+    assert "audio_not_finite" in out.stderr
+
+
+def test_a_truncated_flac_ends_the_open_cry_before_its_error(tmp_path, cry_then_quiet):
+    audio, rate = sf.read(cry_then_quiet, dtype="float32")
+    flac = tmp_path / "cut.flac"
+    sf.write(flac, audio, rate)
+    data = flac.read_bytes()
+    flac.write_bytes(data[: len(data) * 2 // 3])  # the cry holds most of the bytes: this cuts into it
+    out = subprocess.run([sys.executable, "-m", "monitor", "replay", str(flac)], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [e["type"] for e in events if e["type"] != "cry_reason"] == ["cry_start", "cry_end"], out.stdout
+    assert events[-1]["ended_by"] == "input_error"
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().startswith("crymonitor: error:") and "cut.flac: decoding failed part-way" in out.stderr

@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from monitor.inference.features import HOP, frames_for, logmel, mel_filterbank
 from monitor.core.levels import level_dbfs
-from monitor.inference.models.logmel import LogMel
+from monitor.inference import onnx_runtime
+from monitor.inference.features import HOP, frames_for, logmel, mel_filterbank
 from monitor.inference.models import REGISTRY, build
 from monitor.inference.models.cnn10 import Cnn10
-from monitor.inference import onnx_runtime
+from monitor.inference.models.logmel import LogMel
 from monitor.inference.models.streaming_cnn10 import FRAME, StreamingCnn10
 
 

@@ -40,8 +40,8 @@ def exported_classifier(tmp_path_factory):
 
 def test_the_onnx_classifier_gives_torchs_probabilities_on_held_out_cries(exported_classifier, val_clips):
     from conftest import pick
-    from monitor.inference.classify import ReasonClassifier
     from monitor.config import ClassifierConfig
+    from monitor.inference.classify import ReasonClassifier
 
     runtimes = [ReasonClassifier(ClassifierConfig(model=exported_classifier / name, device="cpu", min_confidence=0.5))
                 for name in ("classifier.pt", "classifier.onnx")]

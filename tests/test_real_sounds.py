@@ -14,10 +14,10 @@ import pytest
 from conftest import DATA, ROOT
 from monitor.audio.files import read_file
 from monitor.config import Config, OperatingPoint, override
-from monitor.offline.data import category, read_manifest, split_groups
-from monitor.inference.detect import CryDetector
 from monitor.core.pipeline import Pipeline
+from monitor.inference.detect import CryDetector
 from monitor.inference.weights import read_manifest as read_models
+from monitor.offline.data import category, read_manifest, split_groups
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,19 @@ import monitor.inference.models.ecapa
 import monitor.inference.models.ietma
 import monitor.inference.models.mfcc
 import monitor.inference.models.resnet
-from monitor.inference.models.logmel import LogMel
 from monitor.inference.models import REGISTRY, build, count_macs, count_params
 from monitor.inference.models.cnn10 import ConvBlock
 from monitor.inference.models.cnn14 import Cnn14
 from monitor.inference.models.ecapa import EcapaTdnn, additive_angular_margin
-from monitor.inference.models.ietma import (CodedMca, CodedRse, DifferentialAttention, DilatedMca, Ietma, InteractiveRse)
+from monitor.inference.models.ietma import (
+    CodedMca,
+    CodedRse,
+    DifferentialAttention,
+    DilatedMca,
+    Ietma,
+    InteractiveRse,
+)
+from monitor.inference.models.logmel import LogMel
 from monitor.inference.models.mfcc import Mfcc, dct_matrix
 from monitor.inference.models.resnet import ResNet18
 

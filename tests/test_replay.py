@@ -14,8 +14,8 @@ from monitor.audio.files import read_file
 from monitor.cli import main
 from monitor.config import Config
 from monitor.inference.detect import CryDetector
-from monitor.offline.replay import replay_file
 from monitor.inference.weights import read_manifest as read_models
+from monitor.offline.replay import replay_file
 
 
 @pytest.fixture(scope="module")

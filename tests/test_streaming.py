@@ -10,12 +10,11 @@ import torch
 from conftest import ROOT
 from monitor.audio.files import read_file
 from monitor.config import Config, ConfigError, override
+from monitor.core.pipeline import Pipeline
 from monitor.inference.detect import CryDetector
 from monitor.inference.models.cnn10 import Cnn10
 from monitor.inference.models.streaming_cnn10 import FRAME
-from monitor.core.pipeline import Pipeline
 from monitor.inference.weights import write_manifest_entry
-
 
 TORCH = override(Config(), "detector", model=str(ROOT / "models" / "detector.pt")).detector  # the fp32 reference
 

@@ -40,11 +40,11 @@ sys.path.insert(0, str(ROOT))
 
 from monitor import SAMPLE_RATE  # noqa: E402
 from monitor.audio.files import read_file  # noqa: E402
-from monitor.inference.classify import ReasonClassifier  # noqa: E402
 from monitor.config import Config, override  # noqa: E402
+from monitor.core.pipeline import Pipeline  # noqa: E402
+from monitor.inference.classify import ReasonClassifier  # noqa: E402
 from monitor.inference.detect import CryDetector  # noqa: E402
 from monitor.inference.models import count_macs, streamed_macs_per_second  # noqa: E402
-from monitor.core.pipeline import Pipeline  # noqa: E402
 from monitor.inference.weights import MODELS_DIR  # noqa: E402
 
 DEFAULT = ROOT.parent / "shared/data/notcry/music/asterisk-moh/manolo_camp-morning_coffee.flac"

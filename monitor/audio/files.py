@@ -13,8 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import structlog
 
 from monitor import SAMPLE_RATE
+
+log = structlog.get_logger(__name__)
 
 
 class AudioFileError(Exception):
@@ -114,9 +117,23 @@ def _filter_table(orig: int, new: int) -> np.ndarray:
     return np.where(inside, cutoff * np.sinc(u) * window, 0.0).astype(np.float32)
 
 
+def finite(samples: np.ndarray, path: Path) -> np.ndarray:
+    """NaN and infinite samples (a float file can hold them) become silence, with a warning: one would make every
+    score and level after it NaN, and a NaN confidence is not valid JSON."""
+    bad = ~np.isfinite(samples)
+    if bad.any():
+        log.warning("audio_not_finite", path=str(path), samples=int(bad.sum()), detail="replaced by silence")
+        samples = np.where(bad, np.float32(0.0), samples)
+    return samples
+
+
 def _open(path: Path) -> sf.SoundFile:
-    if not path.is_file():
+    if not path.exists():
         raise AudioFileError(f"{path}: no such file")
+    if path.is_dir():
+        raise AudioFileError(f"{path}: is a folder, not an audio file")
+    if not path.is_file():  # /dev/zero would never end; a FIFO cannot be rewound to read its header twice
+        raise AudioFileError(f"{path}: not a regular file (a device, FIFO or socket); give a recorded file")
     try:
         handle = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
@@ -138,7 +155,7 @@ def iter_file(path: str | Path, block_seconds: float = 1.0) -> Iterator[np.ndarr
         block = max(1, int(block_seconds * handle.samplerate))
         try:
             for frames in handle.blocks(blocksize=block, dtype="float32", always_2d=True):
-                out = resampler.process(to_mono(frames))
+                out = resampler.process(finite(to_mono(frames), path))
                 if out.size:
                     yield out
         except (sf.LibsndfileError, RuntimeError) as exc:

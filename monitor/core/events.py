@@ -37,7 +37,7 @@ class CryEvent:
     id: str  # shared by a cry's start and end
     confidence: float
     duration_s: float | None = None  # cry_end only
-    ended_by: str | None = None  # cry_end only: "quiet" | "max_duration" | "shutdown" (the daemon adds "restart")
+    ended_by: str | None = None  # cry_end only: "quiet" | "max_duration" | "shutdown" | "paused" | "input_error" | "restart"
 
     def to_dict(self) -> dict:
         out = {"type": self.type, "t": round(self.t, 3), "id": self.id, "confidence": round(self.confidence, 4)}

@@ -26,11 +26,11 @@ from typing import Protocol
 import numpy as np
 
 from monitor import SAMPLE_RATE
-from monitor.core.buffer import RingBuffer
-from monitor.core.schedule import ClassifyRequest, ReasonSchedule, reasons_enabled
 from monitor.config import Config, OperatingPoint, effective_events
+from monitor.core.buffer import RingBuffer
 from monitor.core.events import CryEvent, CryStateMachine
 from monitor.core.levels import level_dbfs
+from monitor.core.schedule import ClassifyRequest, ReasonSchedule, reasons_enabled
 
 
 @dataclass(frozen=True)

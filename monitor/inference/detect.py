@@ -19,7 +19,6 @@ missing GPU falls back to the CPU with a logged warning.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from monitor import SAMPLE_RATE

@@ -23,12 +23,22 @@ import soundfile as sf
 from monitor import SAMPLE_RATE
 from monitor.audio.files import AudioFileError
 from monitor.config import Config, ConfigError, effective_events, load_config
-from monitor.inference.detect import make_detector
-from monitor.offline.evaluation import (Annotation, Detection, FileResult, Summary, by_scene, detections_from_events, evaluate_file, read_annotations, summarize)
-from monitor.service.log import configure_logging
 from monitor.core.pipeline import Scorer
-from monitor.offline.replay import replay_file
+from monitor.inference.detect import make_detector
 from monitor.inference.weights import ModelFileError
+from monitor.offline.evaluation import (
+    Annotation,
+    Detection,
+    FileResult,
+    Summary,
+    by_scene,
+    detections_from_events,
+    evaluate_file,
+    read_annotations,
+    summarize,
+)
+from monitor.offline.replay import replay_file
+from monitor.service.log import configure_logging
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 

@@ -15,8 +15,8 @@ import soundfile as sf
 import structlog
 
 from monitor import SAMPLE_RATE
-from monitor.core.buffer import RingBuffer
 from monitor.config import ClipsConfig
+from monitor.core.buffer import RingBuffer
 
 log = structlog.get_logger(__name__)
 

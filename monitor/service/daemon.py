@@ -27,22 +27,21 @@ import structlog
 
 from monitor import SAMPLE_RATE, __version__
 from monitor.audio.capture import MicCapture, file_chunks
-from monitor.core.schedule import ClassifyRequest, reasons_enabled
-from monitor.inference.classify import ReasonClassifier
-from monitor.core.events import ReasonEvent
-from monitor.service.clips import ClipRecorder
 from monitor.config import SENSITIVITIES, Config, ConfigError, effective_events, load_config
 from monitor.core.control import CommandError, ControlState, apply_command
-from monitor.inference.detect import make_detector
-from monitor.core.events import CryEvent, event_payload
-from monitor.core.levels import level_dbfs
+from monitor.core.events import CryEvent, ReasonEvent, event_payload
 from monitor.core.health import MicHealth
+from monitor.core.levels import level_dbfs
+from monitor.core.pipeline import FeedResult, Pipeline
+from monitor.core.schedule import ClassifyRequest, reasons_enabled
+from monitor.core.stats import CryStats
+from monitor.inference.classify import ReasonClassifier
+from monitor.inference.detect import make_detector
+from monitor.service.clips import ClipRecorder
+from monitor.service.mqtt_sink import MqttSink
 from monitor.service.notify import Notifier
 from monitor.service.outbox import Outbox
-from monitor.core.pipeline import FeedResult, Pipeline
-from monitor.service.mqtt_sink import MqttSink
 from monitor.service.publish import MqttPublisher
-from monitor.core.stats import CryStats
 
 log = structlog.get_logger(__name__)
 

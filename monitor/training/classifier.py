@@ -36,13 +36,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 from monitor import SAMPLE_RATE
 from monitor.audio.files import read_file
+from monitor.core.events import REASONS
 from monitor.inference.classify import MAX_FRAMES, prepare, trim_silence
+from monitor.inference.models import count_macs, count_params
+from monitor.inference.models.logmel import LogMel
+from monitor.inference.models.reason import ReasonNet
 from monitor.offline.data import read_manifest, split_groups
 from monitor.offline.evaluation import f1
-from monitor.inference.models.logmel import LogMel
-from monitor.inference.models import count_macs, count_params
-from monitor.core.events import REASONS
-from monitor.inference.models.reason import ReasonNet
 
 CACHE = ROOT / "cache" / "classifier"
 CROP = 151  # 1.5 s training crops (CPU budget; evaluation sees up to 4 s)

@@ -42,15 +42,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-
 from monitor import SAMPLE_RATE
 from monitor.audio.files import read_file
 from monitor.core.levels import frame_db
+from monitor.inference.models import build, count_macs, count_params, streamed_macs_per_second
+from monitor.inference.weights import MODELS_DIR, load_model, sha256_of, write_manifest_entry
 from monitor.offline.data import category, read_manifest, split_groups
 from monitor.offline.evaluation import f1
 from monitor.training.speech import espeak
-from monitor.inference.models import build, count_macs, count_params, streamed_macs_per_second
-from monitor.inference.weights import MODELS_DIR, load_model, sha256_of, write_manifest_entry
 
 ROOT = Path(__file__).resolve().parents[2]
 # The detector shipped by commit af0651e (issue 9's retraining on every real negative, window form; git history
@@ -579,9 +578,9 @@ def evaluate(model: Path, threads: int, val_windows: int) -> dict:
     """Window metrics on validation set B, then the daemon's pipeline on held-out clips in a quiet room (at the
     medium preset)."""
     from monitor.config import Config
+    from monitor.core.pipeline import Pipeline
     from monitor.inference.detect import CryDetector
     from monitor.offline.evaluation import roc_auc
-    from monitor.core.pipeline import Pipeline
 
     cache = ROOT / "cache" / "detector"
     audio = np.load(cache / "audio.npy", mmap_mode="r")
@@ -935,7 +934,8 @@ def preset_key(model: Path) -> str:
 def ablations(args, metrics: dict) -> dict[str, dict]:
     """Held-out clip results of the shipped detector and of every ablation trained (``--ablation NAME``), all at
     the shipped medium preset's start threshold, N of M and hop."""
-    from monitor.inference.weights import read_manifest as read_models, write_operating_point
+    from monitor.inference.weights import read_manifest as read_models
+    from monitor.inference.weights import write_operating_point
 
     shipped = read_models(args.out.parent)[args.out.name]
     rows = {" + ".join(args.laugh_negatives) + " (shipped)": metrics}

@@ -77,8 +77,8 @@ def classifier_difference(model: torch.nn.Module, onnx_path: Path, data: Path) -
     import onnxruntime
 
     from monitor.inference.classify import prepare
-    from monitor.offline.data import read_manifest
     from monitor.inference.features import logmel
+    from monitor.offline.data import read_manifest
 
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     cries = sorted((c for c in read_manifest(data) if c.source == "donateacry-cleaned"), key=lambda c: c.path)

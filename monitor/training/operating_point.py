@@ -54,19 +54,18 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 
-from monitor.training import real_soundscapes as make_real_soundscapes
-from monitor.training import soundscapes as make_soundscapes
-
 from monitor import SAMPLE_RATE
 from monitor.config import Config, EventsConfig, OperatingPoint
-from monitor.offline.data import CATEGORIES
-from monitor.inference.detect import CryDetector
-from monitor.offline.evaluate_cli import report
-from monitor.offline.evaluation import EventCounts, FileResult, evaluate_file, read_annotations
 from monitor.core.events import CryStateMachine, event_payload
 from monitor.core.pipeline import Pipeline
+from monitor.inference.detect import CryDetector
 from monitor.inference.models.streaming_cnn10 import FRAME
 from monitor.inference.weights import MODELS_DIR, write_operating_point
+from monitor.offline.data import CATEGORIES
+from monitor.offline.evaluate_cli import report
+from monitor.offline.evaluation import EventCounts, FileResult, evaluate_file, read_annotations
+from monitor.training import real_soundscapes as make_real_soundscapes
+from monitor.training import soundscapes as make_soundscapes
 
 THRESHOLDS = (0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99)
 N_OF_M = ((1, 1), (2, 2), (2, 3), (3, 3), (3, 4), (4, 5), (5, 6))  # in windows at REFERENCE_HOP

@@ -34,10 +34,24 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 
-from monitor.training.soundscapes import (SR, Recording, Track, active_db, add_cries, at_db, build, coloured_noise,
-                              excerpt, faded, rms_db, room, trim, write)
 from monitor.audio.files import read_file
 from monitor.offline.data import Clip, category, read_manifest, split_groups
+from monitor.training.soundscapes import (
+    SR,
+    Recording,
+    Track,
+    active_db,
+    add_cries,
+    at_db,
+    build,
+    coloured_noise,
+    excerpt,
+    faded,
+    rms_db,
+    room,
+    trim,
+    write,
+)
 
 DEFAULT_SEED = 11
 EVENT_CATEGORIES = ("vocal", "animal", "household", "speech")

@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-
-from monitor.training import classifier as T
-
 from monitor.core.events import REASONS
 from monitor.inference.weights import MODELS_DIR, write_manifest_entry
+from monitor.training import classifier as T
 
 LABELS = {
     "majority": "Always \"hungry\" (no model)",
@@ -54,8 +51,8 @@ def majority_baseline(data: dict) -> dict:
 
 
 def table(results: list[dict]) -> str:
-    head = (f"| model | params | MACs (4 s) | accuracy | macro-F1 | UAR | ECE (calibrated) | minutes |\n"
-            f"|---|---|---|---|---|---|---|---|")
+    head = ("| model | params | MACs (4 s) | accuracy | macro-F1 | UAR | ECE (calibrated) | minutes |\n"
+            "|---|---|---|---|---|---|---|---|")
     rows = []
     for r in results:
         m, s = r["mean"], r["std"]

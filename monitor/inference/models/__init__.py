@@ -17,7 +17,6 @@ from torch import nn
 
 from monitor import SAMPLE_RATE
 from monitor.inference.features import HOP
-
 from monitor.inference.models.cnn10 import Cnn10
 from monitor.inference.models.cnn14 import Cnn14
 from monitor.inference.models.ecapa import EcapaTdnn

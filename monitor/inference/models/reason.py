@@ -26,7 +26,6 @@ from monitor.inference.features import N_MELS
 from monitor.inference.models.mfcc import Mfcc
 
 
-
 class ReasonNet(nn.Module):
     def __init__(self, backbone: str = "ietma", classes: Sequence[str] = REASONS, frontend: str = "mfcc",
                  **backbone_kwargs: object) -> None:

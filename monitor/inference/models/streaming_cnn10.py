@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from monitor.inference.features import AMIN, HOP, N_FFT, N_MELS
-from monitor.inference.models.logmel import LogMel
 from monitor.inference.models.cnn10 import Cnn10, ConvBlock, xavier_init
+from monitor.inference.models.logmel import LogMel
 
 FRAME = 8 * HOP  # samples per frame embedding: three 2× time poolings of 10 ms log-mel frames → 80 ms
 CONTEXT = 4  # input frames two valid 3-tap convolutions consume per block

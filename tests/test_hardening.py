@@ -19,6 +19,12 @@ from monitor.config import Config, override
 from monitor.service.daemon import Daemon
 
 
+def quiet_wav(folder: Path, seconds: float = 60.0) -> Path:
+    path = folder / "quiet.wav"
+    sf.write(path, np.random.default_rng(0).standard_normal(int(seconds * 16000)).astype(np.float32) * 1e-3, 16000)
+    return path
+
+
 def test_an_infinite_number_in_the_state_file_is_ignored_with_a_logged_error(tmp_path):
     state = tmp_path / "state"
     state.mkdir()
@@ -32,9 +38,7 @@ def test_an_infinite_number_in_the_state_file_is_ignored_with_a_logged_error(tmp
 
 def test_a_sighup_while_the_models_load_is_a_reload_not_a_death(broker, tmp_path):
     config = write_config(tmp_path / "c.yaml", broker.port, "hup")
-    quiet = tmp_path / "quiet.wav"
-    sf.write(quiet, np.zeros(30 * 16000, np.float32) + 1e-3, 16000)
-    daemon = DaemonProcess(config, "--input", str(quiet))
+    daemon = DaemonProcess(config, "--input", str(quiet_wav(tmp_path)))
     time.sleep(0.3)  # the interpreter is up, the models are not loaded yet
     daemon.proc.send_signal(signal.SIGHUP)
     try:
@@ -78,3 +82,45 @@ def test_a_truncated_flac_ends_the_open_cry_before_its_error(tmp_path, cry_then_
     assert events[-1]["ended_by"] == "input_error"
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().startswith("crymonitor: error:") and "cut.flac: decoding failed part-way" in out.stderr
+
+
+def mqtt_config(path: Path, mqtt: str) -> Path:
+    path.write_text(f"mqtt:\n{mqtt}  keepalive_seconds: 5\nstate:\n  dir: {path.parent / 'state'}\n"
+                    "logging:\n  format: json\n")
+    return path
+
+
+@pytest.mark.parametrize("case, mqtt, reason", [
+    ("refused", "  port: {free}\n", "connection refused: nothing listens on localhost:{free}"),
+    ("dns", "  host: no-such-broker.invalid\n", "cannot resolve the host name 'no-such-broker.invalid'"),
+    ("tls-on-plain", "  port: {broker}\n  tls: true\n", "TLS handshake failed"),
+])
+def test_every_failed_connection_is_logged_with_its_reason(broker, tmp_path, case, mqtt, reason):
+    from conftest import free_port
+
+    free = free_port()
+    config = mqtt_config(tmp_path / "c.yaml", mqtt.format(free=free, broker=broker.port))
+    daemon = DaemonProcess(config, "--input", str(quiet_wav(tmp_path)))
+    try:
+        record = daemon.wait_log("mqtt_connect_failed", timeout=30)
+    finally:
+        daemon.stop(signal.SIGTERM)
+    assert reason.format(free=free) in record["reason"], record
+
+
+def test_reconnects_within_seconds_of_the_brokers_return(broker, tmp_path):
+    daemon = DaemonProcess(write_config(tmp_path / "c.yaml", broker.port, "back"), "--input", str(quiet_wav(tmp_path)))
+    try:
+        daemon.wait_log("mqtt_connected")
+        broker.stop()
+        time.sleep(25)  # long enough for paho's default backoff to have grown past 10 s
+        broker.start()
+        back = time.monotonic()
+        deadline = back + 10
+        while sum(r["event"] == "mqtt_connected" for r in daemon.logs()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        waited = time.monotonic() - back
+    finally:
+        daemon.stop(signal.SIGTERM)
+    assert waited < 5, f"reconnected {waited:.1f} s after the broker returned"  # it used to take 11–16 s
+    assert any(r["event"] == "mqtt_connect_failed" for r in daemon.logs())  # the outage was not silent

@@ -9,8 +9,10 @@ Topics under ``<base_topic>/<device_id>/`` (the README lists them with payloads)
 | event                  | one JSON object per event (via the outbox) | 1   | no       |
 | level, diagnostics     | measurements (the latest kept for a restarted Home Assistant) | 0 | yes |
 
-The client connects asynchronously and reconnects with backoff (1 → 30 s) on its own network thread, so a broker
-that is down at start or goes away later never blocks the daemon. On every (re)connect it publishes the
+The client connects asynchronously and retries every 1–2 s on its own network thread, so a broker that is down
+at start or goes away later never blocks the daemon, and an alarm raised during an outage goes out within about
+2 s of the broker's return (paho's default backoff grows to 30 s). A failed attempt is logged with its reason
+(:func:`connection_problem`): at once, then at most every :data:`FAILURE_LOG_SECONDS` with the count. On every (re)connect it publishes the
 availability, every retained state, the discovery config, and subscribes again. Events go through the
 :class:`~monitor.service.outbox.Outbox` when one is given: rows left by an earlier run are queued first, each row is
 deleted when its PUBACK arrives, and :meth:`close` reports what was never acknowledged.
@@ -19,6 +21,7 @@ deleted when its PUBACK arrives, and :meth:`close` reports what was never acknow
 from __future__ import annotations
 
 import json
+import socket
 import sqlite3
 import ssl
 import threading
@@ -32,6 +35,36 @@ from monitor.config import MqttConfig
 from monitor.service.outbox import Outbox
 
 log = structlog.get_logger(__name__)
+FAILURE_LOG_SECONDS = 30.0
+PROBE_TIMEOUT_SECONDS = 3.0
+
+
+def connection_problem(config: MqttConfig) -> str:
+    """Why a connection to the broker fails, in words: paho reports a failed attempt without its cause, so the
+    attempt is repeated here step by step (name, TCP, TLS)."""
+    address = f"{config.host}:{config.port}"
+    try:
+        sock = socket.create_connection((config.host, config.port), timeout=PROBE_TIMEOUT_SECONDS)
+    except socket.gaierror as exc:
+        return f"cannot resolve the host name {config.host!r} ({exc.strerror})"
+    except ConnectionRefusedError:
+        return f"connection refused: nothing listens on {address}"
+    except TimeoutError:
+        return f"no answer from {address} within {PROBE_TIMEOUT_SECONDS:g} s"
+    except OSError as exc:
+        return f"{address}: {exc.strerror or exc!r}"
+    with sock:
+        if not config.tls:
+            return "the broker closed the connection (it accepts TCP now: a transient fault, or see its log)"
+        try:
+            context = ssl.create_default_context(cafile=str(config.tls_ca_file) if config.tls_ca_file else None)
+            context.wrap_socket(sock, server_hostname=config.host).close()
+        except ssl.SSLCertVerificationError as exc:
+            return f"TLS: the broker's certificate is not trusted ({exc.verify_message}); set mqtt.tls_ca_file"
+        except (ssl.SSLError, OSError) as exc:
+            return (f"TLS handshake failed ({getattr(exc, 'reason', None) or exc.strerror or exc!r}): is {address} "
+                    "a TLS listener?")
+    return "the broker closed the connection (it accepts TCP and TLS now: a transient fault, or see its log)"
 
 
 def make_client(config: MqttConfig, client_id: str) -> mqtt.Client:
@@ -66,9 +99,11 @@ class MqttPublisher:
         self.connected = threading.Event()
         client = make_client(config, config.client_id or f"crymonitor-{config.device_id}")
         client.will_set(f"{self.topic}/status", "offline", qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.reconnect_delay_set(min_delay=1, max_delay=2)
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
+        self._failures, self._failure_logged = 0, float("-inf")
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_paho_message
@@ -84,10 +119,21 @@ class MqttPublisher:
         self.client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_seconds)
         self.client.loop_start()
 
+    def _on_connect_fail(self, client, userdata) -> None:
+        self._failures += 1
+        now = time.monotonic()
+        if now - self._failure_logged >= FAILURE_LOG_SECONDS:
+            self._failure_logged = now
+            log.error("mqtt_connect_failed", host=self.config.host, port=self.config.port,
+                      reason=connection_problem(self.config), attempts=self._failures)
+
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            log.error("mqtt_connect_refused", reason=str(reason_code))
+            hint = (" (mqtt.username is set but no password: mqtt.password_file or CRYMONITOR_MQTT_PASSWORD)"
+                    if self.config.username and self.config.password() is None else "")
+            log.error("mqtt_connect_refused", reason=str(reason_code) + hint)
             return
+        self._failures, self._failure_logged = 0, float("-inf")
         log.info("mqtt_connected", host=self.config.host, port=self.config.port)
         self.connected.set()  # before republishing, so a state set meanwhile is sent rather than missed
         self._call_soon(self.republish)

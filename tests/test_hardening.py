@@ -124,3 +124,22 @@ def test_reconnects_within_seconds_of_the_brokers_return(broker, tmp_path):
         daemon.stop(signal.SIGTERM)
     assert waited < 5, f"reconnected {waited:.1f} s after the broker returned"  # it used to take 11–16 s
     assert any(r["event"] == "mqtt_connect_failed" for r in daemon.logs())  # the outage was not silent
+
+
+def test_a_second_daemon_on_the_same_state_folder_is_refused_naming_the_first(broker, tmp_path):
+    config = write_config(tmp_path / "c.yaml", broker.port, "twice")
+    first = DaemonProcess(config, "--input", str(quiet_wav(tmp_path)))
+    try:
+        first.wait_log("daemon_started")
+        second = DaemonProcess(config, "--input", str(quiet_wav(tmp_path)))
+        assert second.proc.wait(timeout=60) == 2
+        second.stop(signal.SIGTERM)
+        assert f"already used by the crymonitor with PID {first.proc.pid}" in second.stderr
+        assert "Traceback" not in second.stderr and first.proc.poll() is None
+    finally:
+        first.stop(signal.SIGKILL)
+    third = DaemonProcess(config, "--input", str(quiet_wav(tmp_path)))  # a killed daemon leaves no stale lock
+    try:
+        third.wait_log("daemon_started")
+    finally:
+        third.stop(signal.SIGTERM)

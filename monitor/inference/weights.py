@@ -130,6 +130,7 @@ def open_model(path: Path, role: str, device: str = "cpu", threads: int = 1):
     if path.suffix == ".onnx":
         from monitor.inference import onnx_runtime as runtime
     else:
+        verified_entry(path, "the model card names the tool that makes it")  # before the seconds torch takes
         try:
             from monitor.inference import torch_runtime as runtime
         except ImportError:

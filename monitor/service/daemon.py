@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import fcntl
 import json
+import os
 import signal
 import sqlite3
 import time
@@ -46,12 +48,36 @@ from monitor.service.publish import MqttPublisher
 log = structlog.get_logger(__name__)
 
 
+def lock_state_dir(folder: Path):
+    """One daemon per state folder: two would share an outbox and a client id and take over each other's MQTT
+    session in a loop. An advisory lock, held until the process exits (the kernel drops it even after kill -9); a
+    second daemon gets a one-line error naming the first one's PID."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = open(folder / "daemon.lock", "a+")
+    except OSError as exc:
+        raise ConfigError(f"state.dir {folder}: cannot use it ({exc.strerror})") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        raise ConfigError(f"state.dir {folder}: already used by the crymonitor with PID {holder}; one daemon per "
+                          "state folder (give each room its own: crymonitor@<room>)") from None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
 class Daemon:
     def __init__(self, config: Config, input_path: str | None = None, config_path: Path | None = None) -> None:
         self.config = config
         self.config_path = config_path
         self.input_path = input_path
         self.state_dir = config.state.path()
+        self._lock = lock_state_dir(self.state_dir)
         self.detector = make_detector(config.detector)
         self.classifier = ReasonClassifier(config.classifier) if reasons_enabled(config) else None
         self.pipeline = Pipeline(config, self.detector)

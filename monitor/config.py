@@ -23,6 +23,7 @@ import yaml
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 PASSWORD_ENV = "CRYMONITOR_MQTT_PASSWORD"
 SENSITIVITIES = ("low", "medium", "high")  # the presets every detector's manifest entry holds; settable over MQTT
+MAX_NAME_BYTES = 128  # base topic, device id, discovery prefix, client id
 INSTANCE_ENV = "CRYMONITOR_INSTANCE"  # set by systemd/crymonitor@.service to the instance (room) name
 
 
@@ -253,10 +254,26 @@ class Config:
                               "audio.buffer_seconds (the cry's audio must still be in the buffer)")
         if self.clips.pre_roll_seconds > self.audio.buffer_seconds:
             raise ConfigError("clips.pre_roll_seconds must not exceed audio.buffer_seconds")
-        for name in ("base_topic", "device_id"):
-            value = getattr(self.mqtt, name)
+        for name, value in (("mqtt.base_topic", self.mqtt.base_topic), ("mqtt.device_id", self.mqtt.device_id),
+                            ("homeassistant.prefix", self.homeassistant.prefix)):
             if not value or any(ch in value for ch in "#+") or value.startswith("/") or value.endswith("/"):
-                raise ConfigError(f"mqtt.{name}: {value!r} is not a valid MQTT topic level")
+                raise ConfigError(f"{name}: {value!r} is not a valid MQTT topic level")
+            if len(value.encode()) > MAX_NAME_BYTES:  # topics are built from them (MQTT allows 65,535 bytes)
+                raise ConfigError(f"{name}: longer than {MAX_NAME_BYTES} bytes")
+        if self.mqtt.client_id is not None and not 0 < len(self.mqtt.client_id.encode()) <= MAX_NAME_BYTES:
+            raise ConfigError(f"mqtt.client_id: must be 1 to {MAX_NAME_BYTES} bytes")
+        if not self.mqtt.host.strip():
+            raise ConfigError("mqtt.host: must not be empty")
+        if self.mqtt.password_file is not None and not self.mqtt.password_file.is_file():
+            raise ConfigError(f"mqtt.password_file: {self.mqtt.password_file} does not exist")
+        if self.mqtt.tls_ca_file is not None:
+            import ssl
+
+            try:
+                ssl.create_default_context(cafile=str(self.mqtt.tls_ca_file))
+            except (ssl.SSLError, OSError) as exc:
+                raise ConfigError(f"mqtt.tls_ca_file: {self.mqtt.tls_ca_file} holds no usable certificate "
+                                  f"({getattr(exc, 'reason', None) or exc})") from None
 
 
 def _key_lines(node: yaml.Node, prefix: str = "") -> dict[str, int]:
@@ -286,8 +303,18 @@ def _convert(value: Any, hint: Any, meta: dict, where: str, base: Path) -> Any:
             converted = value
             break
         if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            converted = float(value)
+            try:
+                converted = float(value)
+            except OverflowError:
+                raise ConfigError(f"{where}: number too large") from None
             break
+        if isinstance(value, str) and option in (str, Path):
+            if "\0" in value:
+                raise ConfigError(f"{where}: contains a NUL character")
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ConfigError(f"{where}: not valid Unicode text (a lone surrogate?)") from None
         if option is str and isinstance(value, str):
             converted = value
             break
@@ -333,14 +360,48 @@ def _build(cls: type, data: Any, path: str, lines: dict[str, int], source: str, 
         raise ConfigError(f"{source}: {exc}") from None
 
 
+MAX_DEPTH = 8  # the config is two levels deep; anything much deeper is a mistake or an attack
+
+
+def _check_tree(node: yaml.Node, source: str) -> None:
+    """Refuse what would make loading unbounded or silently wrong: anchors and aliases (ten levels of ten aliases
+    expand to 10¹⁰ nodes; a self-reference never ends), nesting deeper than :data:`MAX_DEPTH`, and a key given twice
+    in one mapping (the later one would silently win, e.g. a second ``mqtt:`` section resetting the host)."""
+    seen: set[int] = set()
+    stack = [(node, 1)]
+    while stack:
+        current, depth = stack.pop()
+        line = current.start_mark.line + 1
+        if id(current) in seen:
+            raise ConfigError(f"{source}:{line}: YAML anchors and aliases (& and *) are not supported here")
+        seen.add(id(current))
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{source}:{line}: nested deeper than {MAX_DEPTH} levels")
+        if isinstance(current, yaml.MappingNode):
+            keys: set = set()
+            for key, value in current.value:
+                if isinstance(key, yaml.ScalarNode) and key.value in keys:
+                    raise ConfigError(f"{source}:{key.start_mark.line + 1}: {key.value}: given twice in the same "
+                                      "mapping (the later one would silently win)")
+                keys.add(getattr(key, "value", None))
+                stack += [(key, depth + 1), (value, depth + 1)]
+        elif isinstance(current, yaml.SequenceNode):
+            stack += [(item, depth + 1) for item in current.value]
+
+
 def parse_config(text: str, source: str = "<config>", base: Path | None = None) -> Config:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)  # nodes only: aliases are shared, not expanded
+        if node is not None:
+            _check_tree(node, source)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{source}{line}: invalid YAML ({getattr(exc, 'problem', None) or exc})") from None
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # one line, whatever PyYAML says
+        raise ConfigError(f"{source}{line}: invalid YAML ({problem})") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested deeper than {MAX_DEPTH} levels") from None
     return _build(Config, data or {}, "", _key_lines(node) if node else {}, source, base or Path.cwd())
 
 

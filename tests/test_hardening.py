@@ -1,6 +1,7 @@
 """Issue 12: what a user or a fault did that used to break the daemon, each reproduced with real parts."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -11,11 +12,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import structlog
+import yaml
 
 from conftest import ROOT
 from daemon_helpers import DaemonProcess, write_config
 from monitor.audio.files import AudioFileError, read_file
-from monitor.config import Config, override
+from monitor.config import Config, ConfigError, override, parse_config
 from monitor.service.daemon import Daemon
 
 
@@ -143,3 +145,64 @@ def test_a_second_daemon_on_the_same_state_folder_is_refused_naming_the_first(br
         third.wait_log("daemon_started")
     finally:
         third.stop(signal.SIGTERM)
+
+
+NASTY_VALUES = ["", "  ", "\x00", "\ud800", "a" * 70_000, "#", "+/x", "/lead", "trail/", "OFF", "off", "22:00-06:00",
+                "1" * 400, 10**400, -1, 0, 0.5, 1e308, float("inf"), float("nan"), True, None, [], {}, [1, [2]],
+                "../models/detector.pt", "/dev/null", "~/x", "tls", "ünïcødé", "\n"]
+
+
+def yaml_variants(count: int, seed: int = 12):
+    """Seeded variants of the shipped config: one key set to a nasty value, a section duplicated, aliases, deep
+    nesting, or plain garbage."""
+    rng = np.random.default_rng(seed)
+    shipped = yaml.safe_load((ROOT / "config" / "crymonitor.yaml").read_text())
+    keys = [(section, key) for section, values in shipped.items() for key in values]
+    for i in range(count):
+        kind = i % 6
+        if kind <= 2:
+            section, key = keys[rng.integers(len(keys))]
+            value = NASTY_VALUES[rng.integers(len(NASTY_VALUES))]
+            yield f"{section}:\n  {key}: {json.dumps(value, ensure_ascii=bool(rng.integers(2)))}\n"
+        elif kind == 3:
+            section = keys[rng.integers(len(keys))][0]
+            yield f"{section}: {{}}\nmqtt:\n  host: a\n{section}:\n  {{}}\n"
+        elif kind == 4:
+            depth = int(rng.integers(5, 600))
+            yield "".join(f"{'  ' * d}k{d}:\n" for d in range(depth)) + "  " * depth + "v: 1\n"
+        else:
+            levels = int(rng.integers(2, 10))
+            lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+            lines += [f"a{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * 10) + "]" for n in range(1, levels)]
+            yield "\n".join(lines) + f"\nmqtt:\n  host: *a{levels - 1}\n"
+
+
+def test_config_fuzz_every_variant_loads_or_is_one_config_error():
+    outcomes = {"loaded": 0, "rejected": 0}
+    for text in yaml_variants(360):
+        started = time.monotonic()
+        try:
+            parse_config(text, "fuzz.yaml")
+            outcomes["loaded"] += 1
+        except ConfigError as exc:
+            assert "\n" not in str(exc) and str(exc).startswith("fuzz.yaml"), str(exc)
+            outcomes["rejected"] += 1
+        assert time.monotonic() - started < 2.0, text[:200]  # bounded: the alias bomb took minutes and GBs
+    assert outcomes["loaded"] > 20 and outcomes["rejected"] > 100, outcomes
+
+
+@pytest.mark.parametrize("text, message", [
+    ('mqtt:\n  host: a\nmqtt:\n  port: 1884\n', "fuzz.yaml:3: mqtt: given twice"),
+    ('a: &a [1]\nmqtt:\n  host: *a\n', "anchors and aliases"),
+    ('events:\n  end_hold_seconds: ' + "9" * 400 + '\n', "number too large"),
+    ('state:\n  dir: "/tmp/a\\0b"\n', "contains a NUL character"),
+    ('mqtt:\n  host: "\\ud800"\n', "not valid Unicode text"),
+    ('homeassistant:\n  prefix: "home/#"\n', "homeassistant.prefix: 'home/#' is not a valid MQTT topic level"),
+    ('mqtt:\n  host: ""\n', "mqtt.host: must not be empty"),
+    ('mqtt:\n  device_id: ' + "d" * 70_000 + '\n', "mqtt.device_id: longer than 128 bytes"),
+    ('mqtt:\n  password_file: /no/such/secret\n', "mqtt.password_file: /no/such/secret does not exist"),
+    ('mqtt:\n  tls_ca_file: /etc/hostname\n', "holds no usable certificate"),
+])
+def test_settings_that_broke_at_run_time_are_rejected_when_loading(text, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config(text, "fuzz.yaml")

@@ -237,6 +237,9 @@ class Daemon:
         except ConfigError as exc:
             log.error("reload_rejected", error=str(exc), detail="keeping the running config")
             return
+        except Exception as exc:  # a loader bug must not take the monitor down at 3 a.m.: the old config stays
+            log.error("reload_rejected", error=repr(exc), detail="unexpected; keeping the running config")
+            return
         changed_controls = {k: v for k, v in self._config_controls(new).items()
                             if self._config_controls(self.config)[k] != v}  # MQTT-set values stay unless edited
         live = ("events", "homeassistant")

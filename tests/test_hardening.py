@@ -206,3 +206,13 @@ def test_config_fuzz_every_variant_loads_or_is_one_config_error():
 def test_settings_that_broke_at_run_time_are_rejected_when_loading(text, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         parse_config(text, "fuzz.yaml")
+
+
+def test_a_gsm_wav_replays_and_the_files_after_it_too(tmp_path, cry_then_quiet):
+    noise = np.random.default_rng(0).standard_normal(8000 * 5).astype(np.float32) * 0.1
+    gsm = tmp_path / "phone.wav"
+    sf.write(gsm, noise, 8000, subtype="GSM610", format="WAV")  # libsndfile calls it non-seekable
+    out = subprocess.run([sys.executable, "-m", "monitor", "replay", str(gsm), str(cry_then_quiet)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert [json.loads(line)["file"] for line in out.stdout.splitlines()][-1] == str(cry_then_quiet)

@@ -154,11 +154,13 @@ def iter_file(path: str | Path, block_seconds: float = 1.0) -> Iterator[np.ndarr
             raise AudioFileError(f"{path}: {exc}") from None
         block = max(1, int(block_seconds * handle.samplerate))
         try:
-            for frames in handle.blocks(blocksize=block, dtype="float32", always_2d=True):
+            # read() rather than blocks(): libsndfile calls some files (GSM 6.10 WAV) non-seekable, and blocks()
+            # refuses those
+            while (frames := handle.read(block, dtype="float32", always_2d=True)).size:
                 out = resampler.process(finite(to_mono(frames), path))
                 if out.size:
                     yield out
-        except (sf.LibsndfileError, RuntimeError) as exc:
+        except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
             raise AudioFileError(f"{path}: decoding failed part-way ({exc})") from None
         tail = resampler.flush()
         if tail.size:

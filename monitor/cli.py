@@ -122,8 +122,8 @@ def publish_replayed(mqtt, stats, event: dict) -> None:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    """One JSON line per file: the reason for the cry in it (the whole file is one cry; its loudest part counts)."""
-    from monitor.audio.files import read_file
+    """One JSON line per file: the reason for the cry in it (the whole file is one cry; its loudest 30 s count)."""
+    from monitor.audio.files import loudest_span
     from monitor.inference.classify import ReasonClassifier
 
     config = _config(args)
@@ -132,7 +132,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.files:
         try:  # a bad file is reported and the others still classified
-            result = classifier.classify(read_file(path))
+            result = classifier.classify(loudest_span(path))
         except AudioFileError as exc:  # its message names the file
             print(f"crymonitor: error: {exc}", file=sys.stderr)
             failed += 1

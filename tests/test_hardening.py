@@ -216,3 +216,19 @@ def test_a_gsm_wav_replays_and_the_files_after_it_too(tmp_path, cry_then_quiet):
                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert [json.loads(line)["file"] for line in out.stdout.splitlines()][-1] == str(cry_then_quiet)
+
+
+def test_classify_on_a_long_file_stays_in_bounded_memory(tmp_path, cry_clip):
+    cry = read_file(cry_clip)
+    noise = np.random.default_rng(1).standard_normal(20 * 60 * 16000).astype(np.float32) * 3e-3
+    noise[600 * 16000 : 600 * 16000 + cry.size] += cry  # 20 minutes with one cry in the middle
+    path = tmp_path / "night.wav"
+    sf.write(path, noise, 16000, subtype="PCM_16")
+    code = ("import sys; from monitor.cli import main; main(['classify', sys.argv[1]]); "
+            "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1], file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, cwd=ROOT,
+                         timeout=300)
+    answer = json.loads(out.stdout)
+    assert answer["path"] == str(path) and 0 <= answer["confidence"] <= 1
+    peak_mb = int(out.stderr.split()[-1]) / 1024
+    assert peak_mb < 500, f"{peak_mb:.0f} MB"  # the whole file's log-mel and spectrum took about 1 GB here

@@ -170,3 +170,28 @@ def iter_file(path: str | Path, block_seconds: float = 1.0) -> Iterator[np.ndarr
 def read_file(path: str | Path) -> np.ndarray:
     """Whole file as 16 kHz mono float32."""
     return np.concatenate(list(iter_file(path, block_seconds=30.0)))
+
+
+def loudest_span(path: str | Path, seconds: float = 30.0) -> np.ndarray:
+    """The loudest ``seconds`` of a file (on a 1 s grid), or all of it when shorter: two streaming passes, so
+    memory does not grow with the file (classifying a 60-minute file used to need 2.3 GB)."""
+    energy = np.zeros(0)
+    total = 0
+    for block in iter_file(path, 1.0):
+        second = (total + np.arange(block.size)) // SAMPLE_RATE
+        energy = np.pad(energy, (0, max(0, int(second[-1]) + 1 - energy.size)))
+        np.add.at(energy, second, np.square(block, dtype=np.float64))
+        total += block.size
+    window = int(seconds)
+    if total <= window * SAMPLE_RATE:
+        return read_file(path)
+    start = int(np.argmax(np.convolve(energy, np.ones(window), mode="valid"))) * SAMPLE_RATE
+    pieces, done = [], 0
+    for block in iter_file(path, 1.0):
+        lo, hi = max(start - done, 0), min(start + window * SAMPLE_RATE - done, block.size)
+        if lo < hi:
+            pieces.append(block[lo:hi])
+        done += block.size
+        if done >= start + window * SAMPLE_RATE:
+            break
+    return np.concatenate(pieces)

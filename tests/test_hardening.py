@@ -232,3 +232,59 @@ def test_classify_on_a_long_file_stays_in_bounded_memory(tmp_path, cry_clip):
     assert answer["path"] == str(path) and 0 <= answer["confidence"] <= 1
     peak_mb = int(out.stderr.split()[-1]) / 1024
     assert peak_mb < 500, f"{peak_mb:.0f} MB"  # the whole file's log-mel and spectrum took about 1 GB here
+
+
+def audio_variants(folder: Path, count: int, seed: int = 5):
+    """Seeded odd and broken files: rates from 1 Hz to 2³¹−1, 1–8 channels, every container and sample format
+    libsndfile writes here, NaN and clipped samples, one sample, cut at a random byte, bytes flipped, garbage."""
+    rng = np.random.default_rng(seed)
+    formats = [("WAV", "PCM_16"), ("WAV", "FLOAT"), ("WAV", "PCM_U8"), ("FLAC", "PCM_16"), ("OGG", "VORBIS"),
+               ("WAV", "GSM610"), ("AIFF", "PCM_24")]
+    rates = [1000, 8000, 11025, 11127, 16000, 22051, 44100, 48000, 96000, 192000, 384000]
+    for i in range(count):
+        container, subtype = formats[i % len(formats)]
+        rate = int(rates[rng.integers(len(rates))]) if subtype != "GSM610" else 8000
+        channels = 1 if subtype == "GSM610" else int(rng.integers(1, 9))
+        frames = int(rng.choice([1, 100, rate // 2, 2 * rate]))
+        audio = (rng.standard_normal((frames, channels)) * rng.choice([1e-4, 0.1, 3.0])).astype(np.float32)
+        if subtype == "FLOAT" and rng.random() < 0.5:
+            audio[rng.integers(frames)] = rng.choice([np.nan, np.inf, -np.inf])
+        path = folder / f"{i}.{container.lower()}"
+        try:
+            sf.write(path, np.clip(audio, -1, 1) if subtype != "FLOAT" else audio, rate, subtype=subtype,
+                     format=container)
+        except (sf.LibsndfileError, ValueError, RuntimeError):  # a combination this libsndfile cannot write
+            path.write_bytes(rng.integers(0, 256, 2000, dtype=np.uint8).tobytes())
+        damage = i % 5
+        data = bytearray(path.read_bytes())
+        if damage == 1:
+            path.write_bytes(bytes(data[: int(rng.integers(0, len(data) + 1))]))
+        elif damage == 2 and len(data) > 64:
+            for at in rng.integers(0, len(data), 8):
+                data[at] ^= 0xFF
+            path.write_bytes(bytes(data))
+        elif damage == 3 and container == "WAV" and len(data) > 28:  # a header claiming an absurd rate
+            data[24:28] = int(rng.choice([1, 1_000_003, 2**31 - 1])).to_bytes(4, "little")
+            path.write_bytes(bytes(data))
+        yield path
+
+
+def test_audio_fuzz_every_file_replays_or_is_one_clear_error(tmp_path):
+    from monitor.inference.detect import make_detector
+    from monitor.offline.replay import replay_file
+
+    config = Config()
+    detector = make_detector(config.detector)
+    outcomes = {"replayed": 0, "rejected": 0}
+    for path in audio_variants(tmp_path, 210):
+        started = time.monotonic()
+        try:
+            for events, scores in replay_file(str(path), config, detector):
+                assert all(np.isfinite(s.score) and np.isfinite(s.level_dbfs) for s in scores)
+                json.dumps(events, allow_nan=False)
+            outcomes["replayed"] += 1
+        except AudioFileError as exc:
+            assert str(exc).startswith(str(path)) and "\n" not in str(exc), str(exc)
+            outcomes["rejected"] += 1
+        assert time.monotonic() - started < 10, path  # 44,101 Hz used to take 12 GB and a traceback
+    assert outcomes["replayed"] > 50 and outcomes["rejected"] > 30, outcomes

@@ -110,16 +110,22 @@ def test_controls_apply_echo_persist_and_survive_fuzzing(broker, subscriber_fact
         settled = json.loads(sub.payloads("state")[-1])
 
         rng = np.random.default_rng(7)
-        fuzz = [rng.integers(0, 256, int(rng.integers(0, 300)), dtype=np.uint8).tobytes() for _ in range(40)]
-        fuzz += [b"", b"{}", b"[]", b"null", b"12", b"\"high", b"x" * 200_000, b"ON\x00", json.dumps({"a": 1}).encode()]
-        for n, payload in enumerate(fuzz):
-            publish(broker.port, f"crymonitor/ctl/set/{['enabled', 'sensitivity', 'quiet_hours', 'bogus'][n % 4]}",
-                    payload)
+        fuzz = [rng.integers(0, 256, int(rng.integers(0, 300)), dtype=np.uint8).tobytes() for _ in range(280)]
+        fuzz += [b"", b" ", b"\n", b"{}", b"[]", b"null", b"12", b"\"high", b"x" * 200_000, b"ON\x00", b'""',
+                 b"25:00-01:00", b"\xff\xfe", json.dumps({"a": 1}).encode(), b"22:00-06:00" * 10, b"OFF OFF"]
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="fuzzer")
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
+        for n, payload in enumerate(fuzz):  # every control gets each kind, and the empty retained-clear case
+            topic = f"crymonitor/ctl/set/{['enabled', 'sensitivity', 'quiet_hours', 'bogus'][n % 4]}"
+            client.publish(topic, payload, qos=1).wait_for_publish(5)
+        client.disconnect()
+        client.loop_stop()
         time.sleep(1.0)
         assert daemon.proc.poll() is None  # still running
         assert json.loads(sub.payloads("state")[-1]) == settled  # and nothing changed
         rejected = [r for r in daemon.logs() if r["event"] == "command_rejected"]
-        assert len(rejected) >= len(fuzz) - 5  # a few random payloads can be valid by chance ("on", "")
+        assert len(fuzz) >= 290 and len(rejected) >= len(fuzz) - 5  # a random payload may be valid by chance
     finally:
         code, _ = daemon.stop(signal.SIGTERM)
     assert code == 0

@@ -17,7 +17,8 @@ student are other models (their quality is in their cards). Last, each ONNX expo
 imports no torch (the edge path: numpy, soundfile and ONNX Runtime), one run, for its CPU time and peak RSS; and
 the whole daemon (``crymonitor run --input``, default config: int8 detector and ONNX classifier, MQTT off) on
 the file paced in real time, in an environment where ``import torch`` fails, for its share of one core after
-start-up and its peak RSS; last, the reason classifier's time on the audio it gets for its first and refined
+start-up and its peak RSS; the streaming resampler at the rates microphones and files have (issue 12: 44,101 Hz
+once took 12 GB); last, the reason classifier's time on the audio it gets for its first and refined
 answers. The file should be loud throughout (default: a music track), so the loudness gate
 never helps. Timing belongs here, never in a test.
 """
@@ -179,6 +180,27 @@ def live_daemon(audio: np.ndarray, warm_up: float = 10.0) -> tuple[float, float]
     return share, int(hwm) / 1024
 
 
+RESAMPLE_RATES = (8000, 11025, 11127, 22050, 44100, 48000, 96000)
+
+
+def resampling(seconds: float = 10.0) -> None:
+    """The streaming resampler per input rate: ms of CPU per second of audio in 0.1 s chunks, and its filter table."""
+    from monitor.audio.files import StreamResampler
+
+    print("\n| input rate (Hz) | resampling: ms per s of audio | filter table (MB) |\n|---|---|---|")
+    for rate in RESAMPLE_RATES:
+        audio = np.random.default_rng(rate).standard_normal(int(seconds * rate)).astype(np.float32) * 0.1
+        resampler = StreamResampler(rate)
+        chunk = rate // 10
+        started = time.process_time()
+        for i in range(0, audio.size, chunk):
+            resampler.process(audio[i : i + chunk])
+        resampler.flush()
+        took = time.process_time() - started
+        table = resampler.filter_bytes / 1e6
+        print(f"| {rate} | {1000 * took / seconds:.2f} | {table:.2f} |", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", nargs="?", default=str(DEFAULT))
@@ -206,6 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     share, rss = live_daemon(audio)
     print(f"| the daemon, live (`crymonitor run`, default ONNX models, no torch), paced in real time | – | – | "
           f"{1000 * share:.1f} ({100 * share:.1f} % of one core) | – | – | – | {rss:.0f} | – |", flush=True)
+    resampling()
     classifier = ReasonClassifier(Config().classifier)
     for after in Config().classifier.at_seconds():
         n = round((after + Config().classifier.lookback_seconds) * SAMPLE_RATE)

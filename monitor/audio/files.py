@@ -73,6 +73,11 @@ class StreamResampler:
     def passthrough(self) -> bool:
         return self.orig == self.new
 
+    @property
+    def filter_bytes(self) -> int:
+        """Memory of the filter table: bounded by the rates, never by their lowest common multiple."""
+        return 0 if self._table is None else self._table.nbytes
+
     def process(self, chunk: np.ndarray) -> np.ndarray:
         chunk = np.asarray(chunk, dtype=np.float32)
         if self.passthrough:

@@ -70,11 +70,16 @@ def test_settings_changed_in_the_file_win_over_remembered_ones(tmp_path):
         return Daemon(parse_config(f"detector:\n  kind: loudness\nmqtt:\n  enabled: false\nstate:\n  dir: {tmp_path}\n"
                                    + yaml_text))
 
+    def restarted(yaml_text: str, previous: Daemon) -> Daemon:
+        previous._lock.close()  # what the previous process's exit does: one daemon per state folder
+        return daemon(yaml_text)
+
     first = daemon("events:\n  sensitivity: medium\n")
     first._set_controls(apply_command(first.controls, "sensitivity", b"high"))  # set over MQTT
     first._set_controls(apply_command(first.controls, "enabled", b"OFF"))
-    assert daemon("events:\n  sensitivity: medium\n").controls.sensitivity == "high"  # file unchanged: kept
-    edited = daemon("events:\n  sensitivity: low\n").controls  # file edited: the file wins for that key
+    second = restarted("events:\n  sensitivity: medium\n", first)
+    assert second.controls.sensitivity == "high"  # file unchanged: kept
+    edited = restarted("events:\n  sensitivity: low\n", second).controls  # file edited: the file wins for that key
     assert edited.sensitivity == "low" and edited.enabled is False
 
 

@@ -144,7 +144,7 @@ def test_sighup_applies_a_good_config_and_rejects_a_bad_one(broker, subscriber_f
         daemon.wait_log("config_reloaded")
         sub.wait_for(lambda m: any(json.loads(p)["sensitivity"] == "low" for p in sub.payloads("state")))
         sub.wait_for(lambda m: any(json.loads(p)["dev"]["name"] == "Attic" for p in sub.payloads("config") if p))
-        config.write_text(config.read_text() + "events:\n  bogus: 1\n")
+        config.write_text(config.read_text().replace("events:\n", "events:\n  bogus: 1\n"))
         daemon.proc.send_signal(signal.SIGHUP)
         assert "bogus" in daemon.wait_log("reload_rejected")["error"]
         time.sleep(0.5)

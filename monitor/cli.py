@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from monitor import __version__
@@ -110,14 +111,11 @@ def replay_device(config, reasons: bool):
 
 
 def publish_replayed(mqtt, stats, event: dict) -> None:
-    from datetime import datetime
-
     if event["type"] == "cry_reason":
         mqtt.reason_event(event)
         return
     mqtt.cry_event(event)
-    if event["type"] == "cry_end":
-        stats.add(event["duration_s"], datetime.now())
+    if event["type"] == "cry_end" and stats.cry_ended(event["duration_s"], event["ended_by"], datetime.now()):
         mqtt.stats(stats.to_payload())
 
 

@@ -12,13 +12,17 @@ class CryStats:
     cries_today: int = 0
     last_cry_duration_s: float | None = None
 
-    def add(self, duration_s: float | None, now: datetime) -> None:
-        """Count a cry; ``None``: its duration is unknown (a cry ended by a restart)."""
+    def cry_ended(self, duration_s: float | None, ended_by: str, now: datetime) -> bool:
+        """Count a cry at its ``cry_end``; returns whether it counted. A cry ended at ``max_duration`` is not: it
+        restarts as the same cry. ``duration_s`` None: unknown (a cry ended by a restart)."""
+        if ended_by == "max_duration":
+            return False
         today = now.date().isoformat()
         if today != self.day:
             self.day, self.cries_today = today, 0
         self.cries_today += 1
         self.last_cry_duration_s = None if duration_s is None else round(duration_s, 1)
+        return True
 
     def to_payload(self, today: date | None = None) -> dict:
         today_iso = (today or date.today()).isoformat()

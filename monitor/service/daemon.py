@@ -3,8 +3,8 @@
 Audio arrives on the event loop from the capture callback thread; each chunk is scored on a single worker
 thread (``run_in_executor``), so inference never blocks the loop. The reason classifier has its own worker
 thread: each classification is a task of the loop awaiting that thread, so its ``cry_reason`` is published
-whenever it is ready and the detector never waits for it; a stop waits for the ones under way. MQTT runs on paho's own network thread and hands commands back
-to the loop. Signals: SIGTERM/SIGINT stop capture, end an open cry with ``cry_end``,
+whenever it is ready and the detector never waits for it; a stop waits for the ones under way. MQTT runs on
+paho's own network thread and hands commands back to the loop. Signals: SIGTERM/SIGINT stop capture, end an open cry with ``cry_end``,
 publish ``offline`` and return within about a second; SIGHUP reloads the config file (:meth:`Daemon.reload`).
 """
 
@@ -178,7 +178,7 @@ class Daemon:
         if self.mqtt:
             self.mqtt.cry_event(payload)
         self._open_cry = None
-        self.stats.add(None, datetime.now())
+        self.stats.cry_ended(None, "restart", datetime.now())
         self._save_state()
         self._publish_stats()
 
@@ -292,8 +292,7 @@ class Daemon:
                 self.mqtt.cry_event(payload)
             self.notifier.status("crying" if event.type == "cry_start" else "listening")
             self._open_cry = {"id": event.id, "started_ts": payload["ts"]} if event.type == "cry_start" else None
-            if event.type == "cry_end" and event.ended_by != "max_duration":  # a refreshed cry is the same cry
-                self.stats.add(event.duration_s or 0.0, datetime.now())
+            if event.type == "cry_end" and self.stats.cry_ended(event.duration_s, event.ended_by, datetime.now()):
                 self._publish_stats()
             self._save_state()  # the open cry too: a crash must not leave it open forever
 

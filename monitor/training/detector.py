@@ -49,6 +49,7 @@ from monitor.inference.models import build, count_macs, count_params, streamed_m
 from monitor.inference.weights import MODELS_DIR, load_model, sha256_of, write_manifest_entry
 from monitor.offline.data import category, read_manifest, split_groups
 from monitor.offline.evaluation import f1
+from monitor.training.export_onnx import exports_line
 from monitor.training.speech import espeak
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -679,9 +680,7 @@ def write_card(metrics: dict, args, sweep: dict, ablation_results: dict[str, dic
                      "a variant costs a 26-minute training (`python tools/train_detector.py --ablation NAME "
                      "--laugh-negatives [chopped] [voiced]`, then the card stage again), which the session that "
                      "trained this model could not fit after its calibration.\n")
-    exports = [f"`models/{name}` (sha256 `{e.sha256}`)" for name, e in read_models(args.out.parent).items()
-               if e.kwargs.get("exported_from") == args.out.name and e.kwargs.get("source_sha256") == entry.sha256]
-    text = CARD.format(exports="; ".join(exports) or "none yet (`python tools/export_onnx.py`)",title="streaming CNN10" + (f", widths {entry.kwargs['widths']}" if entry.kwargs else ""),
+    text = CARD.format(exports=exports_line(args.out), title="streaming CNN10" + (f", widths {entry.kwargs['widths']}" if entry.kwargs else ""),
                        file=args.out.name, description="PANNs-style CNN10 in streaming form" + (
                            " with narrower blocks (a distilled student)" if log.get("teacher") else ""),
                        params=count_params(model), macs=macs, gmac_per_s=gmac_per_s, teacher=distilled,
@@ -711,8 +710,9 @@ CARD = """# Cry detector: {title} (models/{file})
 
 {description} ({params:,} parameters, {macs:.2f} GMAC per window, {gmac_per_s:.2f} GMAC per second of audio streamed;
 log-mel front end inside the model), one cry logit, trained on CPU. sha256 `{sha}` (also in `models/manifest.json`,
-checked at load, with this model's sensitivity presets and the hop they were calibrated at). ONNX exports of this
-file, made after this card by `tools/export_onnx.py` and listed with its hash in the manifest: {exports}.
+checked at load, with this model's sensitivity presets and the hop they were calibrated at).
+
+{exports}
 
 **Reproduce every number here with one command:** `{command}` (trains, runs
 `tools/sweep_operating_point.py`, which calibrates the presets and measures them on real held-out soundscapes,

@@ -216,6 +216,31 @@ def record(export: Path, arch: str, source: Path, entry, presets: bool, **kwargs
     entries[export.name] = {"arch": arch, "sha256": sha256_of(export),
                             "kwargs": {"exported_from": source.name, "source_sha256": entry.sha256, **kwargs}, **copied}
     manifest_path.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
+    refresh_card_exports(source)
+
+
+EXPORTS_LINE = "ONNX exports of this file"
+
+
+def exports_line(source: Path) -> str:
+    """The model card's line naming the current exports of ``source`` with their sha256 (the card writers put it
+    in; :func:`refresh_card_exports` keeps it current when an export is made after the card)."""
+    from monitor.inference.weights import read_manifest
+
+    entries = read_manifest(source.parent)
+    current = [f"`models/{name}` (sha256 `{e.sha256}`)" for name, e in entries.items()
+               if e.kwargs.get("exported_from") == source.name
+               and e.kwargs.get("source_sha256") == entries[source.name].sha256]
+    return (f"{EXPORTS_LINE} (`tools/export_onnx.py`, each also in `models/manifest.json`): "
+            f"{'; '.join(current) or 'none yet'}.")
+
+
+def refresh_card_exports(source: Path) -> None:
+    """Rewrite the exports line of ``source``'s card (``<stem>.md`` beside it), if it has one."""
+    card = source.with_suffix(".md")
+    if card.exists():
+        lines = card.read_text().split("\n")
+        card.write_text("\n".join(exports_line(source) if line.startswith(EXPORTS_LINE) else line for line in lines))
 
 
 def calibration_audio(data: Path, per_category: int = 12, seconds: float = 6.0, seed: int = 0) -> np.ndarray:

@@ -21,6 +21,7 @@ import torch
 from monitor.core.events import REASONS
 from monitor.inference.weights import MODELS_DIR, write_manifest_entry
 from monitor.training import classifier as T
+from monitor.training.export_onnx import exports_line
 
 LABELS = {
     "majority": "Always \"hungry\" (no model)",
@@ -150,7 +151,8 @@ def write_card(results: list[dict], best: dict, shipped: dict, data: dict, minut
         coverage_rows.append(f"| {level} | {100 * share_at:.1f} % | {100 * accuracy_at:.0f} % |")
     others = "\n".join(f"- `{r['arch']}`: " + " / ".join(" ".join(f"{v:3d}" for v in row) for row in r["pooled"]["confusion"])
                        for r in results if r["arch"] != best["arch"])
-    text = CARD.format(coverage="\n".join(coverage_rows), other_confusions=others, 
+    text = CARD.format(coverage="\n".join(coverage_rows), other_confusions=others,
+        exports=exports_line(MODELS_DIR / "classifier.pt"),
         arch=best["arch"], label=LABELS[best["arch"]].strip(), sha=shipped["sha256"],
         features="log-mel (CNN14's own batch norm)" if best["arch"].startswith("cnn14") else "13 MFCC with CMVN",
         table=table([*results, majority_baseline(data)]),
@@ -169,6 +171,8 @@ CARD = """# Cry-reason classifier (models/classifier.pt)
 backbone → logits / temperature). sha256 `{sha}` (in `models/manifest.json`, checked at load). Written by
 `python tools/reason_table.py` ({minutes:.0f} min for the whole table and the final model, one torch thread on a
 2-core machine that was training the detector at the same time); every number below was measured by that command.
+
+{exports}
 
 ## Data
 Donate-a-cry *cleaned* clips (ODbL 1.0 + DbCL 1.0), 8 kHz phone recordings: {total} clips from {babies} app

@@ -172,6 +172,8 @@ class MqttConfig:
     keepalive_seconds: int = field(default=30, metadata=_range(5, 3600))
     level_interval_seconds: float = field(default=5.0, metadata=_range(0.5, 3600.0))
     diagnostics_interval_seconds: float = field(default=30.0, metadata=_range(1.0, 3600.0))
+    # unreachable this long is a problem (logged, systemd status, diagnostics), shorter is a blip (broker restart)
+    unreachable_problem_seconds: float = field(default=60.0, metadata=_range(1.0, 86400.0))
     accept_commands: bool = True
 
     def password(self) -> str | None:

@@ -38,14 +38,15 @@ def free_port() -> int:
 
 
 class Broker:
-    """mosquitto in the foreground with persistence, restartable on the same port."""
+    """mosquitto in the foreground with persistence, restartable on the same port. ``extra`` is appended to its
+    config: options of the one listener (TLS files, a password_file; a later ``allow_anonymous`` wins)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra: str = "") -> None:
         self.port = free_port()
         self.conf = workdir / "mosquitto.conf"
         self.conf.write_text(
             f"user root\nlistener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"persistence_location {workdir}/\nautosave_interval 1\nlog_dest file {workdir}/mosquitto.log\n"
+            f"persistence_location {workdir}/\nautosave_interval 1\nlog_dest file {workdir}/mosquitto.log\n{extra}"
         )
         self.proc: subprocess.Popen | None = None
 
@@ -76,10 +77,12 @@ def broker(tmp_path):
 class Subscriber:
     """Collects (topic, payload, retain) from a persistent-session QoS 1 subscription."""
 
-    def __init__(self, port: int, topic: str, client_id: str = "test-sub") -> None:
+    def __init__(self, port: int, topic: str, client_id: str = "test-sub", ca_file: Path | None = None) -> None:
         self.messages: list[tuple[str, str, bool]] = []
         self.cond = threading.Condition()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        if ca_file is not None:  # a TLS listener; connecting to 127.0.0.1 needs the address in the certificate
+            self.client.tls_set(ca_certs=str(ca_file))
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.1, 0.5)
@@ -111,8 +114,9 @@ class Subscriber:
 def subscriber_factory():
     made: list[Subscriber] = []
 
-    def make(port: int, topic: str = "crymonitor/#", client_id: str = "test-sub") -> Subscriber:
-        made.append(Subscriber(port, topic, client_id))
+    def make(port: int, topic: str = "crymonitor/#", client_id: str = "test-sub",
+             ca_file: Path | None = None) -> Subscriber:
+        made.append(Subscriber(port, topic, client_id, ca_file))
         return made[-1]
 
     yield make

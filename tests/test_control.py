@@ -1,5 +1,6 @@
 import datetime as dt
 import json
+import os
 
 import numpy as np
 import pytest
@@ -71,7 +72,7 @@ def test_settings_changed_in_the_file_win_over_remembered_ones(tmp_path):
                                    + yaml_text))
 
     def restarted(yaml_text: str, previous: Daemon) -> Daemon:
-        previous._lock.close()  # what the previous process's exit does: one daemon per state folder
+        os.close(previous._lock)  # what the previous process's exit does: one daemon per state folder
         return daemon(yaml_text)
 
     first = daemon("events:\n  sensitivity: medium\n")

@@ -38,10 +38,21 @@ def test_an_infinite_number_in_the_state_file_is_ignored_with_a_logged_error(tmp
     assert any(r["event"] == "state_file_ignored" and "infinity" in r["error"] for r in logs)
 
 
+def catches_sighup(pid: int) -> bool:
+    """Whether the process has a handler for SIGHUP (bit 0 of SigCgt in /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & 1 << (signal.SIGHUP - 1))
+    return False
+
+
 def test_a_sighup_while_the_models_load_is_a_reload_not_a_death(broker, tmp_path):
     config = write_config(tmp_path / "c.yaml", broker.port, "hup")
     daemon = DaemonProcess(config, "--input", str(quiet_wav(tmp_path)))
-    time.sleep(0.3)  # the interpreter is up, the models are not loaded yet
+    deadline = time.monotonic() + 10
+    while not catches_sighup(daemon.proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.005)  # until the interpreter is up (a sleep of 0.3 s was too short on a loaded machine)
+    assert not any(r["event"] == "daemon_started" for r in daemon.logs())  # the models are not loaded yet
     daemon.proc.send_signal(signal.SIGHUP)
     try:
         daemon.wait_log("reload_requested_while_starting")
@@ -110,8 +121,11 @@ def test_every_failed_connection_is_logged_with_its_reason(broker, tmp_path, cas
     assert reason.format(free=free) in record["reason"], record
 
 
-def test_reconnects_within_seconds_of_the_brokers_return(broker, tmp_path):
-    daemon = DaemonProcess(write_config(tmp_path / "c.yaml", broker.port, "back"), "--input", str(quiet_wav(tmp_path)))
+def test_reconnects_within_seconds_of_the_brokers_return_and_reports_the_outage(broker, subscriber_factory,
+                                                                              tmp_path):
+    config = mqtt_config(tmp_path / "c.yaml", f"  port: {broker.port}\n  device_id: back\n"
+                         "  unreachable_problem_seconds: 10\n  diagnostics_interval_seconds: 1\n")
+    daemon = DaemonProcess(config, "--input", str(quiet_wav(tmp_path)))
     try:
         daemon.wait_log("mqtt_connected")
         broker.stop()
@@ -122,10 +136,16 @@ def test_reconnects_within_seconds_of_the_brokers_return(broker, tmp_path):
         while sum(r["event"] == "mqtt_connected" for r in daemon.logs()) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
         waited = time.monotonic() - back
+        sub = subscriber_factory(broker.port, "crymonitor/back/diagnostics")
+        sub.wait_for(lambda m: any(json.loads(p)["last_broker_outage_s"] for p in sub.payloads("diagnostics")))
     finally:
         daemon.stop(signal.SIGTERM)
     assert waited < 5, f"reconnected {waited:.1f} s after the broker returned"  # it used to take 11–16 s
     assert any(r["event"] == "mqtt_connect_failed" for r in daemon.logs())  # the outage was not silent
+    problem = next(r for r in daemon.logs() if r["event"] == "mqtt_unreachable")  # longer than 10 s: a problem
+    assert problem["level"] == "error" and problem["seconds"] >= 10
+    diagnostics = json.loads(sub.payloads("diagnostics")[-1])
+    assert 25 <= diagnostics["last_broker_outage_s"] < 40 and diagnostics["broker_problem"] is False
 
 
 def test_a_second_daemon_on_the_same_state_folder_is_refused_naming_the_first(broker, tmp_path):
@@ -288,3 +308,109 @@ def test_audio_fuzz_every_file_replays_or_is_one_clear_error(tmp_path):
             outcomes["rejected"] += 1
         assert time.monotonic() - started < 10, path  # 44,101 Hz used to take 12 GB and a traceback
     assert outcomes["replayed"] > 50 and outcomes["rejected"] > 30, outcomes
+
+
+# --- the outbox on a full or read-only disk: real tmpfs mounts where the machine allows them -------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs: full when filled, read-only when remounted so (a root-owned folder ignores chmod)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True,
+                          text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill(folder: Path) -> Path:
+    filler = folder / "filler"
+    with open(filler, "wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 4096)
+        except OSError:  # no space left on the device
+            pass
+    return filler
+
+
+def earlier_events(state: Path, device: str) -> list[str]:
+    """Events an earlier run left in the outbox (its broker was down when it stopped)."""
+    from monitor.service.outbox import Outbox
+
+    box = Outbox(state / "outbox.sqlite")
+    ids = [f"earlier-{n}" for n in range(3)]
+    for n, cry_id in enumerate(ids):
+        box.add(f"crymonitor/{device}/event", {"type": "cry_start" if n % 2 == 0 else "cry_end", "id": cry_id,
+                                               "t": float(n)})
+    box.close()
+    return ids
+
+
+def cry_then_long_quiet(folder: Path, cry_then_quiet: Path) -> Path:
+    path = folder / "cry-long.wav"
+    quiet = np.random.default_rng(0).standard_normal(60 * 16000).astype(np.float32) * 1e-4
+    sf.write(path, np.concatenate([read_file(cry_then_quiet), quiet]), 16000)
+    return path
+
+
+def published_ids(sub) -> list[str]:
+    return [json.loads(p)["id"] for p in sub.payloads("event")]
+
+
+@pytest.mark.parametrize("fault", ["full", "read-only"])
+def test_a_full_or_read_only_disk_keeps_the_outbox_monitors_and_sends_its_events_once_writable(
+        broker, subscriber_factory, small_disk, cry_then_quiet, tmp_path, fault):
+    state = small_disk / "state"
+    state.mkdir()
+    kept = earlier_events(state, "disk")
+    before = (state / "outbox.sqlite").read_bytes()
+    if fault == "full":
+        filler = fill(small_disk)
+    else:
+        subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"mqtt:\n  port: {broker.port}\n  device_id: disk\nstate:\n  dir: {state}\n"
+                      "logging:\n  format: json\n")
+    sub = subscriber_factory(broker.port, "crymonitor/disk/event")
+    daemon = DaemonProcess(config, "--input", str(cry_then_long_quiet(tmp_path, cry_then_quiet)))
+    try:
+        problem = daemon.wait_log("outbox_unavailable")
+        daemon.wait_log("cry_start", timeout=60)  # the alarm goes out without the outbox
+        sub.wait_for(lambda m: any(json.loads(p)["type"] == "cry_start" for p in sub.payloads("event")))
+        assert not set(kept) & set(published_ids(sub))  # not readable yet, and not lost: the file is kept
+        assert (state / "outbox.sqlite").read_bytes() == before and not list(state.glob("*.corrupt-*"))
+        if fault == "full":
+            filler.unlink()  # space freed
+        else:
+            subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+        daemon.wait_log("outbox_available", timeout=15)
+        sub.wait_for(lambda m: set(kept) <= set(published_ids(sub)), timeout=15)
+    finally:
+        code, _ = daemon.stop(signal.SIGTERM)
+    assert code == 0 and problem["level"] == "error"
+    assert "outbox_write_failed" in {r["event"] for r in daemon.logs()}  # each event without it is logged
+
+
+def test_a_malformed_outbox_is_set_aside_and_the_events_it_still_holds_are_salvaged(tmp_path):
+    from monitor.service.outbox import Outbox
+
+    path = tmp_path / "outbox.sqlite"
+    box = Outbox(path)
+    for n in range(40):  # about ten 4 KiB pages of rows
+        box.add("t", {"id": str(n), "pad": "x" * 900})
+    box.close()
+    data = bytearray(path.read_bytes())
+    last_page = len(data) // 4096 - 1
+    data[last_page * 4096: last_page * 4096 + 100] = b"\xff" * 100  # a torn write in the last leaf page
+    path.write_bytes(bytes(data))
+    with structlog.testing.capture_logs() as logs:
+        box = Outbox(path)
+    salvaged = [json.loads(p)["id"] for _, _, p in box.pending(now=None)]
+    assert 0 < len(salvaged) < 40 and salvaged == [str(n) for n in range(len(salvaged))]  # in order
+    set_aside = [p.name for p in tmp_path.glob("outbox.sqlite.corrupt-*") if re.fullmatch(r".*-\d+", p.name)]
+    assert len(set_aside) == 1  # with its WAL, if it had one: the rows of the last write may be there
+    assert [r for r in logs if r["event"] == "outbox_corrupt"][0]["salvaged"] == len(salvaged)

@@ -16,7 +16,6 @@ import fcntl
 import json
 import os
 import signal
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -46,29 +45,36 @@ from monitor.service.outbox import Outbox
 from monitor.service.publish import MqttPublisher
 
 log = structlog.get_logger(__name__)
+OUTBOX_RETRY_SECONDS = 5.0  # how often an outbox that could not be written is tried again
 
 
-def lock_state_dir(folder: Path):
+def lock_state_dir(folder: Path) -> int:
     """One daemon per state folder: two would share an outbox and a client id and take over each other's MQTT
-    session in a loop. An advisory lock, held until the process exits (the kernel drops it even after kill -9); a
-    second daemon gets a one-line error naming the first one's PID."""
+    session in a loop. An advisory lock on the folder itself (so a full or read-only disk cannot prevent it), held
+    until the process exits (the kernel drops it even after kill -9); returns its descriptor. A second daemon
+    gets a one-line error naming the first one's PID, which the holder writes to ``daemon.lock`` if it can."""
+    pid_file = folder / "daemon.lock"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        handle = open(folder / "daemon.lock", "a+")
+        if not folder.is_dir():
+            folder.mkdir(parents=True)
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
         raise ConfigError(f"state.dir {folder}: cannot use it ({exc.strerror})") from None
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "?"
-        handle.close()
+        os.close(fd)
+        try:
+            holder = pid_file.read_text().strip() or "?"
+        except OSError:
+            holder = "?"
         raise ConfigError(f"state.dir {folder}: already used by the crymonitor with PID {holder}; one daemon per "
                           "state folder (give each room its own: crymonitor@<room>)") from None
-    handle.truncate(0)
-    handle.write(f"{os.getpid()}\n")
-    handle.flush()
-    return handle
+    try:
+        pid_file.write_text(f"{os.getpid()}\n")
+    except OSError as exc:  # full or read-only: the lock holds anyway, only the message loses the PID
+        log.warning("pid_file_unwritable", path=str(pid_file), error=exc.strerror)
+    return fd
 
 
 class Daemon:
@@ -100,6 +106,8 @@ class Daemon:
         self._last_chunk = time.monotonic()
         self._inflight: Future | None = None  # the chunk being scored, if any
         self._reasons: set[asyncio.Task] = set()  # classifications under way
+        self._broker_problem = False
+        self._outbox_retry_at = 0.0
 
     # --- wiring -------------------------------------------------------------------------------------------
     def _make_mqtt(self) -> MqttSink:
@@ -108,10 +116,8 @@ class Daemon:
         subscriptions = (f"{topic}/set/+",) if cfg.mqtt.accept_commands else ()
         if cfg.homeassistant.enabled:
             subscriptions += (f"{cfg.homeassistant.prefix}/status",)
-        try:
-            outbox = Outbox(self.state_dir / "outbox.sqlite", cfg.state.outbox_max_events, cfg.state.stale_after_seconds)
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(f"state.dir {self.state_dir}: cannot keep the event outbox there ({exc})") from None
+        # a full or read-only disk leaves the outbox unavailable, never the monitor down: see Outbox, _watch
+        outbox = Outbox(self.state_dir / "outbox.sqlite", cfg.state.outbox_max_events, cfg.state.stale_after_seconds)
         publisher = MqttPublisher(cfg.mqtt, outbox, on_message=self._on_mqtt_thread, subscriptions=subscriptions,
                                   call_soon=self._call_soon)
         sink = MqttSink(cfg, publisher, controls=cfg.mqtt.accept_commands, reasons=self.classifier is not None)
@@ -374,9 +380,14 @@ class Daemon:
             "models": {"detector": self.detector.model_id,
                        "classifier": self.classifier.model_id if self.classifier else None}, "version": __version__,
             "uptime_s": round(time.monotonic() - self._started), "monitoring": self._monitoring,
-            "outbox_pending": len(self.mqtt.publisher.outbox) if self.mqtt else 0,
-            "outbox_dropped": self.mqtt.publisher.outbox.dropped if self.mqtt else 0,
         }
+        if self.mqtt:
+            publisher = self.mqtt.publisher
+            diagnostics.update(
+                outbox_pending=len(publisher.outbox), outbox_dropped=publisher.outbox.dropped,
+                outbox_available=publisher.outbox.available, broker_unreachable_s=round(publisher.unreachable_s),
+                broker_problem=publisher.unreachable_s > self.config.mqtt.unreachable_problem_seconds,
+                last_broker_outage_s=publisher.last_outage_s)
         if self.mqtt:
             self.mqtt.diagnostics(diagnostics)
 
@@ -409,6 +420,26 @@ class Daemon:
             if date.today() != day:
                 day = date.today()
                 self._publish_stats()
+            if self.mqtt:
+                self._check_broker(now)
+
+    def _check_broker(self, now: float) -> None:
+        """A broker unreachable for ``mqtt.unreachable_problem_seconds`` is a problem: logged, in ``systemctl
+        status``, and in diagnostics (which Home Assistant sees once it is back, with the outage's length). An
+        outbox that could not be written is retried."""
+        publisher = self.mqtt.publisher
+        unreachable = publisher.unreachable_s > self.config.mqtt.unreachable_problem_seconds
+        if unreachable != self._broker_problem:
+            self._broker_problem = unreachable
+            if unreachable:
+                log.error("mqtt_unreachable", seconds=round(publisher.unreachable_s),
+                          detail="alarms are kept in the outbox and sent when the broker is back")
+                self.notifier.status("MQTT broker unreachable")
+            else:
+                self.notifier.status("listening" if self._monitoring else "paused")
+        if not publisher.outbox.available and now >= self._outbox_retry_at:
+            self._outbox_retry_at = now + OUTBOX_RETRY_SECONDS
+            publisher.retry_outbox()
 
     async def run(self, early_reloads: list | None = None) -> int:
         """Until SIGTERM/SIGINT or the end of a file input; ``early_reloads``: SIGHUPs that came while starting

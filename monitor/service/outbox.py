@@ -6,6 +6,14 @@ first on start-up (so order is kept), with ``"stale": true`` added when older th
 The table is bounded: past ``max_events`` the oldest rows are dropped, counted and logged. Consumers
 de-duplicate by the event ``id`` (QoS 1 is at-least-once).
 
+Storage that fails is not the same as a broken file:
+
+- **Transient** (disk full, read-only folder, I/O error, cannot open): the file is kept as it is, the outbox is
+  *unavailable* (events are published without it, and each is logged), and :meth:`Outbox.retry` opens it again
+  later. The rows it holds are due when it opens.
+- **Malformed** (SQLite says the file is corrupt, or is not a database; or ``quick_check`` fails): the rows it
+  still yields are salvaged into a fresh outbox, and the file is set aside as ``outbox.sqlite.corrupt-<time>``.
+
 Example:
     >>> box = Outbox(":memory:")
     >>> seqs = [box.add("t", {"id": str(n)}) for n in range(3)]
@@ -25,35 +33,105 @@ from pathlib import Path
 import structlog
 
 log = structlog.get_logger(__name__)
+MALFORMED = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+
+
+class OutboxUnavailable(sqlite3.OperationalError):
+    """The outbox cannot be written now (the reason is in the message); the event goes out without it."""
+
+
+def _malformed(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in MALFORMED
 
 
 class Outbox:
     def __init__(self, path: str | Path, max_events: int = 1000, stale_after_seconds: float = 3600.0) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = self._open(str(path))
-        except sqlite3.DatabaseError as exc:  # e.g. an SD card corrupted by a power cut: keep it, start afresh
-            corrupt = Path(f"{path}.corrupt-{int(time.time())}")
-            Path(path).rename(corrupt)
-            log.error("outbox_corrupt", error=str(exc), moved_to=str(corrupt))
-            self._db = self._open(str(path))
-        self._lock = threading.Lock()
+        self.path = str(path)
         self.max_events = max_events
         self.stale_after_seconds = stale_after_seconds
         self.dropped = 0
+        self.problem: str | None = None  # why it is unavailable
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        self._connect()
+
+    @property
+    def available(self) -> bool:
+        return self._db is not None
+
+    def retry(self) -> bool:
+        """Open an unavailable outbox again; True when it opened now, so the rows it holds are due."""
+        return self._db is None and self._connect()
+
+    def _connect(self) -> bool:
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            db = self._open(self.path)
+        except OSError as exc:
+            return self._unavailable(exc.strerror or repr(exc))
+        except sqlite3.DatabaseError as exc:
+            if not _malformed(exc):
+                return self._unavailable(str(exc))
+            db = self._replace_malformed(str(exc))
+            if db is None:
+                return False
+        with self._lock:
+            self._db = db
+        if self.problem is not None:
+            log.warning("outbox_available", path=self.path, pending=len(self), detail="writing events to it again")
+        self.problem = None
+        return True
+
+    def _unavailable(self, reason: str) -> bool:
+        if self.problem is None:  # once per outage; every event published without it is logged by its publisher
+            log.error("outbox_unavailable", path=self.path, error=reason,
+                      detail="publishing events without it (not kept across a restart) until it can be written "
+                             "again; its file is kept")
+        self.problem = reason
+        return False
 
     @staticmethod
     def _open(path: str) -> sqlite3.Connection:
         db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-                   "topic TEXT NOT NULL, payload TEXT NOT NULL, created REAL NOT NULL)")
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                       "topic TEXT NOT NULL, payload TEXT NOT NULL, created REAL NOT NULL)")
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                error = sqlite3.DatabaseError(f"quick_check: {check}")
+                error.sqlite_errorcode = sqlite3.SQLITE_CORRUPT
+                raise error
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _replace_malformed(self, reason: str) -> sqlite3.Connection | None:
+        """Salvage what the file still yields, set it aside (with its WAL), start a fresh outbox with the rows."""
+        salvaged = _salvage(self.path)
+        moved_to = f"{self.path}.corrupt-{int(time.time())}"
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                if Path(self.path + suffix).exists():
+                    Path(self.path + suffix).rename(moved_to + suffix)
+            db = self._open(self.path)
+            with db:
+                db.executemany("INSERT INTO outbox (topic, payload, created) VALUES (?, ?, ?)", salvaged)
+        except (OSError, sqlite3.Error) as exc:
+            self._unavailable(f"{reason}; setting it aside failed: {exc}")
+            return None
+        log.error("outbox_corrupt", error=reason, moved_to=moved_to, salvaged=len(salvaged))
         return db
 
     def add(self, topic: str, payload: dict) -> int:
+        """Keep an event until :meth:`remove`; raises :class:`sqlite3.Error` when it cannot be kept."""
         with self._lock:
+            if self._db is None:
+                raise OutboxUnavailable(f"outbox unavailable: {self.problem}")
             seq = self._db.execute("INSERT INTO outbox (topic, payload, created) VALUES (?, ?, ?)",
                                    (topic, json.dumps(payload, separators=(",", ":")), time.time())).lastrowid
             excess = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] - self.max_events
@@ -67,14 +145,16 @@ class Outbox:
     def remove(self, seq: int) -> None:
         try:
             with self._lock:
-                self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+                if self._db is not None:
+                    self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
         except sqlite3.Error as exc:  # the row stays and is re-sent next start: a duplicate, never a loss
             log.error("outbox_remove_failed", error=str(exc), seq=seq)
 
     def pending(self, now: float | None) -> list[tuple[int, str, str]]:
         """(seq, topic, payload) oldest first; with ``now`` given, old payloads get ``"stale": true``."""
         with self._lock:
-            rows = self._db.execute("SELECT seq, topic, payload, created FROM outbox ORDER BY seq").fetchall()
+            rows = [] if self._db is None else self._db.execute(
+                "SELECT seq, topic, payload, created FROM outbox ORDER BY seq").fetchall()
         out = []
         for seq, topic, payload, created in rows:
             if now is not None and now - created > self.stale_after_seconds:
@@ -84,8 +164,27 @@ class Outbox:
 
     def __len__(self) -> int:
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+            return 0 if self._db is None else self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+
+def _salvage(path: str) -> list[tuple[str, str, float]]:
+    """The rows a malformed outbox still yields, in order, up to the first unreadable page."""
+    rows: list[tuple[str, str, float]] = []
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return rows
+    try:
+        for row in db.execute("SELECT topic, payload, created FROM outbox ORDER BY seq"):
+            rows.append(row)
+    except sqlite3.Error:
+        pass
+    finally:
+        db.close()
+    return rows

@@ -60,6 +60,10 @@ def connection_problem(config: MqttConfig) -> str:
             context = ssl.create_default_context(cafile=str(config.tls_ca_file) if config.tls_ca_file else None)
             context.wrap_socket(sock, server_hostname=config.host).close()
         except ssl.SSLCertVerificationError as exc:
+            if exc.verify_code in (62, 64):  # X509_V_ERR_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH: OpenSSL checks
+                # the name only once the chain is trusted, so here a CA file cannot help, the name can
+                return (f"TLS: the broker's certificate is not valid for the host name {config.host!r} (its CA is "
+                        "trusted); set mqtt.host to a name the certificate lists")
             return f"TLS: the broker's certificate is not trusted ({exc.verify_message}); set mqtt.tls_ca_file"
         except (ssl.SSLError, OSError) as exc:
             return (f"TLS handshake failed ({getattr(exc, 'reason', None) or exc.strerror or exc!r}): is {address} "
@@ -97,6 +101,8 @@ class MqttPublisher:
         self._unacked: dict[int, int | None] = {}  # mid → outbox row (None: not an outbox message)
         self._acked_early: set[int] = set()  # PUBACKs that beat publish() back to us
         self.connected = threading.Event()
+        self._unreachable_since: float | None = time.monotonic()  # not connected since then (None: connected)
+        self.last_outage_s: float | None = None  # how long the broker was unreachable before the last connect
         client = make_client(config, config.client_id or f"crymonitor-{config.device_id}")
         client.will_set(f"{self.topic}/status", "offline", qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=2)
@@ -114,27 +120,37 @@ class MqttPublisher:
         log.info("mqtt_connecting", host=self.config.host, port=self.config.port, tls=self.config.tls,
                  username=self.config.username)
         if self.outbox is not None:  # an earlier run's undelivered events go first, in order
-            for seq, topic, payload in self.outbox.pending(now=time.time()):
-                self._publish(topic, payload, qos=1, row=seq)
+            self._publish_pending()
         self.client.connect_async(self.config.host, self.config.port, keepalive=self.config.keepalive_seconds)
         self.client.loop_start()
 
     def _on_connect_fail(self, client, userdata) -> None:
+        self._log_failure("mqtt_connect_failed", lambda: connection_problem(self.config))
+
+    def _log_failure(self, event: str, reason: Callable[[], str]) -> None:
+        """At once, then at most every FAILURE_LOG_SECONDS with the count of attempts: never silent, never a flood
+        (a broker refusing our login answers every 1–2 s)."""
         self._failures += 1
         now = time.monotonic()
         if now - self._failure_logged >= FAILURE_LOG_SECONDS:
             self._failure_logged = now
-            log.error("mqtt_connect_failed", host=self.config.host, port=self.config.port,
-                      reason=connection_problem(self.config), attempts=self._failures)
+            log.error(event, host=self.config.host, port=self.config.port, reason=reason(), attempts=self._failures)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            hint = (" (mqtt.username is set but no password: mqtt.password_file or CRYMONITOR_MQTT_PASSWORD)"
-                    if self.config.username and self.config.password() is None else "")
-            log.error("mqtt_connect_refused", reason=str(reason_code) + hint)
+            hint = ""
+            if self.config.username and self.config.password() is None:
+                hint = " (mqtt.username is set but no password: mqtt.password_file or CRYMONITOR_MQTT_PASSWORD)"
+            elif reason_code.value in (134, 135):  # "Bad user name or password", "Not authorized" (MQTT 3.1.1 and 5)
+                hint = (f": the broker refused the credentials of user {self.config.username!r} (check mqtt.username "
+                        "and the password in mqtt.password_file or CRYMONITOR_MQTT_PASSWORD)" if self.config.username
+                        else ": the broker admits no anonymous clients (set mqtt.username and mqtt.password_file)")
+            self._log_failure("mqtt_connect_refused", lambda: str(reason_code) + hint)
             return
         self._failures, self._failure_logged = 0, float("-inf")
-        log.info("mqtt_connected", host=self.config.host, port=self.config.port)
+        since, self._unreachable_since = self._unreachable_since, None
+        self.last_outage_s = round(time.monotonic() - since, 1) if since is not None else None
+        log.info("mqtt_connected", host=self.config.host, port=self.config.port, unreachable_s=self.last_outage_s)
         self.connected.set()  # before republishing, so a state set meanwhile is sent rather than missed
         self._call_soon(self.republish)
         for topic in self._subscriptions:
@@ -148,9 +164,18 @@ class MqttPublisher:
         for topic, payload in retained:
             self._publish(topic, payload, qos=1, retain=True)
 
+    @property
+    def unreachable_s(self) -> float:
+        """Seconds since the broker was last connected (or since the start, if never); 0 while connected."""
+        since = self._unreachable_since
+        return 0.0 if since is None else time.monotonic() - since
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self._unreachable_since is None:
+            self._unreachable_since = time.monotonic()
+        was_connected = self.connected.is_set()  # not after a refused login: that was logged as such
         self.connected.clear()
-        if reason_code != 0:
+        if reason_code != 0 and was_connected:
             log.warning("mqtt_disconnected", reason=str(reason_code), unacked=len(self._unacked))
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
@@ -199,14 +224,26 @@ class MqttPublisher:
         if self.connected.is_set():
             self._publish(f"{self.topic}/status", availability, qos=1, retain=True)
 
+    def _publish_pending(self) -> None:
+        for seq, topic, payload in self.outbox.pending(now=time.time()):
+            self._publish(topic, payload, qos=1, row=seq)
+
+    def retry_outbox(self) -> None:
+        """An outbox that could not be written (disk full, read-only) is tried again; once it opens, the events
+        it kept from an earlier run go out."""
+        if self.outbox is not None and self.outbox.retry():
+            self._publish_pending()
+
     def publish_event(self, event: dict) -> None:
         topic = f"{self.topic}/event"
         row = None
         if self.outbox is not None:
+            self.retry_outbox()
             try:
                 row = self.outbox.add(topic, event)
             except sqlite3.Error as exc:  # disk full or failing: still publish, only durability is lost
-                log.error("outbox_write_failed", error=str(exc), event_id=event.get("id"))
+                log.error("outbox_write_failed", error=str(exc), event_id=event.get("id"),
+                          detail="published without the outbox: lost if the broker is down and we restart")
         self._publish(topic, json.dumps(event, separators=(",", ":")), qos=1, row=row)
 
     def publish_measurement(self, leaf: str, payload: str) -> None:

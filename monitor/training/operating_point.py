@@ -241,8 +241,34 @@ def git_model(rev: str, folder: Path) -> Path:
     return folder / "detector.pt"
 
 
-def main(argv: list[str] | None = None) -> dict:
-    """Sweep, choose, record and report; returns the pieces of markdown the model card quotes."""
+@dataclass(frozen=True)
+class SweepReport:
+    """What a sweep chose and measured, for the model cards (``models/detector.md``, the int8 card): the tables
+    they quote (markdown, rendered here beside the operating-point card) and the medium preset's headline."""
+
+    goals: str  # the medium preset against the project's goals
+    hops: str  # each hop's own medium choice on the report set
+    choices: str  # the presets chosen on the calibration set
+    report: str  # the presets measured on the report set
+    side_by_side: str  # beside the previous detector and any --compare model
+    categories: str  # false alarms by the category of the sound under them
+    synthetic: str  # the medium preset on the synthetic scenes (secondary)
+    set_minutes: dict[str, int]  # minutes of audio per set (calibration, report, synthetic)
+    hop: float  # seconds, the hop the presets were calibrated at
+    medium_f1: float | None
+    medium_recall: float | None
+    medium_cry_free_fa_h: float
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> SweepReport:
+        return cls(**json.loads(text))
+
+
+def main(argv: list[str] | None = None) -> SweepReport:
+    """Sweep, choose, record (``models/manifest.json``) and write the operating-point and soundscape cards."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=MODELS_DIR / "detector.pt")
     parser.add_argument("--baseline", default=BASELINE, help="git revision of the detector to compare with")
@@ -318,17 +344,19 @@ def main(argv: list[str] | None = None) -> dict:
                            (f"this ({detector.model_id})", medium)))])
     categories = ("| preset | false alarms by the category under them (count, per hour of cry-free audio) |\n"
                   "|---|---|\n" + "\n".join(category_rows) + f"\n| previous model | {by_category(old.counts)} |")
-    parts = {
-        "goals": goals_table(medium),
-        "hops": HEADER + "\n" + "\n".join(hop_rows),
-        "choices": ("| preset | hop (s) | start threshold | N of M | rule met |\n|---|---|---|---|---|\n"
-                    + "\n".join(choice_rows)),
-        "report": PRESET_HEADER + "\n" + "\n".join(report_rows),
-        "side_by_side": side_by_side,
-        "categories": categories,
-        "synthetic": PRESET_HEADER + "\n| **medium** " + synthetic_point.row(),
-        "set_minutes": {k: round(v) for k, v in minutes.items()},
-    }
+    parts = SweepReport(
+        goals=goals_table(medium),
+        hops=HEADER + "\n" + "\n".join(hop_rows),
+        choices=("| preset | hop (s) | start threshold | N of M | rule met |\n|---|---|---|---|---|\n"
+                 + "\n".join(choice_rows)),
+        report=PRESET_HEADER + "\n" + "\n".join(report_rows),
+        side_by_side=side_by_side,
+        categories=categories,
+        synthetic=PRESET_HEADER + "\n| **medium** " + synthetic_point.row(),
+        set_minutes={k: round(v) for k, v in minutes.items()},
+        hop=hop, medium_f1=medium.counts.f1, medium_recall=medium.counts.recall,
+        medium_cry_free_fa_h=medium.cry_free_fa_h,
+    )
     stem = args.model.parent / args.model.stem
     Path(f"{stem}-operating-point.md").write_text(f"""# Operating point and sensitivity presets (models/{args.model.name} {detector.model_id})
 
@@ -341,13 +369,13 @@ in `models/manifest.json` under this model's `operating_point`.
 
 ## Chosen on the calibration set
 
-{parts['choices']}
+{parts.choices}
 
 ## Measured on the report set (the numbers to quote)
 
-{parts['report']}
+{parts.report}
 
-{parts['categories']}
+{parts.categories}
 
 ## The hop
 
@@ -355,7 +383,7 @@ The streaming detector costs the same per second of audio at any hop (`tools/ben
 tries hops of {' and '.join(f'{h:g}' for h in hops)} s (N of M scaled to cover the same seconds) and the medium rule
 picks the hop with the preset. Each hop's own medium choice, measured on the report set:
 
-{parts['hops']}
+{parts.hops}
 
 ## The calibration sweep
 
@@ -386,7 +414,7 @@ AUC/wF1 = window level at the start threshold.
 {old_table}
 ```
 """)
-    print(json.dumps({k: v for k, v in parts.items()}, indent=1, ensure_ascii=False))
+    print(parts.to_json())
     return parts
 
 

@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import sys
-from datetime import datetime
 from pathlib import Path
 
 from monitor import __version__
@@ -61,14 +60,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from monitor.core.stats import CryStats
     from monitor.inference.classify import ReasonClassifier
     from monitor.inference.detect import make_detector
-    from monitor.offline.replay import replay_file
+    from monitor.offline.replay import JsonLines, ScoresCsv, replay_file
+    from monitor.service.sinks import StatsSink
 
     config = _config(args)
     configure_logging(config.logging)
     detector = make_detector(config.detector)
     classifier = ReasonClassifier(config.classifier) if reasons_enabled(config) else None
     mqtt = replay_device(config, reasons=classifier is not None) if args.publish else None
-    stats = CryStats()
+    published = [mqtt, StatsSink(CryStats(), mqtt.stats)] if mqtt else []
     events_out = sys.stdout if args.events_out == "-" else open(args.events_out, "w")
     scores_out = open(args.scores_out, "w") if args.scores_out else None
     if scores_out:
@@ -76,15 +76,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     failed = 0
     try:
         for path in args.files:
+            sinks = [JsonLines(events_out, path), *published, *([ScoresCsv(scores_out)] if scores_out else [])]
             try:
-                for events, scores in replay_file(path, config, detector, classifier, realtime=args.realtime):
-                    for event in events:
-                        events_out.write(json.dumps({**event, "file": path}) + "\n")
-                        if mqtt:
-                            publish_replayed(mqtt, stats, event)
-                    events_out.flush()
-                    if scores_out:
-                        scores_out.writelines(f"{s.t:.3f},{s.score:.4f},{s.level_dbfs:.1f}\n" for s in scores)
+                replay_file(path, config, detector, sinks, classifier, realtime=args.realtime)
             except AudioFileError as exc:  # report it and go on with the other files
                 print(f"crymonitor: error: {exc}", file=sys.stderr)
                 failed += 1
@@ -93,7 +87,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             events_out.close()
         if scores_out:
             scores_out.close()
-        unacked = mqtt.close(timeout=10.0) if mqtt else 0
+        unacked = mqtt.disconnect(timeout=10.0) if mqtt else 0
     return 2 if failed else (1 if unacked else 0)
 
 
@@ -108,15 +102,6 @@ def replay_device(config, reasons: bool):
     mqtt = MqttSink(config, MqttPublisher(config.mqtt), controls=False, reasons=reasons)
     mqtt.start()
     return mqtt
-
-
-def publish_replayed(mqtt, stats, event: dict) -> None:
-    if event["type"] == "cry_reason":
-        mqtt.reason_event(event)
-        return
-    mqtt.cry_event(event)
-    if event["type"] == "cry_end" and stats.cry_ended(event["duration_s"], event["ended_by"], datetime.now()):
-        mqtt.stats(stats.to_payload())
 
 
 def cmd_classify(args: argparse.Namespace) -> int:

@@ -176,6 +176,11 @@ class MqttConfig:
     unreachable_problem_seconds: float = field(default=60.0, metadata=_range(1.0, 86400.0))
     accept_commands: bool = True
 
+    @property
+    def topic(self) -> str:
+        """The device's topic root, ``<base_topic>/<device_id>``: every state, event and command is under it."""
+        return f"{self.base_topic}/{self.device_id}"
+
     def password(self) -> str | None:
         """The broker password from ``password_file`` or the environment; never stored in the config object."""
         if self.password_file is not None:

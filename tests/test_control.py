@@ -76,11 +76,11 @@ def test_settings_changed_in_the_file_win_over_remembered_ones(tmp_path):
         return daemon(yaml_text)
 
     first = daemon("events:\n  sensitivity: medium\n")
-    first._set_controls(apply_command(first.controls, "sensitivity", b"high"))  # set over MQTT
-    first._set_controls(apply_command(first.controls, "enabled", b"OFF"))
+    first.control.set(apply_command(first.state.controls, "sensitivity", b"high"))  # set over MQTT
+    first.control.set(apply_command(first.state.controls, "enabled", b"OFF"))
     second = restarted("events:\n  sensitivity: medium\n", first)
-    assert second.controls.sensitivity == "high"  # file unchanged: kept
-    edited = restarted("events:\n  sensitivity: low\n", second).controls  # file edited: the file wins for that key
+    assert second.state.controls.sensitivity == "high"  # file unchanged: kept
+    edited = restarted("events:\n  sensitivity: low\n", second).state.controls  # file edited: the file wins for that key
     assert edited.sensitivity == "low" and edited.enabled is False
 
 

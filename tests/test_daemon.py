@@ -7,6 +7,10 @@ import pytest
 import soundfile as sf
 
 from daemon_helpers import DaemonProcess, without_torch, write_config
+from monitor.config import load_config
+from monitor.inference.classify import ReasonClassifier
+from monitor.inference.detect import make_detector
+from monitor.offline.replay import Collector, replay_file
 
 
 def events(sub, kind=None):
@@ -37,6 +41,14 @@ def test_daemon_on_the_default_onnx_models_without_torch_publishes_a_cry_and_exi
     sub.wait_for(lambda m: "offline" in sub.payloads("status"))
     assert sub.payloads("status")[0] == "online"
     assert any(r["event"] == "cry_start" and r["id"] == start["id"] for r in daemon.logs())  # JSON logs off a TTY
+    # one driver: replay of the same file gives the same events, fields and audio times as the daemon
+    config = load_config(tmp_path / "c.yaml")
+    collector = Collector()
+    replay_file(str(cry_then_quiet), config, make_detector(config.detector), [collector],
+                ReasonClassifier(config.classifier))
+    published = [json.loads(p) for p in sub.payloads("event")]
+    assert [(e["type"], e["t"], sorted(e)) for e in collector.events] == \
+        [(e["type"], e["t"], sorted(e)) for e in published]
 
 
 def test_sigterm_mid_cry_ends_it_before_going_offline(broker, subscriber_factory, cry_then_quiet, tmp_path):

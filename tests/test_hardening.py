@@ -34,7 +34,7 @@ def test_an_infinite_number_in_the_state_file_is_ignored_with_a_logged_error(tmp
     config = override(override(Config(), "mqtt", enabled=False), "state", dir=str(state))
     with structlog.testing.capture_logs() as logs:
         daemon = Daemon(config)
-    assert daemon.stats.cries_today == 0
+    assert daemon.state.stats.cries_today == 0
     assert any(r["event"] == "state_file_ignored" and "infinity" in r["error"] for r in logs)
 
 
@@ -291,7 +291,7 @@ def audio_variants(folder: Path, count: int, seed: int = 5):
 
 def test_audio_fuzz_every_file_replays_or_is_one_clear_error(tmp_path):
     from monitor.inference.detect import make_detector
-    from monitor.offline.replay import replay_file
+    from monitor.offline.replay import Collector, replay_file
 
     config = Config()
     detector = make_detector(config.detector)
@@ -299,9 +299,10 @@ def test_audio_fuzz_every_file_replays_or_is_one_clear_error(tmp_path):
     for path in audio_variants(tmp_path, 210):
         started = time.monotonic()
         try:
-            for events, scores in replay_file(str(path), config, detector):
-                assert all(np.isfinite(s.score) and np.isfinite(s.level_dbfs) for s in scores)
-                json.dumps(events, allow_nan=False)
+            collector = Collector()
+            replay_file(str(path), config, detector, [collector])
+            assert all(np.isfinite(s.score) and np.isfinite(s.level_dbfs) for s in collector.windows)
+            json.dumps(collector.events, allow_nan=False)
             outcomes["replayed"] += 1
         except AudioFileError as exc:
             assert str(exc).startswith(str(path)) and "\n" not in str(exc), str(exc)

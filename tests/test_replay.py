@@ -15,7 +15,7 @@ from monitor.cli import main
 from monitor.config import Config
 from monitor.inference.detect import CryDetector
 from monitor.inference.weights import read_manifest as read_models
-from monitor.offline.replay import replay_file
+from monitor.offline.replay import Collector, replay_file
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,9 @@ def detector():
 
 
 def replay_events(path, detector) -> list[dict]:
-    return [e for events, _ in replay_file(str(path), Config(), detector) for e in events]
+    collector = Collector()
+    replay_file(str(path), Config(), detector, [collector])
+    return collector.events
 
 
 def test_cry_clip_yields_start_then_end(cry_then_quiet, detector):

@@ -37,7 +37,7 @@ from monitor.offline.evaluation import (
     read_annotations,
     summarize,
 )
-from monitor.offline.replay import replay_file
+from monitor.offline.replay import Collector, replay_file
 from monitor.service.log import configure_logging
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
@@ -85,10 +85,9 @@ class Replayed:
 
 def evaluate_one(audio: Path, labels: list[Annotation], config: Config, scorer: Scorer,
                  tolerance_s: float) -> Replayed:
-    events, scores = [], []
-    for chunk_events, chunk_scores in replay_file(str(audio), config, scorer):
-        events += chunk_events
-        scores += chunk_scores
+    collector = Collector()
+    replay_file(str(audio), config, scorer, [collector])
+    events, scores = collector.events, collector.windows
     t, score, level = (np.array([getattr(s, name) for s in scores]) for name in ("t", "score", "level_dbfs"))
     result = evaluate_file(audio.stem, scene_of(audio), labels, events, t, score, sf.info(str(audio)).duration,
                            tolerance_s, scorer.window_samples / SAMPLE_RATE)

@@ -1,48 +1,90 @@
-"""Replay: recorded files through the same :class:`~monitor.core.pipeline.Pipeline` as the daemon.
+"""Replay: recorded files through the daemon's driver (:mod:`monitor.service.driver`) and pipeline.
 
-As fast as the CPU allows (pending windows are scored in batches), or paced like a microphone with
+As fast as the CPU allows (5 s blocks, pending windows scored in batches), or paced like a microphone with
 ``realtime=True``. Each file starts a fresh pipeline, so ``t`` is seconds from the file's start and ``ts`` is
-the replay's start time plus ``t``. An open cry is closed at the end of the file (``ended_by: shutdown``), or
-where its decoding failed (``ended_by: input_error``, then the error).
-Classification requests run inline when a classifier is given (replay measures, it need not stay responsive),
-so ``cry_reason`` events appear in order right after the window that made them due.
+the replay's start time plus ``t`` (:class:`~monitor.service.driver.FileClock`). An open cry is closed at the
+end of the file (``ended_by: shutdown``), or where its decoding failed (``ended_by: input_error``, then the
+error). Reasons are computed inline (replay measures, it need not stay responsive), so ``cry_reason`` events
+appear in order right after the window that made them due. The file is decoded block by block: memory does not
+grow with its length.
+
+The sinks here are replay's outputs: JSON lines, a scores CSV, and a collector for ``evaluate``; ``replay
+--publish`` adds the daemon's own MQTT and statistics sinks.
+
+Example:
+    >>> from monitor.config import override
+    >>> from monitor.inference.detect import make_detector
+    >>> import numpy as np, soundfile as sf, tempfile
+    >>> path = tempfile.mkdtemp() + "/beep.wav"
+    >>> t = np.arange(20 * 16000) / 16000
+    >>> sf.write(path, (0.5 * np.sin(2 * np.pi * 440 * t) * ((t > 2) & (t < 6))).astype(np.float32), 16000)
+    >>> collector = Collector()
+    >>> config = override(Config(), "detector", kind="loudness")  # any sound (no model to load)
+    >>> replay_file(path, config, make_detector(config.detector), [collector])
+    >>> [(e["type"], e["t"], e.get("ended_by")) for e in collector.events]
+    [('cry_start', 3.0, None), ('cry_end', 10.0, 'quiet')]
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import TextIO
 
-from monitor import SAMPLE_RATE
-from monitor.audio.files import AudioFileError, iter_file
+from monitor.audio.capture import file_chunks
 from monitor.config import Config
-from monitor.core.events import ReasonEvent, event_payload
-from monitor.core.pipeline import FeedResult, Pipeline, Scorer, WindowScore
+from monitor.core.pipeline import Pipeline, Scorer, WindowScore
 from monitor.inference.classify import ReasonClassifier
+from monitor.service.driver import Driver, FileClock, Sink
 
 BLOCK_SECONDS = 5.0
 
 
-def replay_file(path: str, config: Config, scorer: Scorer, classifier: ReasonClassifier | None = None,
-                realtime: bool = False) -> Iterator[tuple[list[dict], list[WindowScore]]]:
-    """Yield (event payloads, window scores) chunk by chunk as the file is decoded and scored."""
-    pipeline = Pipeline(config, scorer)
-    started = time.time()
+def replay_file(path: str, config: Config, scorer: Scorer, sinks: Sequence[Sink],
+                classifier: ReasonClassifier | None = None, realtime: bool = False) -> None:
+    """Replay one file into ``sinks``; a file that fails to decode part-way raises
+    :class:`~monitor.audio.files.AudioFileError` after the events up to that point (an open cry ended)."""
+    driver = Driver(Pipeline(config, scorer), sinks, FileClock(), classifier, reasons_inline=True)
+    block = config.audio.block_seconds if realtime else BLOCK_SECONDS
+    asyncio.run(driver.run(file_chunks(path, block, realtime)))
 
-    def payloads(result: FeedResult) -> list[dict]:
-        events = list(result.events)
-        if classifier is not None:
-            events += [ReasonEvent(r.t, r.id, classifier.classify(r.samples), r.samples.size / SAMPLE_RATE)
-                       for r in result.requests]
-        return [event_payload(e, started + e.t) for e in sorted(events, key=lambda e: e.t)]
 
-    try:
-        for chunk in iter_file(path, config.audio.block_seconds if realtime else BLOCK_SECONDS):
-            if realtime:
-                time.sleep(max(0.0, started + pipeline.t + chunk.size / SAMPLE_RATE - time.time()))
-            result = pipeline.feed(chunk)
-            yield payloads(result), result.scores
-    except AudioFileError:  # decoding failed part-way: a cry already started still gets its end, then the error
-        yield payloads(pipeline.close(ended_by="input_error")), []
-        raise
-    yield payloads(pipeline.close()), []
+class Collector(Sink):
+    """Every payload and window score of a replay, for evaluation and tests."""
+
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+        self.windows: list[WindowScore] = []
+
+    def cry_event(self, payload: dict) -> None:
+        self.events.append(payload)
+
+    def reason_event(self, payload: dict) -> None:
+        self.events.append(payload)
+
+    def scores(self, scores: list[WindowScore]) -> None:
+        self.windows.extend(scores)
+
+
+class JsonLines(Sink):
+    """Each payload as one JSON line with the ``file`` it came from."""
+
+    def __init__(self, stream: TextIO, file: str) -> None:
+        self.stream, self.file = stream, file
+
+    def cry_event(self, payload: dict) -> None:
+        self.stream.write(json.dumps({**payload, "file": self.file}) + "\n")
+        self.stream.flush()
+
+    reason_event = cry_event
+
+
+class ScoresCsv(Sink):
+    """``t,score,level_dbfs`` per window (the header is the caller's: with several files, ``t`` restarts)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def scores(self, scores: list[WindowScore]) -> None:
+        self.stream.writelines(f"{s.t:.3f},{s.score:.4f},{s.level_dbfs:.1f}\n" for s in scores)

@@ -13,6 +13,7 @@ import json
 import os
 
 from monitor.config import Config, MqttConfig
+from monitor.service.driver import Sink
 from monitor.service.homeassistant import discovery_payload, discovery_topic
 from monitor.service.publish import MqttPublisher
 
@@ -27,7 +28,7 @@ def replay_identity(config: Config) -> Config:
         homeassistant=dataclasses.replace(config.homeassistant, name=f"{config.homeassistant.name} (replay)"))
 
 
-class MqttSink:
+class MqttSink(Sink):
     """``controls``: the device obeys ``set/*`` commands (the live daemon), so its discovery offers the switch and
     the select; a replay device has none. ``reasons``: a reason classifier runs, so ``reason`` is reset at each
     ``cry_start``."""
@@ -76,6 +77,7 @@ class MqttSink:
     def start(self) -> None:
         self.publisher.start()
 
-    def close(self, timeout: float = 1.0) -> int:
-        """``offline``, then wait up to ``timeout`` for acknowledgements; returns how many never came."""
+    def disconnect(self, timeout: float = 1.0) -> int:
+        """``offline``, then wait up to ``timeout`` for acknowledgements; returns how many never came. Its owner
+        calls it (the daemon, replay), not the driver: the stats of an ended cry may still be due."""
         return self.publisher.close(timeout)

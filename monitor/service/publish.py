@@ -89,7 +89,7 @@ class MqttPublisher:
         thread that sets states (the daemon's event loop), so a reconnect's re-publish cannot interleave with a
         state change and leave an older value retained on the broker."""
         self.config = config
-        self.topic = f"{config.base_topic}/{config.device_id}"
+        self.topic = config.topic
         self.outbox = outbox
         self.availability = "online"
         self._retained: dict[str, str] = {}  # full topic → payload, re-sent on every connect

@@ -1,0 +1,91 @@
+"""What changes a running daemon's controls and config: MQTT commands (``<topic>/set/<control>``, Home
+Assistant's status) and SIGHUP reloads of the config file. A change is applied to the state machine, saved in
+``state.json`` and echoed on ``<topic>/state``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+
+import structlog
+
+from monitor.config import SENSITIVITIES, Config, ConfigError, OperatingPoint, effective_events, load_config
+from monitor.core.control import CommandError, ControlState, apply_command
+from monitor.core.events import CryStateMachine
+from monitor.service.mqtt_sink import MqttSink
+from monitor.service.state import DaemonState, config_controls
+
+log = structlog.get_logger(__name__)
+
+
+class Controller:
+    def __init__(self, config: Config, config_path: Path | None, state: DaemonState, events: CryStateMachine,
+                 presets: Mapping[str, OperatingPoint], mqtt: MqttSink | None) -> None:
+        self.config, self.config_path, self.state, self.events = config, config_path, state, events
+        self.presets, self.mqtt = presets, mqtt
+        self.events.reconfigure(self._events_config(config, state.controls))
+
+    def _events_config(self, config: Config, controls: ControlState):
+        return effective_events(config.events, controls.sensitivity, config.detector, self.presets)
+
+    def on_message(self, topic: str, payload: bytes, retained: bool = False) -> None:
+        """A message on a subscribed topic (on the event loop)."""
+        if topic == f"{self.config.homeassistant.prefix}/status":
+            if payload == b"online" and self.mqtt:
+                log.info("homeassistant_online", detail="re-publishing discovery and states")
+                self.mqtt.republish()
+            return
+        control = topic.rsplit("/", 1)[-1]
+        if retained:  # a stale retained command would be re-applied at every reconnect, undoing later ones
+            log.warning("command_ignored", topic=topic, reason="retained message; publish commands unretained")
+            return
+        try:
+            new = apply_command(self.state.controls, control, payload)
+        except CommandError as exc:
+            log.warning("command_rejected", topic=topic, error=str(exc), payload_bytes=len(payload))
+            self.publish()  # echo the unchanged state so a UI that guessed reverts
+            return
+        log.info("command_applied", control=control, state=new.to_payload())
+        self.set(new)
+
+    def set(self, new: ControlState) -> None:
+        self.state.controls = new
+        self.events.reconfigure(self._events_config(self.config, new))
+        self.state.save()
+        self.publish()
+
+    def publish(self) -> None:
+        if self.mqtt:
+            self.mqtt.controls(self.state.controls.to_payload(datetime.now()))
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config file. Thresholds, sensitivity, quiet hours and names apply now; an invalid
+        file is rejected and the running config kept. Other changes (device, broker, model) need a restart."""
+        if self.config_path is None:
+            log.warning("reload_ignored", detail="started without --config; nothing to reload")
+            return
+        try:
+            new = load_config(self.config_path)
+            for sensitivity in SENSITIVITIES:  # the new events section must combine with the model's presets
+                effective_events(new.events, sensitivity, new.detector, self.presets)
+        except ConfigError as exc:
+            log.error("reload_rejected", error=str(exc), detail="keeping the running config")
+            return
+        except Exception as exc:  # a loader bug must not take the monitor down at 3 a.m.: the old config stays
+            log.error("reload_rejected", error=repr(exc), detail="unexpected; keeping the running config")
+            return
+        changed_controls = {k: v for k, v in config_controls(new).items()
+                            if config_controls(self.config)[k] != v}  # MQTT-set values stay unless edited
+        live = ("events", "homeassistant")
+        needs_restart = [f.name for f in dataclasses.fields(new)
+                         if f.name not in live + ("logging",) and getattr(new, f.name) != getattr(self.config, f.name)]
+        self.config = self.state.config = dataclasses.replace(self.config, events=new.events,
+                                                              homeassistant=new.homeassistant)
+        if self.mqtt:
+            self.mqtt.config = self.config  # the new Home Assistant name
+            self.mqtt.publish_discovery()
+        self.set(ControlState.from_payload({**self.state.controls.to_payload(), **changed_controls}))
+        log.info("config_reloaded", path=str(self.config_path), restart_needed_for=needs_restart)

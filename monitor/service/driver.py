@@ -1,0 +1,177 @@
+"""The one driver from audio to outputs: :meth:`Driver.run` ``(source)`` over a pipeline, sinks and a clock.
+
+The daemon (a microphone, or a file paced like one), ``crymonitor replay`` (a file, fast or paced; JSON lines,
+and MQTT as a replay device with ``--publish``) and ``crymonitor evaluate`` (a file, fast; a collector) are this
+loop with other sources and sinks, so a timestamp or a field cannot differ between them.
+
+For each chunk the :class:`~monitor.core.pipeline.Pipeline` decides on the inference thread (never on the event
+loop). What it decided goes out in audio-time order: each event as one payload (:func:`event_payload`, ``ts``
+from the clock) to every sink's :meth:`Sink.cry_event`; each classification request becomes a reason computed on
+the classifier's own thread, whose payload goes to :meth:`Sink.reason_event`. Live, a reason is a task that
+publishes whenever it is ready, so the detector never waits for it; offline (``reasons_inline``) it is awaited at
+once, so ``cry_reason`` follows the window that made it due. The window scores go to :meth:`Sink.scores` and the
+chunk, once decided, to :meth:`Sink.audio`. :meth:`Driver.stop` lets the chunk being scored finish and go out,
+ends an open cry (``ended_by``), waits for the reasons under way and closes the sinks.
+
+Sinks run in the order given; a sink may add a field to a payload for the sinks after it (clips add ``clip``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Protocol
+
+import numpy as np
+import structlog
+
+from monitor import SAMPLE_RATE
+from monitor.core.events import CryEvent, ReasonEvent, event_payload
+from monitor.core.pipeline import FeedResult, Pipeline, WindowScore
+from monitor.core.schedule import ClassifyRequest
+
+log = structlog.get_logger(__name__)
+
+
+class Sink:
+    """One kind of output; every method is optional (a no-op here)."""
+
+    def cry_event(self, payload: dict) -> None:
+        """A ``cry_start`` or ``cry_end`` payload."""
+
+    def reason_event(self, payload: dict) -> None:
+        """A ``cry_reason`` payload."""
+
+    def scores(self, scores: list[WindowScore]) -> None:
+        """The windows one chunk completed."""
+
+    def audio(self, chunk: np.ndarray) -> None:
+        """A chunk, after what it decided went out."""
+
+    def close(self) -> None:
+        """The driver stopped: nothing more will come."""
+
+
+class Classifier(Protocol):
+    model_id: str
+
+    def classify(self, samples: np.ndarray): ...
+
+
+class WallClock:
+    """Live: the audio at ``t`` was heard ``pipeline.t - t`` seconds before now."""
+
+    def ts(self, t: float, now_t: float) -> float:
+        return time.time() - (now_t - t)
+
+
+class FileClock:
+    """A file: its start is ``started`` (the replay's start time), and ``t`` seconds into it is ``started + t``."""
+
+    def __init__(self, started: float | None = None) -> None:
+        self.started = time.time() if started is None else started
+
+    def ts(self, t: float, now_t: float) -> float:
+        return self.started + t
+
+
+class Driver:
+    def __init__(self, pipeline: Pipeline, sinks: Sequence[Sink], clock: WallClock | FileClock,
+                 classifier: Classifier | None = None, reasons_inline: bool = False) -> None:
+        self.pipeline, self.sinks, self.clock = pipeline, list(sinks), clock
+        self.classifier = classifier
+        self.reasons_inline = reasons_inline
+        self.inference_ms: float | None = None  # per window, of the last chunk that scored any
+        self.last_score: float | None = None
+        self.classify_ms: float | None = None
+        self._inference = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self._classifying = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classifier")
+        self._inflight: Future | None = None  # the chunk being scored, if any
+        self._reasons: set[asyncio.Task] = set()  # classifications under way
+
+    async def run(self, source: AsyncIterator[np.ndarray], ended_by: str = "shutdown") -> None:
+        """Until the source ends (then ``ended_by`` ends an open cry) or raises (``input_error``, then the error
+        propagates); cancelled, it stops as :meth:`stop` does and the cancellation propagates."""
+        try:
+            async for chunk in source:
+                await self.feed(chunk)
+        except asyncio.CancelledError:
+            await self.stop("shutdown")
+            raise
+        except Exception:
+            await self.stop("input_error")
+            raise
+        await self.stop(ended_by)
+
+    async def feed(self, chunk: np.ndarray) -> FeedResult:
+        started = time.perf_counter()
+        # shielded: if a stop cancels the caller mid-inference, stop() still sends what this chunk decided
+        self._inflight = self._inference.submit(self.pipeline.feed, chunk)
+        result: FeedResult = await asyncio.shield(asyncio.wrap_future(self._inflight))
+        self._inflight = None
+        if result.scores:
+            self.inference_ms = round(1000 * (time.perf_counter() - started) / len(result.scores), 1)
+            self.last_score = round(result.scores[-1].score, 4)
+        await self.send(result)
+        for sink in self.sinks:
+            sink.audio(chunk)
+        return result
+
+    async def skip(self, chunk: np.ndarray) -> None:
+        """Keep the audio clock running without scoring (monitoring paused): :meth:`Pipeline.skip`."""
+        await asyncio.get_running_loop().run_in_executor(self._inference, self.pipeline.skip, chunk)
+        for sink in self.sinks:
+            sink.audio(chunk)
+
+    async def close_cry(self, ended_by: str) -> None:
+        """End an open cry now (monitoring paused)."""
+        await self.send(self.pipeline.close(ended_by=ended_by))
+
+    async def send(self, result: FeedResult, reasons: bool = True) -> None:
+        """What one step decided, in audio-time order; ``reasons``: classify the requests (not at a live stop)."""
+        if result.scores:
+            for sink in self.sinks:
+                sink.scores(result.scores)
+        decided = sorted([*result.events, *result.requests], key=lambda item: item.t)  # stable: events first
+        for item in decided:
+            if isinstance(item, CryEvent):
+                payload = event_payload(item, self.clock.ts(item.t, self.pipeline.t))
+                for sink in self.sinks:
+                    sink.cry_event(payload)
+            elif self.classifier is None or not reasons:
+                continue
+            elif self.reasons_inline:
+                await self._reason(item)
+            else:
+                task = asyncio.get_running_loop().create_task(self._reason(item))
+                self._reasons.add(task)
+                task.add_done_callback(self._reasons.discard)
+
+    async def _reason(self, request: ClassifyRequest) -> None:
+        started = time.perf_counter()
+        try:
+            reason = await asyncio.get_running_loop().run_in_executor(self._classifying, self.classifier.classify,
+                                                                      request.samples)
+        except Exception as exc:  # a reason is a hint: log it, keep detecting
+            log.error("classify_failed", cry_id=request.id, error=repr(exc))
+            return
+        self.classify_ms = round(1000 * (time.perf_counter() - started), 1)
+        event = ReasonEvent(request.t, request.id, reason, request.samples.size / SAMPLE_RATE)
+        payload = event_payload(event, self.clock.ts(event.t, self.pipeline.t))
+        for sink in self.sinks:
+            sink.reason_event(payload)
+
+    async def stop(self, ended_by: str = "shutdown") -> None:
+        """The chunk being scored finishes and goes out; an open cry ends with ``ended_by``; a reason being
+        computed goes out (one only due now, for a cry cut short by the stop, does not); the sinks close."""
+        await asyncio.to_thread(self._inference.shutdown, wait=True, cancel_futures=True)
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None and not inflight.cancelled() and inflight.exception() is None:
+            await self.send(inflight.result())
+        await self.send(self.pipeline.close(ended_by=ended_by), reasons=self.reasons_inline)
+        await asyncio.gather(*self._reasons, return_exceptions=True)
+        self._classifying.shutdown(wait=False)
+        for sink in self.sinks:
+            sink.close()

@@ -2,8 +2,8 @@
 
 Audio arrives on the event loop from the capture callback thread (or a file paced like it) and goes through the
 driver, which scores it on its inference thread and classifies on its own (a reason is an awaited task), to the
-sinks: clips, the state file with the statistics (saved before anything is published), log, MQTT and systemd
-status, in that order. MQTT runs on paho's
+sinks: clips, the state file with the statistics (so the open cry is saved before its alarm is published; at a
+``cry_end`` the new statistics go out just before the event), log, MQTT and systemd status, in that order. MQTT runs on paho's
 network thread and hands commands back to the loop, where :class:`~monitor.service.commands.Controller`
 applies them (and SIGHUP's reloads). A watch loop, once a second, notices a microphone that
 stopped delivering, publishes diagnostics, rolls the daily count over and watches the broker. Signals:

@@ -10,6 +10,9 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+import soundfile as sf
+
 DECODER = json.JSONDecoder()
 
 
@@ -17,6 +20,13 @@ def write_config(path: Path, port: int, device_id: str, extra: str = "") -> Path
     """A config for the test broker with its own state folder beside the file; ``extra`` appends YAML."""
     path.write_text(f"mqtt:\n  port: {port}\n  device_id: {device_id}\n  keepalive_seconds: 5\n"
                     f"state:\n  dir: {path.parent / 'state'}\nlogging:\n  format: json\n{extra}")
+    return path
+
+
+def quiet_file(path: Path, seconds: float, level: float = 1e-3) -> Path:
+    """A quiet room (white noise at ``level``) for a daemon to listen to while a test does something else."""
+    rng = np.random.default_rng(1)
+    sf.write(path, (rng.standard_normal(int(seconds * 16000)) * level).astype(np.float32), 16000)
     return path
 
 

@@ -15,16 +15,14 @@ import structlog
 import yaml
 
 from conftest import ROOT
-from daemon_helpers import DaemonProcess, write_config
+from daemon_helpers import DaemonProcess, quiet_file, write_config
 from monitor.audio.files import AudioFileError, read_file
 from monitor.config import Config, ConfigError, override, parse_config
 from monitor.service.daemon import Daemon
 
 
-def quiet_wav(folder: Path, seconds: float = 60.0) -> Path:
-    path = folder / "quiet.wav"
-    sf.write(path, np.random.default_rng(0).standard_normal(int(seconds * 16000)).astype(np.float32) * 1e-3, 16000)
-    return path
+def quiet_wav(folder: Path) -> Path:
+    return quiet_file(folder / "quiet.wav", 60.0)
 
 
 def test_an_infinite_number_in_the_state_file_is_ignored_with_a_logged_error(tmp_path):

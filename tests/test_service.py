@@ -13,7 +13,7 @@ import paho.mqtt.client as mqtt
 import pytest
 import soundfile as sf
 
-from daemon_helpers import DaemonProcess, write_config
+from daemon_helpers import DaemonProcess, quiet_file, write_config
 from monitor.service.homeassistant import EVENT_TYPES, REASON_STATES
 
 HA_PLATFORMS = {"binary_sensor", "event", "sensor", "switch", "select", "number", "button", "text"}
@@ -51,12 +51,6 @@ def validate_ha_device_discovery(config: dict) -> None:
             assert comp["command_topic"]
         if platform == "select":
             assert comp["options"]
-
-
-def quiet_file(path, seconds: float, level: float = 1e-3):
-    rng = np.random.default_rng(1)
-    sf.write(path, (rng.standard_normal(int(seconds * 16000)) * level).astype(np.float32), 16000)
-    return path
 
 
 def publish(port: int, topic: str, payload: bytes, retain: bool = False) -> None:

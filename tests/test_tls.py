@@ -6,12 +6,10 @@ import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
 from conftest import Broker, need
-from daemon_helpers import DaemonProcess
+from daemon_helpers import DaemonProcess, quiet_file
 
 PASSWORD = "right horse battery staple"
 
@@ -56,8 +54,7 @@ def tls_broker(tmp_path, certs):
 def run_daemon(folder: Path, port: int, device: str, mqtt: str = "") -> DaemonProcess:
     """The real daemon on a quiet file, with ``tls: true`` and the further mqtt keys in ``mqtt`` (write_config
     cannot add keys to its mqtt section)."""
-    wav = folder / "quiet.wav"
-    sf.write(wav, np.random.default_rng(0).standard_normal(60 * 16000).astype(np.float32) * 1e-3, 16000)
+    wav = quiet_file(folder / "quiet.wav", 60.0)
     config = folder / "c.yaml"
     config.write_text(f"mqtt:\n  port: {port}\n  device_id: {device}\n  keepalive_seconds: 5\n  tls: true\n{mqtt}"
                       f"state:\n  dir: {folder / 'state'}\nlogging:\n  format: json\n")

@@ -91,9 +91,9 @@ class Driver:
         self._inflight: Future | None = None  # the chunk being scored, if any
         self._reasons: set[asyncio.Task] = set()  # classifications under way
 
-    async def run(self, source: AsyncIterator[np.ndarray], ended_by: str = "shutdown") -> None:
-        """Until the source ends (then ``ended_by`` ends an open cry) or raises (``input_error``, then the error
-        propagates); cancelled, it stops as :meth:`stop` does and the cancellation propagates."""
+    async def run(self, source: AsyncIterator[np.ndarray]) -> None:
+        """Until the source ends (an open cry then ends with ``shutdown``) or raises (``input_error``, then the
+        error propagates); cancelled, it stops as :meth:`stop` does and the cancellation propagates."""
         try:
             async for chunk in source:
                 await self.feed(chunk)
@@ -103,7 +103,7 @@ class Driver:
         except Exception:
             await self.stop("input_error")
             raise
-        await self.stop(ended_by)
+        await self.stop("shutdown")
 
     async def feed(self, chunk: np.ndarray) -> FeedResult:
         started = time.perf_counter()

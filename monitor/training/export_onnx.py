@@ -21,9 +21,9 @@ any probability differs by more than 1e-4, it exits 1 and writes nothing.
 channel with 7-bit range, uint8 activations) of the convolutions only, calibrated on real *training* audio (cries and every
 category of non-cry, none from a held-out group). Weights use 7 of their 8 bits (``reduce_range``): on x86 CPUs
 without VNNI (AVX2 only, e.g. this AMD EPYC) ONNX Runtime's uint8×int8 kernels add pairs of products in 16 bits,
-which saturate with full-range weights. The first int8 export (8-bit weights) matched fp32 to 0.15 on a CPU with
-VNNI and differed by 0.54 (music) and 0.78 (a cry) on an AVX2-only one, firing on nothing and missing cries; with
-7-bit weights it differs by 0.025 and 0.020 there. The log-mel (a DFT convolution and the mel matrix product)
+which saturate with full-range weights. The first int8 export (8-bit weights) matched fp32 to 0.023 (30 s of music)
+on a CPU with VNNI and differed by 0.54 (music) and 0.78 (a cry) on an AVX2-only one (it fired on a held-out shout
+and missed a held-out cry); with 7-bit weights it differs by 0.025 and 0.020 there. The log-mel (a DFT convolution and the mel matrix product)
 stays fp32: its values span 13 orders of magnitude, and quantizing them made every score meaningless (mean probability error 0.5 when tried).
 An int8 model is a different model: it differs from torch by more than 1e-4 by design, so it is judged like the
 student, by its own calibration and the real-recording validation (``tools/sweep_operating_point.py --model

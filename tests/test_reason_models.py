@@ -19,6 +19,7 @@ import monitor.inference.models.ecapa
 import monitor.inference.models.ietma
 import monitor.inference.models.mfcc
 import monitor.inference.models.resnet
+from monitor.core.baby import metadata_vector
 from monitor.inference.models import REGISTRY, build, count_macs, count_params
 from monitor.inference.models.cnn10 import ConvBlock
 from monitor.inference.models.cnn14 import Cnn14
@@ -33,7 +34,10 @@ from monitor.inference.models.ietma import (
 )
 from monitor.inference.models.logmel import LogMel
 from monitor.inference.models.mfcc import Mfcc, dct_matrix
+from monitor.inference.models.multitask import MultiTaskCnn14
+from monitor.inference.models.reason import ReasonNet
 from monitor.inference.models.resnet import ResNet18
+from monitor.inference.models.tbdm import TbdmNet, TemporalAwareBlock
 
 # name → (input layout, shortest input length it accepts or that we promise)
 REASON_MODELS = {
@@ -46,6 +50,8 @@ REASON_MODELS = {
     "resnet18": ("mfcc", 8),
     "cnn14-stat": ("logmel", 32),
     "cnn14-mha": ("logmel", 32),
+    "tbdm": ("mfcc", 1),
+    "cnn14-mha-multitask": ("logmel", 32),
 }
 
 # Exact parameter counts, 6 classes (13 MFCC for the MFCC models, 64 mels for CNN14).
@@ -59,6 +65,13 @@ PARAMS = {
     "resnet18": 11_689_512 - 6_272 - 513_000 + 3_078,  # torchvision resnet18, 1-channel stem, 6-way head
     "cnn14-stat": 80_753_615 - 4_196_352 - 1_079_823 + 8_390_656 + 12_294,  # PANNs K=527; fc1 4096→2048; 6-way
     "cnn14-mha": 80_753_615 - 4_196_352 - 1_079_823 + (2_048 + 8) + 4_196_352 + 12_294,  # + 8-head scorer
+    # 6 TABs per stream at C_i = 13·2^i (two bias-free k2 convs + two BNs each), 1×1 squeezes + BN, fusion, head
+    "tbdm": sum(2 * (4 * c * c + 4 * c) + 2 * c * 13 + 2 * 13 for c in (13, 26, 52, 104, 208, 416)) + 6 + 13 * 6 + 6,
+    # cnn14-mha without its head; ARI projections ([mean; max] of stages 1–5 → 128) and weights; two auxiliary
+    # hidden layers (640 → 64) and heads (2, 5); co-attention query and gate; the head reads 640 + 2·64
+    "cnn14-mha-multitask": 80_753_615 - 4_196_352 - 1_079_823 + (2_048 + 8) + 4_196_352
+    + sum(2 * c * 128 + 128 for c in (64, 128, 256, 512, 1024)) + 5 * 128
+    + 2 * (2_176 * 64 + 64) + (64 * 2 + 2) + (64 * 5 + 5) + (2_176 * 64 + 64) + (64 * 2_176 + 2_176) + 2_304 * 6 + 6,
 }
 
 
@@ -217,8 +230,47 @@ def test_every_model_trains_one_step(name):
     assert torch.isfinite(loss)
 
 
+def test_tbdm_at_the_papers_39_mfcc_has_the_papers_parameter_count():
+    assert count_params(TbdmNet(num_classes=6, in_channels=39)) == 16_821_336  # models.md §3.2: 16.82 M effective
+    net = TbdmNet()
+    assert [b.gate[1].dilation[0] for b in net.forward_blocks] == [1, 2, 4, 8, 16, 32]
+    assert [b.gate[1].in_channels for b in net.backward_blocks] == [13, 26, 52, 104, 208, 416]
+
+
+def test_tbdm_keeps_the_length_and_reads_both_directions():
+    block = TemporalAwareBlock(13, 4).eval()
+    assert block(torch.randn(2, 13, 9)).shape == (2, 26, 9)  # 'same' padding, width doubles
+    net = TbdmNet().eval()
+    x = torch.randn(1, 13, 40)
+    with torch.no_grad():  # the backward stream reads the reversed input, so reversing the input changes the output
+        assert not torch.allclose(net(x), net(x.flip(-1)))
+
+
+def test_multitask_predicts_the_auxiliary_tasks_and_names_what_stage_two_freezes():
+    net = build("cnn14-mha-multitask", num_classes=5, widths=(16, 32, 64, 128, 256, 512)).eval()
+    reason, sex, age = net.all_logits(torch.randn(3, 64, 64))
+    assert (reason.shape, sex.shape, age.shape) == ((3, 5), (3, 2), (3, 5))
+    assert net.embed(torch.randn(3, 64, 64)).shape == (3, 512 + 128 + 2 * 64)
+    assert net.lowest_layers() == [net.bn0, net.blocks[0], net.blocks[1]]
+
+
+def test_metadata_changes_the_prehoc_model_and_unknown_is_zeros():
+    torch.manual_seed(0)
+    net = ReasonNet("tbdm", metadata=True).eval()
+    x = torch.randn(1, 120, 64)
+    with torch.no_grad():
+        told, _ = net.classify(x, torch.from_numpy(metadata_vector("f", "2-6m"))[None])
+        unknown, embedding = net.classify(x)
+        assert torch.equal(unknown, net.classify(x, torch.zeros(1, 7))[0])
+        assert not torch.allclose(told, unknown)
+    assert embedding.shape == (1, 13 + 16) and net.backbone.head.in_features == 13 + 16
+    with pytest.raises(ValueError, match="no linear head"):
+        ReasonNet("ietma", metadata=True)
+
+
 def test_registry_round_trip():
-    expected = {"ietma": Ietma, "ecapa": EcapaTdnn, "resnet18": ResNet18, "cnn14-stat": Cnn14, "cnn14-mha": Cnn14}
+    expected = {"ietma": Ietma, "ecapa": EcapaTdnn, "resnet18": ResNet18, "cnn14-stat": Cnn14, "cnn14-mha": Cnn14,
+                "tbdm": TbdmNet, "cnn14-mha-multitask": MultiTaskCnn14}
     for name in REASON_MODELS:
         assert name in REGISTRY
         assert isinstance(model(name), expected.get(name, Ietma))
@@ -269,7 +321,8 @@ def test_mfcc_global_normalisation_from_training_statistics():
 
 @pytest.mark.parametrize(
     "module",
-    [monitor.inference.models.ietma, monitor.inference.models.ecapa, monitor.inference.models.resnet, monitor.inference.models.cnn14, monitor.inference.models.mfcc],
+    [monitor.inference.models.ietma, monitor.inference.models.ecapa, monitor.inference.models.resnet, monitor.inference.models.cnn14, monitor.inference.models.mfcc,
+     monitor.inference.models.tbdm, monitor.inference.models.multitask, monitor.inference.models.reason],
 )
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

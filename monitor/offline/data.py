@@ -30,13 +30,15 @@ class Clip:
     group: str
     source: str
     duration_s: float
+    sex: str = ""  # Donate-a-cry tags: m | f, and the age band (README of the data); empty elsewhere
+    age: str = ""
 
 
 def read_manifest(data_dir: Path) -> list[Clip]:
     with open(data_dir / "manifest.csv", newline="") as handle:
         return [
             Clip(data_dir / row["path"], row["label"], row["reason"], row["group"], row["source"],
-                 float(row["duration_s"]))
+                 float(row["duration_s"]), row["sex"], row["age"])
             for row in csv.DictReader(handle)
         ]
 

@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 from monitor import SAMPLE_RATE
 from monitor.audio.files import read_file
+from monitor.core.baby import AGE_BANDS, SEXES, metadata_vector
 from monitor.core.events import REASONS
 from monitor.inference.classify import MAX_FRAMES, prepare, trim_silence
 from monitor.inference.models import count_macs, count_params
@@ -48,7 +49,8 @@ CACHE = ROOT / "cache" / "classifier"
 CROP = 151  # 1.5 s training crops (CPU budget; evaluation sees up to 4 s)
 FOLDS = 5
 
-# Backbone settings used for every run of the table (documented in the model card)
+QUARTER = [16, 32, 64, 128, 256, 512]  # CNN14 at quarter width: full CNN14 is 16× the MACs (CPU)
+# One row of the table each: the ReasonNet settings (``backbone`` defaults to the row's name), documented in the card
 BACKBONES: dict[str, dict] = {
     "ietma": {},
     "ietma-no-mca": {},
@@ -57,9 +59,24 @@ BACKBONES: dict[str, dict] = {
     "ietma-paper": {},
     "ecapa": {},
     "resnet18": {},
-    "cnn14-stat": {"widths": [16, 32, 64, 128, 256, 512]},  # quarter width: full CNN14 is 16× the MACs (CPU)
-    "cnn14-mha": {"widths": [16, 32, 64, 128, 256, 512]},
+    "cnn14-stat": {"widths": QUARTER},
+    "cnn14-mha": {"widths": QUARTER},
+    "tbdm": {},
+    "cnn14-mha-meta": {"backbone": "cnn14-mha", "metadata": True, "widths": QUARTER},
+    "cnn14-mha-multitask": {"widths": QUARTER},
 }
+# Where a row's recipe differs from the shared one (the module docstring): TBDM-Net's own optimiser settings; the
+# multi-task design's two stages (epochs of stage 1 on the auxiliary tasks only, the auxiliaries' loss weight)
+RECIPES: dict[str, dict] = {
+    "tbdm": {"betas": (0.93, 0.98), "label_smoothing": 0.1},
+    "cnn14-mha-multitask": {"stage1_epochs": 3, "aux_weight": 0.3},
+}
+METADATA_DROPOUT = 0.25  # each field is hidden this often in training, so "not told" is an input the model knows
+
+
+def new_model(arch: str) -> ReasonNet:
+    kwargs = dict(BACKBONES[arch])
+    return ReasonNet(kwargs.pop("backbone", arch), **kwargs)
 
 
 # ---------------------------------------------------------------- data
@@ -75,7 +92,7 @@ def build_cache(data_dir: Path) -> dict:
         for c in cries:
             x = torch.from_numpy(trim_silence(logmel(torch.from_numpy(read_file(c.path)).unsqueeze(0))[0].numpy()))
             items.append({"path": str(c.path.relative_to(data_dir)), "reason": c.reason, "group": c.group,
-                          "logmel": x.half()})
+                          "sex": c.sex, "age": c.age, "logmel": x.half()})
         noise = []  # non-cry audio of the detector's training groups: what a nursery mic hears besides the baby
         rng = np.random.default_rng(0)
         for kind in ("noise", "music", "speech"):
@@ -225,8 +242,27 @@ def predict(model: ReasonNet, items: list[dict]) -> torch.Tensor:
     for indices in by_length.values():
         for start in range(0, len(indices), 64):
             chunk = indices[start : start + 64]
-            out[chunk] = model.backbone(model.features(torch.stack([prepared[i] for i in chunk])))
+            out[chunk] = model.uncalibrated(torch.stack([prepared[i] for i in chunk]),
+                                            metadata_batch([items[i] for i in chunk]))
     return out
+
+
+def metadata_batch(items: list[dict], rng: np.random.Generator | None = None) -> torch.Tensor:
+    """The items' sex and age band as :func:`monitor.core.baby.metadata_vector` rows; with ``rng``, each field is
+    hidden with probability METADATA_DROPOUT (training)."""
+    def shown(value: str) -> str | None:
+        return value if value and (rng is None or rng.random() >= METADATA_DROPOUT) else None
+
+    return torch.from_numpy(np.stack([metadata_vector(shown(it["sex"]), shown(it["age"])) for it in items]))
+
+
+def auxiliary_targets(items: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sex and age-band class indices (-100, ignored by the loss, where the tag is missing)."""
+    def index(options: tuple[str, ...], value: str) -> int:
+        return options.index(value) if value in options else -100
+
+    return (torch.tensor([index(SEXES, it["sex"]) for it in items]),
+            torch.tensor([index(AGE_BANDS, it["age"]) for it in items]))
 
 
 def train_model(arch: str, train: list[dict], val: list[dict], noise: list[torch.Tensor], args,
@@ -235,22 +271,42 @@ def train_model(arch: str, train: list[dict], val: list[dict], noise: list[torch
     its best epoch and a log."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = ReasonNet(arch, **BACKBONES[arch])
+    model = new_model(arch)
+    recipe = RECIPES.get(arch, {})
     cmvn(model, train)
     labels = np.array([REASONS.index(it["reason"]) for it in train])
     weights = 1.0 / np.bincount(labels, minlength=len(REASONS))[labels]
     weights /= weights.sum()
     val_y = torch.tensor([REASONS.index(it["reason"]) for it in val])
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    multitask = hasattr(model.backbone, "all_logits")
+    if multitask:
+        pretrain_auxiliary(model, train, noise, args, rng, recipe["stage1_epochs"])
+        for layer in model.backbone.lowest_layers():
+            layer.requires_grad_(False)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=1e-4,
+                           betas=recipe.get("betas", (0.9, 0.999)))
     total = args.epochs * args.steps_per_epoch
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * s / total)))
     best, best_state, history, stale = -1.0, None, [], 0
     for epoch in range(1, args.epochs + 1):
         model.train()
+        if multitask:  # frozen means frozen: their BatchNorm statistics too
+            for layer in model.backbone.lowest_layers():
+                layer.eval()
         for _ in range(args.steps_per_epoch):
             idx = rng.choice(len(train), size=args.batch, p=weights)
-            x = augment(torch.stack([random_crop(train[i]["logmel"], rng) for i in idx]), noise, rng)
-            loss = F.cross_entropy(model.backbone(model.features(x)), torch.from_numpy(labels[idx]))
+            batch = [train[i] for i in idx]
+            x = augment(torch.stack([random_crop(it["logmel"], rng) for it in batch]), noise, rng)
+            target = torch.from_numpy(labels[idx])
+            if multitask:
+                reason, sex, age = model.backbone.all_logits(model.features(x))
+                sex_target, age_target = auxiliary_targets(batch)
+                loss = F.cross_entropy(reason, target) + recipe["aux_weight"] * (
+                    F.cross_entropy(sex, sex_target) + F.cross_entropy(age, age_target))
+            else:
+                metadata = metadata_batch(batch, rng) if model.uses_metadata else None
+                loss = F.cross_entropy(model.uncalibrated(x, metadata), target,
+                                       label_smoothing=recipe.get("label_smoothing", 0.0))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -270,6 +326,23 @@ def train_model(arch: str, train: list[dict], val: list[dict], noise: list[torch
     return model, {"history": history, "best_epoch": best_epoch, "temperature": float(model.temperature)}
 
 
+def pretrain_auxiliary(model: ReasonNet, train: list[dict], noise: list[torch.Tensor], args, rng: np.random.Generator,
+                       epochs: int) -> None:
+    """Stage 1 of the multi-task recipe: the encoder learns sex and age band only (equal weights), on uniformly
+    drawn clips (the reason labels play no part)."""
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    model.train()
+    for _ in range(epochs * args.steps_per_epoch):
+        batch = [train[i] for i in rng.integers(0, len(train), size=args.batch)]
+        x = augment(torch.stack([random_crop(it["logmel"], rng) for it in batch]), noise, rng)
+        _, sex, age = model.backbone.all_logits(model.features(x))
+        sex_target, age_target = auxiliary_targets(batch)
+        loss = 0.5 * (F.cross_entropy(sex, sex_target) + F.cross_entropy(age, age_target))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
 def cross_validate(arch: str, data: dict, args) -> dict:
     items = data["cries"]
     folds = assign_folds([it["group"] for it in items], [it["reason"] for it in items])
@@ -283,6 +356,7 @@ def cross_validate(arch: str, data: dict, args) -> dict:
         val = [it for it, f in zip(items, fold_of) if f == val_fold]
         test = [it for it, f in zip(items, fold_of) if f == k]
         model, log = train_model(arch, train, val, data["noise"], args, seed=args.seed + k)
+        torch.save(model.state_dict(), CACHE / f"cv-{arch}-fold{k}.pt")  # the adaptation study needs unseen babies
         probs = torch.softmax(predict(model, test) / model.temperature, dim=1).numpy()
         uncalibrated = torch.softmax(predict(model, test), dim=1).numpy()
         pred = probs.argmax(1)
@@ -296,7 +370,7 @@ def cross_validate(arch: str, data: dict, args) -> dict:
         print(f"{arch} fold {k}: acc {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f} UAR {m['uar']:.3f} "
               f"best epoch {log['best_epoch']} T {log['temperature']:.2f} ({time.time() - started:.0f}s)", flush=True)
     true, pred, probs = np.concatenate(all_true), np.concatenate(all_pred), np.concatenate(all_probs)
-    net = ReasonNet(arch, **BACKBONES[arch])
+    net = new_model(arch)
     example = torch.zeros(1, MAX_FRAMES, 64)
     return {
         "arch": arch, "backbone_kwargs": BACKBONES[arch], "folds": per_fold,

@@ -1,8 +1,8 @@
 """Model architectures, selected by name through a registry (never ``eval``), and the size counters used to
 report them.
 
-Inputs differ by family: ``cnn10`` and ``cnn10-stream`` take a waveform; ``cnn14-*`` take the shared log-mel (B, T, 64);
-``ietma*``, ``ecapa`` and ``resnet18`` take channels-first features (B, F, T), normally the 13 MFCC of
+Inputs differ by family: ``cnn10`` and ``cnn10-stream`` take a waveform; ``cnn14-*`` (``cnn14-mha-multitask`` too) take the shared log-mel (B, T, 64);
+``ietma*``, ``ecapa``, ``tbdm`` and ``resnet18`` take channels-first features (B, F, T), normally the 13 MFCC of
 :class:`monitor.inference.models.mfcc.Mfcc`; ``reason`` is the shipped classifier (front end + one of those backbones +
 temperature) and takes the log-mel.
 """
@@ -21,9 +21,11 @@ from monitor.inference.models.cnn10 import Cnn10
 from monitor.inference.models.cnn14 import Cnn14
 from monitor.inference.models.ecapa import EcapaTdnn
 from monitor.inference.models.ietma import Ietma
+from monitor.inference.models.multitask import MultiTaskCnn14
 from monitor.inference.models.reason import ReasonNet
 from monitor.inference.models.resnet import ResNet18
 from monitor.inference.models.streaming_cnn10 import FRAME, StreamingCnn10
+from monitor.inference.models.tbdm import TbdmNet
 
 REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "cnn10": Cnn10,
@@ -37,6 +39,8 @@ REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "resnet18": ResNet18,
     "cnn14-stat": partial(Cnn14, pooling="stat"),
     "cnn14-mha": partial(Cnn14, pooling="mha"),
+    "cnn14-mha-multitask": MultiTaskCnn14,
+    "tbdm": TbdmNet,
     "reason": ReasonNet,
 }
 

@@ -94,10 +94,19 @@ class Cnn14(nn.Module):
         self.head = nn.Linear(width, num_classes)
         xavier_init(self)  # the attention scorer too
 
+    def embed(
+        self, logmel: torch.Tensor, augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """The ``fc1`` output the head reads, (B, width), from log-mel frames (B, T, mels); ``augment`` (e.g.
+        SpecAugment) runs after ``bn0`` in training."""
+        x = self.pool(conv_features(logmel, self.bn0, self.blocks, self.training, augment))
+        x = F.dropout(x, p=0.5, training=self.training)
+        return F.relu(self.fc1(x))
+
+    def logits(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.head(embedding)
+
     def forward(
         self, logmel: torch.Tensor, augment: Callable[[torch.Tensor], torch.Tensor] | None = None
     ) -> torch.Tensor:
-        """Classify log-mel frames (B, T, mels); ``augment`` (e.g. SpecAugment) runs after ``bn0`` in training."""
-        x = self.pool(conv_features(logmel, self.bn0, self.blocks, self.training, augment))
-        x = F.dropout(x, p=0.5, training=self.training)
-        return self.head(F.relu(self.fc1(x)))
+        return self.logits(self.embed(logmel, augment))

@@ -134,7 +134,7 @@ class EcapaTdnn(nn.Module):
     """ECAPA-TDNN classifier: MFCC (B, in_channels, T) → logits (B, num_classes) (cosines for ``head="cosine"``).
 
     ``channels`` is C for the first four layers; MFA outputs ``mfa_channels`` (default 3C, SpeechBrain's 1536 for
-    C = 512). ``forward_embedding`` returns the 192-d embedding.
+    C = 512). ``embed`` returns the 192-d embedding.
     """
 
     def __init__(
@@ -165,7 +165,7 @@ class EcapaTdnn(nn.Module):
         else:
             self.head = CosineClassifier(embedding_dim, num_classes)
 
-    def forward_embedding(self, mfcc: torch.Tensor) -> torch.Tensor:
+    def embed(self, mfcc: torch.Tensor) -> torch.Tensor:
         x = self.tdnn(mfcc)
         outputs = []
         for block in self.blocks:
@@ -174,8 +174,11 @@ class EcapaTdnn(nn.Module):
         x = self.mfa(torch.cat(outputs, dim=1))
         return self.embedding(self.pool_bn(self.pooling(x)))
 
+    def logits(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.head(embedding)
+
     def forward(self, mfcc: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_embedding(mfcc))
+        return self.logits(self.embed(mfcc))
 
 
 class CosineClassifier(nn.Module):

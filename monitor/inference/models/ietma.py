@@ -290,7 +290,8 @@ class Ietma(nn.Module):
             return nn.Conv1d(channels, channels // 2, 3, padding=1)
         return CodedMca(channels, channels // 2) if variant == "code" else DilatedMca(channels, channels // 2)
 
-    def forward(self, mfcc: torch.Tensor) -> torch.Tensor:
+    def embed(self, mfcc: torch.Tensor) -> torch.Tensor:
+        """The pooled (and attention-weighted) vector the classifier reads, (B, channels)."""
         h = self.stem_bn(F.relu(self.stem(mfcc)))  # ReLU before BN, as coded
         skip = self.skip_rse(h)  # the same tensor is added after every block but the first
         for i, block in enumerate(self.blocks):
@@ -298,4 +299,10 @@ class Ietma(nn.Module):
         g = self.pool_bn(h.mean(dim=-1))
         if self.attention is not None and self.attention_bn is not None:
             g = self.attention_bn(self.attention(g.unsqueeze(1)).squeeze(1)) * g
-        return self.logit_bn(self.fc(g))
+        return g
+
+    def logits(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.logit_bn(self.fc(embedding))
+
+    def forward(self, mfcc: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.embed(mfcc))

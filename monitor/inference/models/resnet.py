@@ -74,7 +74,12 @@ class ResNet18(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.stem_bn(self.stem(features.unsqueeze(1))))
-        x = self.blocks(F.max_pool2d(x, 3, stride=2, padding=1))
-        return self.head(x.mean(dim=(2, 3)))
+        return self.blocks(F.max_pool2d(x, 3, stride=2, padding=1)).mean(dim=(2, 3))
+
+    def logits(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.head(embedding)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.embed(features))

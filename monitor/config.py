@@ -15,6 +15,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +96,20 @@ class EventsConfig:
 
 
 @dataclass(frozen=True)
+class BabyConfig:
+    """What the parents may tell the reason models (monitor/core/baby.py); null: not told, which always works."""
+
+    sex: str | None = field(default=None, metadata=_choices("m", "f"))
+    birth_date: date | None = None  # YYYY-MM-DD; the age band is derived on the day of each cry
+
+    def __post_init__(self) -> None:
+        if self.birth_date is not None and self.birth_date > date.today():
+            raise ConfigError(f"classifier.baby.birth_date: {self.birth_date} is in the future")
+
+
+@dataclass(frozen=True)
 class ClassifierConfig:
-    """The cry-reason classifier (monitor/inference/classify.py): when it runs, on what audio, and when it says "unknown"."""
+    """The cry-reason classifier (monitor/inference/classify.py): when it runs, on what audio, and when it says "uncertain"."""
 
     enabled: bool = True
     model: Path = PACKAGE_ROOT / "models" / "classifier.onnx"  # classifier.pt exported, equal to 1e-7; no torch
@@ -105,8 +118,14 @@ class ClassifierConfig:
     refine_after_seconds: float = field(default=6.0, metadata=_range(0.0, 120.0))  # 0 = no second answer
     lookback_seconds: float = field(default=1.5, metadata=_range(0.0, 10.0))
     # 0.9: below it, grouped CV shows the confident reasons are less often right than assuming "hungry"
-    # (models/classifier.md); the daemon then says "unknown" and still publishes the probabilities
+    # (models/classifier.md); the daemon then says "uncertain" and still publishes the probabilities
     min_confidence: float = field(default=0.9, metadata=_range(0.0, 1.0))
+    baby: BabyConfig = BabyConfig()
+    # Learning this baby from the parents' "Last cry was" answers (monitor/core/adaptation.py). auto: as the model's
+    # card decided from its study on the raw Donate-a-cry uploads (models/manifest.json, "adaptation"); the
+    # answers are stored either way, so switching it on later starts from all of them
+    adaptation: str = field(default="auto", metadata=_choices("auto", "on", "off"))
+    feedback_window_hours: float = field(default=12.0, metadata=_range(0.0, 24.0 * 7))
 
     def at_seconds(self) -> tuple[float, ...]:
         first, refine = self.first_after_seconds, self.refine_after_seconds
@@ -315,6 +334,13 @@ def _convert(value: Any, hint: Any, meta: dict, where: str, base: Path) -> Any:
             except OverflowError:
                 raise ConfigError(f"{where}: number too large") from None
             break
+        if option is date and isinstance(value, date) and not isinstance(value, datetime):
+            return value  # YAML reads 2026-10-01 as a date
+        if option is date and isinstance(value, str):
+            try:
+                return date.fromisoformat(value)
+            except ValueError:
+                raise ConfigError(f"{where}: expected a date YYYY-MM-DD, got {value!r}") from None
         if isinstance(value, str) and option in (str, Path):
             if "\0" in value:
                 raise ConfigError(f"{where}: contains a NUL character")

@@ -13,7 +13,7 @@ import torch
 
 from conftest import pick
 from monitor.config import ClassifierConfig, Config, ConfigError, parse_config
-from monitor.core.events import REASONS
+from monitor.core.events import REASONS, UNCERTAIN
 from monitor.core.pipeline import Pipeline
 from monitor.core.schedule import ReasonSchedule
 from monitor.inference.classify import MAX_FRAMES, MIN_FRAMES, ReasonClassifier, prepare, trim_silence
@@ -100,14 +100,14 @@ def test_classifier_gives_calibrated_probabilities_over_the_reasons(classifier, 
         assert set(r.probs) == set(REASONS)
         assert abs(sum(r.probs.values()) - 1.0) < 1e-4
         assert r.confidence == pytest.approx(max(r.probs.values()))
-        assert r.reason == (max(r.probs, key=r.probs.get) if r.confidence >= classifier.min_confidence else "unknown")
+        assert r.reason == (max(r.probs, key=r.probs.get) if r.confidence >= classifier.min_confidence else UNCERTAIN)
     assert len({tuple(sorted(r.probs.items())) for r in results}) > 1  # it listens: different cries, different answers
 
 
 def test_min_confidence_decides_unknown(held_out_cries):
     always = ReasonClassifier(ClassifierConfig(device="cpu", min_confidence=0.0)).classify(held_out_cries[0])
     never = ReasonClassifier(ClassifierConfig(device="cpu", min_confidence=1.0)).classify(held_out_cries[0])
-    assert always.reason in REASONS and never.reason == "unknown"
+    assert always.reason in REASONS and never.reason == UNCERTAIN
     assert always.probs == never.probs
 
 
@@ -128,7 +128,7 @@ def test_cuda_asked_for_without_a_gpu_falls_back_to_cpu_with_a_warning(held_out_
         classifier = ReasonClassifier(ClassifierConfig(device="cuda"))
     assert classifier.device == "cpu"
     assert any(r["event"] == "cuda_unavailable" and "classifier.device" in r["detail"] for r in logs)
-    assert classifier.classify(held_out_cries[0]).reason in (*REASONS, "unknown")
+    assert classifier.classify(held_out_cries[0]).reason in (*REASONS, UNCERTAIN)
 
 
 # ---------------------------------------------------------------- through the pipeline, replay and the CLI
@@ -168,7 +168,7 @@ def test_replay_prints_cry_reason_for_the_cry_within_five_seconds(cry_then_quiet
     reasons = [e for e in events if e["type"] == "cry_reason"]
     assert reasons and all(r["id"] == start["id"] for r in reasons)
     assert reasons[0]["t"] - start["t"] <= 5.0
-    assert set(reasons[0]["probs"]) == set(REASONS) and reasons[0]["reason"] in (*REASONS, "unknown")
+    assert set(reasons[0]["probs"]) == set(REASONS) and reasons[0]["reason"] in (*REASONS, UNCERTAIN)
     types = [e["type"] for e in events]
     assert types.index("cry_start") < types.index("cry_reason") < types.index("cry_end")
 
@@ -182,7 +182,7 @@ def test_cli_classify_prints_one_line_per_file_and_reports_bad_ones(cry_clip, tm
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     assert [line["path"] for line in lines] == [str(cry_clip)] * 2
     assert lines[0] == lines[1]  # deterministic
-    assert set(lines[0]["probs"]) == set(REASONS) and lines[0]["reason"] in (*REASONS, "unknown")
+    assert set(lines[0]["probs"]) == set(REASONS) and lines[0]["reason"] in (*REASONS, UNCERTAIN)
     assert "corrupt.wav" in out.stderr and "Traceback" not in out.stderr
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol
 
@@ -47,15 +47,21 @@ class CryEvent:
         return out
 
 
-# The reasons a cry_reason can name (Donate-a-cry's cleaned labels), in the classifier's output order
+# The reasons the population classifier knows (Donate-a-cry's cleaned labels), in its output order
 REASONS = ("belly_pain", "burping", "discomfort", "hungry", "tired")
+# The answers parents can give to "Last cry was …": every reason of the Donate-a-cry app, so a baby's own model
+# (monitor.core.adaptation) can learn the three the population model never saw, and "don't know"
+PARENT_REASONS = (*REASONS, "cold_hot", "lonely", "scared")
+DONT_KNOW = "don't know"
+UNCERTAIN = "uncertain"  # the published reason below classifier.min_confidence ("unknown" is HA's "no data")
 
 
 @dataclass(frozen=True)
 class Reason:
-    reason: str  # one of the classes, or "unknown" below the confidence threshold
+    reason: str  # one of the classes, or UNCERTAIN below the confidence threshold
     confidence: float  # calibrated probability of the most likely class
     probs: dict[str, float]
+    embedding: tuple[float, ...] | None = field(default=None, repr=False, compare=False)  # what adaptation learns from
 
 
 @dataclass(frozen=True)

@@ -6,19 +6,29 @@ trimmed at both ends, centre-cropped to at most :data:`MAX_FRAMES`. The model ru
 a ``.pt`` in torch (:mod:`monitor.inference.torch_runtime`), a ``.onnx`` export in ONNX Runtime without torch
 (:mod:`monitor.inference.onnx_runtime`); either way the log-mel is :func:`monitor.inference.features.logmel`'s.
 
-Decision: below ``min_confidence`` the published reason is ``unknown`` (probabilities are still published): with 84 %
-  of the training cries labelled "hungry", a hesitant model would otherwise just say "hungry".
+Decision: below ``min_confidence`` the published reason is ``uncertain`` (probabilities are still published): with
+  84 % of the training cries labelled "hungry", a hesitant model would otherwise just say "hungry". Not ``unknown``:
+  Home Assistant reads that as "no data".
+
+The baby's sex and age band (``classifier.baby``; the age derived on the day of the cry) go to a model that uses
+them; any other model ignores them, and an unknown field is simply absent. With adaptation on
+(``classifier.adaptation``), the probabilities are mixed with the baby's own prototypes
+(:mod:`monitor.core.adaptation`), learned from the parents' answers that :mod:`monitor.service.feedback` stores.
 """
 
 from __future__ import annotations
+
+from datetime import date
 
 import numpy as np
 
 from monitor import SAMPLE_RATE
 from monitor.config import ClassifierConfig
-from monitor.core.events import Reason
+from monitor.core.adaptation import BabyAdaptation
+from monitor.core.baby import age_band, metadata_vector
+from monitor.core.events import UNCERTAIN, Reason
 from monitor.inference.features import logmel
-from monitor.inference.weights import open_model
+from monitor.inference.weights import open_model, read_manifest
 
 MAX_FRAMES = 401  # 4 s: the evaluation crop in training and the most the classifier looks at
 MIN_FRAMES = 50  # shorter (trimmed) audio is tiled up to this, so every backbone gets a usable length
@@ -48,7 +58,8 @@ def prepare(frames: np.ndarray, max_frames: int = MAX_FRAMES) -> np.ndarray:
 
 class ReasonClassifier:
     """``classify(samples) -> Reason`` with the configured model (``models/classifier.onnx`` by default; a ``.pt``
-    runs in torch, on CUDA under fp16 autocast) on the configured device."""
+    runs in torch, on CUDA under fp16 autocast) on the configured device. :attr:`adaptation` holds the baby's
+    prototypes (set by the feedback store); :attr:`adapting` says whether they are used."""
 
     def __init__(self, config: ClassifierConfig) -> None:
         self.runtime = open_model(config.model, "classifier", config.device)
@@ -56,14 +67,31 @@ class ReasonClassifier:
         self.model_id = self.runtime.entry.sha256[:12]
         self.classes = self.runtime.classes
         self.min_confidence = config.min_confidence
+        self.baby = config.baby
+        self.adapting = config.adaptation == "on" or (config.adaptation == "auto" and self._studied_default(config))
+        self.adaptation = BabyAdaptation([])
+
+    def _studied_default(self, config: ClassifierConfig) -> bool:
+        """The model card's decision, kept in the manifest entry of the model (or of the file it was exported from)."""
+        entry = self.runtime.entry
+        source = read_manifest(config.model.parent).get(entry.kwargs.get("exported_from", ""))
+        return bool((source or entry).adaptation)
+
+    def metadata(self, on: date | None = None) -> np.ndarray:
+        """The baby's metadata vector on the day ``on`` (today)."""
+        born = self.baby.birth_date
+        return metadata_vector(self.baby.sex, age_band(born, on or date.today()) if born else None)
 
     def classify(self, samples: np.ndarray) -> Reason:
         if samples.size < SAMPLE_RATE // 10:
             raise ValueError(f"need at least 0.1 s of audio to classify, got {samples.size} samples")
-        logits = self.runtime.logits(prepare(logmel(samples))).astype(np.float64)
-        probs = np.exp(logits - logits.max())
-        probs /= probs.sum()
-        best = int(np.argmax(probs))
-        confidence = float(probs[best])
-        reason = self.classes[best] if confidence >= self.min_confidence else "unknown"
-        return Reason(reason, confidence, {c: float(p) for c, p in zip(self.classes, probs)})
+        logits, embedding = self.runtime.run(prepare(logmel(samples)), self.metadata())
+        logits = logits.astype(np.float64)
+        exp = np.exp(logits - logits.max())
+        probs = {c: float(p) for c, p in zip(self.classes, exp / exp.sum())}
+        if self.adapting:
+            probs = self.adaptation.adapt(probs, embedding)
+        best = max(probs, key=probs.get)
+        confidence = probs[best]
+        reason = best if confidence >= self.min_confidence else UNCERTAIN
+        return Reason(reason, confidence, probs, tuple(float(v) for v in embedding))

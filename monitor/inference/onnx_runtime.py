@@ -3,7 +3,8 @@
 Two kinds of export (``tools/export_onnx.py``), each with the interface of its torch twin in
 :mod:`monitor.inference.torch_runtime` (:func:`monitor.inference.weights.open_model` picks the runtime by the file's suffix):
 :class:`Detector` and :class:`ReasonModel` (the reason classifier: a graph
-from a prepared log-mel of any length to calibrated logits; the log-mel itself comes from
+from a prepared log-mel of any length (and, for a metadata model, the baby's metadata vector) to calibrated
+logits and the embedding the per-baby adaptation learns from; the log-mel itself comes from
 :func:`monitor.inference.features.logmel`).
 
 The detector:
@@ -93,10 +94,16 @@ class ReasonModel:
         self.session, self.entry = load_session(path, threads, device, "classifier", extended_optimizations=False)
         self.device = _device(self.session)
         self.classes: tuple[str, ...] = tuple(self.entry.kwargs["classes"])
+        self.uses_metadata = "metadata" in {i.name for i in self.session.get_inputs()}
 
-    def logits(self, logmel: np.ndarray) -> np.ndarray:
-        """Calibrated logits (classes,) of one prepared log-mel (T, 64)."""
-        return self.session.run(None, {"logmel": np.ascontiguousarray(logmel, dtype=np.float32)[None]})[0][0]
+    def run(self, logmel: np.ndarray, metadata: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated logits (classes,) and the embedding (D,) of one prepared log-mel (T, 64); ``metadata`` is read
+        only by a model that uses it."""
+        feed = {"logmel": np.ascontiguousarray(logmel, dtype=np.float32)[None]}
+        if self.uses_metadata:
+            feed["metadata"] = np.asarray(metadata, dtype=np.float32)[None]
+        logits, embedding = self.session.run(["logits", "embedding"], feed)
+        return logits[0], embedding[0]
 
 
 class OnnxStream:

@@ -3,7 +3,7 @@
 Imported only when a configured model is a ``.pt`` file (:mod:`monitor.inference.detect`, :mod:`monitor.inference.classify`), so the
 edge install (ONNX Runtime, :mod:`monitor.inference.onnx_runtime`) never loads torch. Both runtimes offer the same two
 objects: a detector (``streaming``, ``window_samples``, ``frame_stream()``) and a reason model (``classes``,
-``logits(logmel)``), each with its manifest ``entry``.
+``run(logmel, metadata) -> (logits, embedding)``), each with its manifest ``entry``.
 """
 
 from __future__ import annotations
@@ -56,10 +56,14 @@ class ReasonModel:
         self.device = resolve_device(device, "classifier")
         self.model, self.entry = load_model(path, self.device)
         self.classes: tuple[str, ...] = self.model.classes
+        self.uses_metadata: bool = self.model.uses_metadata
 
     @torch.inference_mode()
-    def logits(self, logmel: np.ndarray) -> np.ndarray:
-        """Calibrated logits (classes,) of one prepared log-mel (T, 64)."""
+    def run(self, logmel: np.ndarray, metadata: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated logits (classes,) and the embedding (D,) of one prepared log-mel (T, 64); ``metadata`` is read
+        only by a model that uses it."""
         x = torch.from_numpy(np.ascontiguousarray(logmel, dtype=np.float32)).unsqueeze(0).to(self.device)
+        m = torch.from_numpy(np.asarray(metadata, dtype=np.float32)).unsqueeze(0).to(self.device)
         with torch.autocast("cuda", dtype=torch.float16, enabled=self.device == "cuda"):
-            return self.model(x).float()[0].cpu().numpy()
+            logits, embedding = self.model.classify(x, m if self.uses_metadata else None)
+        return logits.float()[0].cpu().numpy(), embedding.float()[0].cpu().numpy()

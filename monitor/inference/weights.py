@@ -1,5 +1,6 @@
 """Shipped model files: a state dict plus an entry in ``models/manifest.json`` (architecture, kwargs, sha256 and,
-for a detector, its calibrated ``operating_point`` per sensitivity preset).
+for a detector, its calibrated ``operating_point`` per sensitivity preset; for a reason model, whether its per-baby
+``adaptation`` is on by default).
 
 Weights are loaded with ``torch.load(weights_only=True)`` only after the file's sha256 matches the manifest,
 so a truncated, tampered or swapped file is refused with a clear error instead of silently scoring garbage.
@@ -37,6 +38,8 @@ class ModelEntry:
     # tools/sweep_operating_point.py for exactly this file: a retrained model starts without any.
     operating_point: dict[str, OperatingPoint] = field(default_factory=dict)
     hop_seconds: float | None = None  # the hop those presets were calibrated at (N of M counts windows)
+    # A reason model's per-baby adaptation default, decided by its study (tools/reason_table.py); None: not studied
+    adaptation: bool | None = None
 
 
 def sha256_of(path: Path) -> str:
@@ -54,7 +57,8 @@ def read_manifest(models_dir: Path) -> dict[str, ModelEntry]:
         return {name: ModelEntry(file=name, arch=e["arch"], kwargs=e.get("kwargs", {}), sha256=e["sha256"],
                                  operating_point={k: _operating_point(p)
                                                   for k, p in e.get("operating_point", {}).items()},
-                                 hop_seconds=None if e.get("hop_seconds") is None else float(e["hop_seconds"]))
+                                 hop_seconds=None if e.get("hop_seconds") is None else float(e["hop_seconds"]),
+                                 adaptation=None if e.get("adaptation") is None else bool(e["adaptation"]))
                 for name, e in raw.items()}
     except FileNotFoundError:
         raise ModelFileError(f"{path}: model manifest missing") from None
@@ -86,6 +90,14 @@ def write_operating_point(models_dir: Path, name: str, presets: dict[str, Operat
         raise ModelFileError(f"{models_dir / name}: changed since its manifest entry; not calibrating it")
     entries[name]["operating_point"] = {k: dataclasses.asdict(p) for k, p in presets.items()}
     entries[name]["hop_seconds"] = hop_seconds
+    path.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
+
+
+def write_adaptation(models_dir: Path, name: str, on_by_default: bool) -> None:
+    """Record whether the per-baby adaptation is on by default for the reason model ``name``."""
+    path = models_dir / MANIFEST
+    entries = json.loads(path.read_text())
+    entries[name]["adaptation"] = on_by_default
     path.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
 
 

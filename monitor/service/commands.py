@@ -1,6 +1,7 @@
 """What changes a running daemon's controls and config: MQTT commands (``<topic>/set/<control>``, Home
 Assistant's status) and SIGHUP reloads of the config file. A change is applied to the state machine, saved in
-``state.json`` and echoed on ``<topic>/state``.
+``state.json`` and echoed on ``<topic>/state``. ``set/last_cry_reason`` is the parents' answer, for
+:mod:`monitor.service.feedback`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import structlog
 from monitor.config import SENSITIVITIES, Config, ConfigError, OperatingPoint, effective_events, load_config
 from monitor.core.control import CommandError, ControlState, apply_command
 from monitor.core.events import CryStateMachine
+from monitor.service.feedback import Feedback
+from monitor.service.homeassistant import FEEDBACK_CONTROL
 from monitor.service.mqtt_sink import MqttSink
 from monitor.service.state import DaemonState, config_controls
 
@@ -23,9 +26,9 @@ log = structlog.get_logger(__name__)
 
 class Controller:
     def __init__(self, config: Config, config_path: Path | None, state: DaemonState, events: CryStateMachine,
-                 presets: Mapping[str, OperatingPoint], mqtt: MqttSink | None) -> None:
+                 presets: Mapping[str, OperatingPoint], mqtt: MqttSink | None, feedback: Feedback | None = None) -> None:
         self.config, self.config_path, self.state, self.events = config, config_path, state, events
-        self.presets, self.mqtt = presets, mqtt
+        self.presets, self.mqtt, self.feedback = presets, mqtt, feedback
         self.events.reconfigure(self._events_config(config, state.controls))
 
     def _events_config(self, config: Config, controls: ControlState):
@@ -41,6 +44,12 @@ class Controller:
         control = topic.rsplit("/", 1)[-1]
         if retained:  # a stale retained command would be re-applied at every reconnect, undoing later ones
             log.warning("command_ignored", topic=topic, reason="retained message; publish commands unretained")
+            return
+        if control == FEEDBACK_CONTROL:
+            if self.feedback is None:
+                log.warning("feedback_rejected", error="the reason classifier is off; there is nothing to teach")
+            else:
+                self.feedback.answer(payload)
             return
         try:
             new = apply_command(self.state.controls, control, payload)

@@ -3,7 +3,8 @@
 Audio arrives on the event loop from the capture callback thread (or a file paced like it) and goes through the
 driver, which scores it on its inference thread and classifies on its own (a reason is an awaited task), to the
 sinks: clips, the state file with the statistics (so the open cry is saved before its alarm is published; at a
-``cry_end`` the new statistics go out just before the event), log, MQTT and systemd status, in that order. MQTT runs on paho's
+``cry_end`` the new statistics go out just before the event), the parents' answers (:mod:`monitor.service.feedback`:
+which cries can be labelled), log, MQTT and systemd status, in that order. MQTT runs on paho's
 network thread and hands commands back to the loop, where :class:`~monitor.service.commands.Controller`
 applies them (and SIGHUP's reloads). A watch loop, once a second, notices a microphone that
 stopped delivering, publishes diagnostics, rolls the daily count over and watches the broker. Signals:
@@ -35,6 +36,7 @@ from monitor.inference.detect import make_detector
 from monitor.service.clips import ClipRecorder
 from monitor.service.commands import Controller
 from monitor.service.driver import Driver, WallClock
+from monitor.service.feedback import Feedback
 from monitor.service.mqtt_sink import MqttSink
 from monitor.service.notify import Notifier
 from monitor.service.outbox import Outbox
@@ -61,11 +63,15 @@ class Daemon:
         self.health = MicHealth(config.audio.deaf_after_seconds)
         self.notifier = Notifier()
         self.mqtt = self._make_mqtt(config) if config.mqtt.enabled else None
+        self.feedback = Feedback(self.state_dir, self.classifier, config.classifier.feedback_window_hours,
+                                 self.mqtt.last_cry_reason if self.mqtt and config.mqtt.accept_commands else None
+                                 ) if self.classifier else None
         self.control = Controller(config, config_path, self.state, self.pipeline.events, self.detector.presets,
-                                  self.mqtt)
+                                  self.mqtt, self.feedback)
         sinks = [ClipSink(ClipRecorder(config.clips, self.state_dir / "clips"), self.pipeline.buffer)
                  ] if config.clips.enabled else []
-        sinks += [self.state, LogSink(), *([self.mqtt] if self.mqtt else []), NotifySink(self.notifier)]
+        sinks += [self.state, *([self.feedback] if self.feedback else []), LogSink(), *([self.mqtt] if self.mqtt else []),
+                  NotifySink(self.notifier)]
         self.driver = Driver(self.pipeline, sinks, WallClock(), self.classifier)
         self._capture: MicCapture | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

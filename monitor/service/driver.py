@@ -44,6 +44,9 @@ class Sink:
     def reason_event(self, payload: dict) -> None:
         """A ``cry_reason`` payload."""
 
+    def reason_embedding(self, cry_id: str, embedding: tuple[float, ...]) -> None:
+        """The embedding that reason came from (what the parents' answers teach; not in the payload)."""
+
     def scores(self, scores: list[WindowScore]) -> None:
         """The windows one chunk completed."""
 
@@ -162,6 +165,8 @@ class Driver:
         payload = event_payload(event, self.clock.ts(event.t, self.pipeline.t))
         for sink in self.sinks:
             sink.reason_event(payload)
+            if reason.embedding is not None:
+                sink.reason_embedding(event.id, reason.embedding)
 
     async def stop(self, ended_by: str = "shutdown") -> None:
         """The chunk being scored finishes and goes out; an open cry ends with ``ended_by``; a reason being

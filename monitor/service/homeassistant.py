@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from monitor import __version__
 from monitor.config import SENSITIVITIES
-from monitor.core.events import REASONS
+from monitor.core.events import DONT_KNOW, PARENT_REASONS, UNCERTAIN
 
-REASON_STATES = (*REASONS, "unknown")  # the reason sensor's options: unknown below classifier.min_confidence
+FEEDBACK_CONTROL = "last_cry_reason"  # <topic>/set/last_cry_reason; the select's state is <topic>/last_cry_reason
+
+REASON_STATES = (*PARENT_REASONS, UNCERTAIN)  # the reason sensor's options: the adapted model may name any parent's
+# reason; "uncertain" below classifier.min_confidence and before the first classification ("unknown" means "no data"
+# to Home Assistant)
 EVENT_TYPES = ("cry_start", "cry_end", "cry_reason")
 
 
@@ -24,9 +28,10 @@ def _object_id(device_id: str) -> str:
     return "crymonitor_" + "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in device_id)
 
 
-def discovery_payload(topic: str, device_id: str, name: str, controls: bool = True) -> dict:
+def discovery_payload(topic: str, device_id: str, name: str, controls: bool = True, feedback: bool = False) -> dict:
     """The device config for the daemon publishing under ``topic`` (``<base>/<device_id>``); ``controls``: with
-    the switch and select that command it (not for a device that does not listen, like a replay)."""
+    the switch and select that command it (not for a device that does not listen, like a replay); ``feedback``:
+    with the "Last cry was" select (a reason classifier runs and listens for the answers)."""
     uid = _object_id(device_id)
 
     def entity(platform: str, key: str, label: str, **options) -> dict:
@@ -66,6 +71,11 @@ def discovery_payload(topic: str, device_id: str, name: str, controls: bool = Tr
                                    state_topic=f"{topic}/diagnostics", value_template="{{ value_json.inference_ms }}"),
         },
     }
+    if feedback:  # state "None" until the parents answer for the latest cry: HA shows it as unknown
+        config["cmps"]["last_cry_reason"] = entity(
+            "select", "last_cry_reason", "Last cry was", options=[*PARENT_REASONS, DONT_KNOW],
+            command_topic=f"{topic}/set/{FEEDBACK_CONTROL}", state_topic=f"{topic}/{FEEDBACK_CONTROL}",
+            icon="mdi:comment-question-outline")
     if not controls:
         del config["cmps"]["enabled"], config["cmps"]["sensitivity"]
     return config

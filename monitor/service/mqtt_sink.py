@@ -1,7 +1,7 @@
 """The whole MQTT protocol of one monitor device, as a sink of events and states (README "MQTT topics").
 
 One object per device over an :class:`~monitor.service.publish.MqttPublisher`: the Home Assistant discovery config, the
-retained states (``crying``, ``reason``, ``state``, ``stats``), the events and the measurements. The daemon
+retained states (``crying``, ``reason``, ``state``, ``stats``, ``last_cry_reason``), the events and the measurements. The daemon
 publishes the live nursery through it; ``crymonitor replay --publish`` publishes a file's events through another
 one, as its own device (:func:`replay_identity`), so that a replay can never pretend to be the live nursery.
 """
@@ -13,8 +13,9 @@ import json
 import os
 
 from monitor.config import Config, MqttConfig
+from monitor.core.events import UNCERTAIN
 from monitor.service.driver import Sink
-from monitor.service.homeassistant import discovery_payload, discovery_topic
+from monitor.service.homeassistant import FEEDBACK_CONTROL, discovery_payload, discovery_topic
 from monitor.service.publish import MqttPublisher
 
 
@@ -30,8 +31,8 @@ def replay_identity(config: Config) -> Config:
 
 class MqttSink(Sink):
     """``controls``: the device obeys ``set/*`` commands (the live daemon), so its discovery offers the switch and
-    the select; a replay device has none. ``reasons``: a reason classifier runs, so ``reason`` is reset at each
-    ``cry_start``."""
+    the selects; a replay device has none. ``reasons``: a reason classifier runs, so ``reason`` is reset at each
+    ``cry_start`` (and, with ``controls``, the "Last cry was" select is offered)."""
 
     def __init__(self, config: Config, publisher: MqttPublisher, controls: bool, reasons: bool) -> None:
         self.config, self.publisher, self.has_controls, self.reasons = config, publisher, controls, reasons
@@ -41,7 +42,8 @@ class MqttSink(Sink):
     def publish_discovery(self) -> None:
         ha = self.config.homeassistant
         if ha.enabled:
-            payload = discovery_payload(self.publisher.topic, self.config.mqtt.device_id, ha.name, self.has_controls)
+            payload = discovery_payload(self.publisher.topic, self.config.mqtt.device_id, ha.name, self.has_controls,
+                                        feedback=self.has_controls and self.reasons)
             self.publisher.set_retained(discovery_topic(ha.prefix, self.config.mqtt.device_id), json.dumps(payload))
 
     def cry_event(self, payload: dict) -> None:
@@ -49,11 +51,15 @@ class MqttSink(Sink):
         self.publisher.publish_event(payload)
         self.publisher.set_state("crying", "ON" if payload["type"] == "cry_start" else "OFF")
         if payload["type"] == "cry_start" and self.reasons:
-            self.publisher.set_state("reason", "unknown")  # not the previous cry's reason
+            self.publisher.set_state("reason", UNCERTAIN)  # not the previous cry's reason
 
     def reason_event(self, payload: dict) -> None:
         self.publisher.publish_event(payload)
         self.publisher.set_state("reason", payload["reason"])
+
+    def last_cry_reason(self, answer: str) -> None:
+        """The "Last cry was" select's state: the parents' answer for the latest cry, ``"None"`` before one."""
+        self.publisher.set_state(FEEDBACK_CONTROL, answer)
 
     def controls(self, payload: dict) -> None:
         self.publisher.set_state("state", json.dumps(payload))

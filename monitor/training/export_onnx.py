@@ -12,7 +12,8 @@ and through torch and prints the largest difference of the window probabilities;
 1e-4 it exits 1 and writes nothing.
 
 The reason classifier (``--model models/classifier.pt``) becomes ``models/classifier.onnx``: the network from a
-prepared log-mel (1, T, 64), T from 50 to 401 frames, to calibrated logits; the log-mel and its preparation stay
+prepared log-mel (1, T, 64), T from 50 to 401 frames (and, for a metadata model, the metadata vector (1, 7)), to
+calibrated logits and the embedding the per-baby adaptation uses; the log-mel and its preparation stay
 outside (:func:`monitor.inference.features.logmel`, :func:`monitor.inference.classify.prepare`, numpy). Before writing it, 24 real
 cries of all lengths (from any split: this checks arithmetic, not accuracy) are classified by both runtimes; if
 any probability differs by more than 1e-4, it exits 1 and writes nothing.
@@ -66,20 +67,34 @@ def export(model: torch.nn.Module, out: Path) -> None:
                           dynamo=False)
 
 
+class _Classify(torch.nn.Module):
+    """``ReasonNet.classify`` as a module's forward: the graph outputs the logits and the embedding."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, logmel: torch.Tensor, metadata: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.classify(logmel, metadata)
+
+
 def export_classifier(model: torch.nn.Module, out: Path) -> None:
+    from monitor.core.baby import METADATA_SIZE
     from monitor.inference.classify import MAX_FRAMES
 
+    inputs = (torch.zeros(1, MAX_FRAMES, 64), *((torch.zeros(1, METADATA_SIZE),) if model.uses_metadata else ()))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model.eval(), (torch.zeros(1, MAX_FRAMES, 64),), str(out), input_names=["logmel"],
-                          output_names=["logits"], dynamic_axes={"logmel": {1: "frames"}}, opset_version=17,
-                          dynamo=False)
+        torch.onnx.export(_Classify(model).eval(), inputs, str(out),  # the exporter restores the wrapper's mode
+                          input_names=["logmel", "metadata"][: len(inputs)], output_names=["logits", "embedding"],
+                          dynamic_axes={"logmel": {1: "frames"}}, opset_version=17, dynamo=False)
 
 
 def classifier_difference(model: torch.nn.Module, onnx_path: Path, data: Path) -> float:
     """Largest |p_onnx − p_torch| over :data:`CLASSIFIER_CHECK_CRIES` real cries, prepared as the daemon does."""
     import onnxruntime
 
+    from monitor.core.baby import metadata_vector
     from monitor.inference.classify import prepare
     from monitor.inference.features import logmel
     from monitor.offline.data import read_manifest
@@ -89,9 +104,12 @@ def classifier_difference(model: torch.nn.Module, onnx_path: Path, data: Path) -
     worst = 0.0
     for clip in cries[:: max(1, len(cries) // CLASSIFIER_CHECK_CRIES)][:CLASSIFIER_CHECK_CRIES]:
         x = prepare(logmel(read_file(clip.path)))[None]
+        metadata = metadata_vector(clip.sex or None, clip.age or None)[None]
+        feed = {"logmel": x, **({"metadata": metadata} if model.uses_metadata else {})}
         with torch.inference_mode():
-            expected = torch.softmax(model(torch.from_numpy(x)), dim=-1)[0].numpy()
-        logits = session.run(None, {"logmel": x})[0][0]
+            expected = torch.softmax(model(torch.from_numpy(x), torch.from_numpy(metadata) if model.uses_metadata
+                                           else None), dim=-1)[0].numpy()
+        logits = session.run(["logits"], feed)[0][0]
         got = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
         worst = max(worst, float(np.max(np.abs(got - expected))))
     return worst
@@ -119,7 +137,7 @@ def main_classifier(args: argparse.Namespace, model: torch.nn.Module, entry) -> 
                           lambda path: classifier_difference(model, path, args.data),
                           f"{CLASSIFIER_CHECK_CRIES} real cries"):
         return 1
-    record(out, "onnx-reason", args.model, entry, presets=False, classes=list(model.classes))
+    record(out, "onnx-reason", args.model, entry, presets=True, classes=list(model.classes))
     load_session(out)  # what the daemon will check
     return 0
 
@@ -213,10 +231,11 @@ F1 0.772 and 4.53 false alarms per hour on the report set, against 0.785 and 4.1
 
 def record(export: Path, arch: str, source: Path, entry, presets: bool, **kwargs) -> None:
     """List ``export`` in the manifest with its sha256 and the file (and hash) it was exported from; ``presets``:
-    copy the source's operating point and hop (a numerically equal export); ``kwargs``: more for its entry."""
+    copy the source's operating point and hop, or its adaptation decision (a numerically equal export);
+    ``kwargs``: more for its entry."""
     manifest_path = source.parent / MANIFEST
     entries = json.loads(manifest_path.read_text())
-    copied = {k: entries[source.name][k] for k in ("operating_point", "hop_seconds")
+    copied = {k: entries[source.name][k] for k in ("operating_point", "hop_seconds", "adaptation")
               if presets and k in entries[source.name]}
     entries[export.name] = {"arch": arch, "sha256": sha256_of(export),
                             "kwargs": {"exported_from": source.name, "source_sha256": entry.sha256, **kwargs}, **copied}

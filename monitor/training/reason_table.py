@@ -7,7 +7,10 @@ Every architecture in ``train_classifier.BACKBONES`` gets the same 5-fold cross-
 (tools/train_classifier.py has the recipe). Each one's result is cached in cache/classifier/cv-<arch>.json, so an
 interrupted run resumes (``--fresh`` recomputes). The architecture with the best mean macro-F1 is then trained on
 every clip for the median of its folds' best epoch counts, given the median of its folds' temperatures (each
-fitted on a validation fold), and shipped as models/classifier.pt with the card models/classifier.md.
+fitted on a validation fold), and shipped as models/classifier.pt with the card models/classifier.md. Last, the
+per-baby adaptation is studied on the raw uploads with that architecture's fold models
+(:mod:`monitor.training.adaptation_study`); its verdict goes into the manifest entry (``adaptation``: on by
+default only if it beats the baby's own majority) and the card.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import numpy as np
 import torch
 
 from monitor.core.events import REASONS
-from monitor.inference.weights import MODELS_DIR, write_manifest_entry
+from monitor.inference.weights import MODELS_DIR, write_adaptation, write_manifest_entry
+from monitor.training import adaptation_study
 from monitor.training import classifier as T
 from monitor.training.export_onnx import exports_line
 
@@ -34,7 +38,11 @@ LABELS = {
     "resnet18": "ResNet18",
     "cnn14-stat": "CNN14 + statistics pooling (¼ width)",
     "cnn14-mha": "CNN14 + multi-head attention pooling (¼ width)",
+    "tbdm": "TBDM-Net (13 MFCC)",
+    "cnn14-mha-meta": "  + sex and age as pre-hoc input",
+    "cnn14-mha-multitask": "  + sex and age as auxiliary tasks (ARI, co-attention, two stages)",
 }
+METADATA_ROWS = ("cnn14-mha-meta", "cnn14-mha-multitask")  # each against the backbone it extends, cnn14-mha
 
 
 def majority_baseline(data: dict) -> dict:
@@ -117,10 +125,43 @@ def main(argv=None) -> None:
         return
     best = max(results, key=lambda r: r["mean"]["macro_f1"])
     shipped = ship(best, data, args)
-    write_card(results, best, shipped, data, sum(r["minutes"] for r in results) + (time.time() - started) / 60)
+    study = adaptation_study.study(best["arch"], args.data, data)
+    write_adaptation(MODELS_DIR, "classifier.pt", study["on_by_default"])
+    write_card(results, best, shipped, data, study, sum(r["minutes"] for r in results) + (time.time() - started) / 60)
 
 
-def write_card(results: list[dict], best: dict, shipped: dict, data: dict, minutes: float) -> None:
+def metadata_findings(results: list[dict]) -> list[str]:
+    """Each metadata row against its backbone, fold by fold (same folds, so the paired difference is the spread)."""
+    by_arch = {r["arch"]: r for r in results}
+    base = by_arch.get("cnn14-mha")
+    lines = []
+    for arch in METADATA_ROWS:
+        if base is None or arch not in by_arch:
+            continue
+        diffs = np.array([f["macro_f1"] - b["macro_f1"] for f, b in zip(by_arch[arch]["folds"], base["folds"])])
+        verdict = ("a gain larger than its fold-to-fold spread" if diffs.mean() > diffs.std() else
+                   "a loss larger than its fold-to-fold spread" if -diffs.mean() > diffs.std() else
+                   "no difference we can tell from noise (a null result)")
+        lines.append(f"- {LABELS[arch].strip()} (`{arch}`) vs `cnn14-mha`: {100 * diffs.mean():+.1f} ± "
+                     f"{100 * diffs.std():.1f} macro-F1 points over the 5 paired folds (per fold: "
+                     + ", ".join(f"{100 * d:+.1f}" for d in diffs) + f"): {verdict}.")
+    return lines
+
+
+def adaptation_table(study: dict) -> str:
+    rows = ["| answers so far | guesses (babies) | population acc / macro-F1 | baby's majority so far | adapted |",
+            "|---|---|---|---|---|"]
+    for b in [*study["buckets"], {**study["taught"], "answers": [1, None], "babies": None}]:
+        low, high = b["answers"]
+        label = f"{low}" if low == high else f"{low}–{high}" if high and high < 1000 else f"{low} or more"
+        who = f"{b['guesses']}" + (f" ({b['babies']})" if b["babies"] is not None else "")
+        rows.append(f"| {'**' + label + '** (all taught guesses)' if b['babies'] is None else label} | {who} | "
+                    + " | ".join(f"{b[p]['accuracy']:.3f} / {b[p]['macro_f1']:.3f}" for p in adaptation_study.PREDICTORS)
+                    + " |")
+    return "\n".join(rows)
+
+
+def write_card(results: list[dict], best: dict, shipped: dict, data: dict, study: dict, minutes: float) -> None:
     from monitor.config import ClassifierConfig
 
     threshold = ClassifierConfig().min_confidence
@@ -144,6 +185,12 @@ def write_card(results: list[dict], best: dict, shipped: dict, data: dict, minut
                          if best["mean"]["macro_f1"] - baseline["mean"]["macro_f1"] < best["std"]["macro_f1"]
                          else "The best model clears that floor by more than its fold-to-fold spread."),
     ]
+    findings += metadata_findings(results)
+    if "tbdm" in by_arch:
+        findings.append(f"- TBDM-Net reaches macro-F1 {by_arch['tbdm']['macro_f1']:.3f} (UAR {by_arch['tbdm']['uar']:.3f}), "
+                        "at a fraction of the paper's width (13 MFCC instead of 39; deviations in "
+                        "monitor/inference/models/tbdm.py).")
+    versus, against_population = study["adapted_vs_majority"], study["adapted_vs_population"]
     majority = max(counts.values()) / sum(counts.values())
     coverage_rows = ["| min_confidence | share of cries given a reason | of those, correct |", "|---|---|---|"]
     for level in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
@@ -161,9 +208,32 @@ def write_card(results: list[dict], best: dict, shipped: dict, data: dict, minut
         threshold=threshold, share=100 * share, accuracy=100 * accuracy, findings="\n".join(findings), minutes=minutes,
         majority=100 * majority, ece_before=np.mean([f["ece_uncalibrated"] for f in best["folds"]]),
         ece_after=best["mean"]["ece"], folds=T.FOLDS,
+        study_babies=study["babies"], study_clips=study["clips"], study_scored=study["scored"],
+        study_tags=", ".join(f"{tag} {n}" for tag, n in study["tags"].items()),
+        adaptation=adaptation_table(study),
+        vs_majority=", ".join(f"{key.replace('_', '-')} {100 * v['difference']:+.1f} points (95 % interval "
+                              f"{100 * v['low']:+.1f} to {100 * v['high']:+.1f})" for key, v in versus.items()),
+        vs_population=", ".join(f"{key.replace('_', '-')} {100 * v['difference']:+.1f} points (95 % interval "
+                                f"{100 * v['low']:+.1f} to {100 * v['high']:+.1f})"
+                                for key, v in against_population.items()),
+        decision=("**on** by default: it beats the baby's own majority in both accuracy and macro-F1"
+                  if study["on_by_default"] else
+                  "**off** by default (`classifier.adaptation: auto` reads this verdict from the manifest): it does not "
+                  "beat the baby's own majority, which is the bar the issue set. The answers are still stored, and "
+                  "`classifier.adaptation: on` uses them"),
+        interpretation=(ADAPTATION_WINS if study["on_by_default"] else ADAPTATION_LOSES) + ADAPTATION_CAVEAT,
     )
     (MODELS_DIR / "classifier.md").write_text(text)
 
+
+ADAPTATION_LOSES = """What this says: the parents' own tags are the strongest signal here. A baby's parents mostly give the same
+answer, so their running majority agrees with their next answer more often than any model of the sound; the sound
+model, which cannot tell the reasons apart even across babies, adds noise to that prior rather than information. """
+ADAPTATION_WINS = """What this says: the prototypes of a baby's own cries add information to what its parents usually
+answer. """
+ADAPTATION_CAVEAT = """The tags are the parents' guesses, unverified and noisy (some uploads hold little crying), so
+this measures agreement with the parents, which is all a parent-taught model can learn; most babies have only a
+few answers, so the rows beyond 5 answers rest on few babies: read their counts."""
 
 CARD = """# Cry-reason classifier (models/classifier.pt)
 
@@ -178,7 +248,8 @@ backbone → logits / temperature). sha256 `{sha}` (in `models/manifest.json`, c
 Donate-a-cry *cleaned* clips (ODbL 1.0 + DbCL 1.0), 8 kHz phone recordings: {total} clips from {babies} app
 installs (≈ babies): {counts}. A classifier that always says "hungry" is {majority:.1f} % accurate and has a macro-F1
 of 0.18, so macro-F1 and UAR (mean per-class recall) are the numbers to read. The raw uploads and their extra tags
-(lonely, scared, cold/hot) are not used: they are uncleaned and many hold little crying.
+(lonely, scared, cold/hot) are not used for training: they are uncleaned and many hold little crying. They are
+what the per-baby adaptation is measured on (below). The metadata rows read each clip's sex and age band tags.
 
 ## Protocol
 {folds}-fold cross-validation grouped by baby (every clip of an app install in one fold; groups dealt rarest
@@ -211,7 +282,7 @@ predicted, same order):
 
 {other_confusions}
 
-## Calibration and the unknown threshold
+## Calibration and the uncertain threshold
 Temperature {temperature:.2f} (median over folds of the value fitted on each validation fold). Expected calibration
 error over the test folds: {ece_before:.3f} before, {ece_after:.3f} after temperature scaling. The shipped model is
 then retrained on all clips for {epochs} epochs (the median best epoch).
@@ -222,8 +293,26 @@ Confidence threshold (pooled CV predictions of `{arch}`; "correct" = the top cla
 
 The default `classifier.min_confidence` is {threshold}: {share:.0f} % of the pooled CV predictions pass it, and those are
 {accuracy:.0f} % correct — no better than assuming "hungry" ({majority:.0f} %), but at lower thresholds the published
-reasons are *less* accurate than that guess. So the daemon says `unknown` almost always and publishes the
+reasons are *less* accurate than that guess. So the daemon says `uncertain` almost always and publishes the
 calibrated probabilities for whoever wants them; lower the threshold only knowing this table.
+
+## Learning this baby from the parents' answers
+Home Assistant's "Last cry was" select stores the answer with the cry's embedding (README, "Teaching it your baby");
+the adaptation mixes prototypes of the baby's answers with the population model
+(`monitor/core/adaptation.py`: nearest class mean on cosine similarity, weight n / (n + 2) after n answers; the
+constants were fixed before this study). Measured by `python -m monitor.training.adaptation_study` (run by the
+command above) on the raw Donate-a-cry uploads: {study_babies} babies whose parents gave at least two different
+tags, {study_clips} clips ({study_tags}), replayed one baby at a time in upload order; each clip is guessed before
+its tag is revealed, then learned ("unknown", the app's "don't know", is neither scored nor learned: {study_scored}
+guesses). Each baby is scored by the cross-validation model that never heard it. Accuracy / macro-F1 over the 8
+parent reasons, by how many answers the baby had when the guess was made:
+
+{adaptation}
+
+Adapted minus the baby's majority, over all taught guesses: {vs_majority}; adapted minus population:
+{vs_population} (intervals: 2,000 bootstrap resamples of babies). Verdict: {decision}.
+
+{interpretation}
 
 ## Limits
 This is a small, imbalanced, single-source data set (phone uploads of mostly hungry babies); a reason is a

@@ -34,7 +34,6 @@ from monitor.core.events import REASONS
 from monitor.inference.features import N_MELS
 from monitor.inference.models.mfcc import Mfcc
 
-
 METADATA_EMBEDDING = 16
 
 

@@ -1,0 +1,193 @@
+"""The parents' answers to "Last cry was …": validated, stored in the state folder, and taught to the classifier.
+
+Home Assistant's select sends a bare option to ``<topic>/set/last_cry_reason``: it labels the most recent cry. An
+automation may name the cry instead: ``{"id": "<cry id>", "reason": "tired"}``. Options: every reason of the
+Donate-a-cry app (:data:`monitor.core.events.PARENT_REASONS`) and "don't know" (which clears an earlier answer for
+that cry and teaches nothing).
+
+Rules (``tests/test_feedback.py``); a rejected answer is logged (``feedback_rejected`` with the reason) and changes
+nothing stored:
+
+* the cry must be one of the recent ones this daemon heard (kept with their embeddings, across restarts) and must
+  have ended at most ``classifier.feedback_window_hours`` ago (a cry still going on can be labelled);
+* the reason must be one of the options, the payload UTF-8 text or that JSON object, at most 512 bytes;
+* the cry must have been classified (its embedding is what is learned; a cry too short to classify has none);
+* at most :data:`FLOOD_LIMIT` answers per :data:`FLOOD_SECONDS`: more is a stuck automation or a flood, not a
+  parent, and is rejected;
+* a new answer for a cry replaces the old one (a mis-tap is corrected, not counted twice).
+
+What is stored (``feedback.json``, written atomically): each labelled cry's id, reason, embedding, the classifier
+it came from and when; and the recent cries' ids, end times and embeddings. Never audio (that is the clips
+feature's, if enabled). Only labels from the running classifier are used (another model's embeddings live in
+another space); the others stay in the file. A file that cannot be read as that is moved aside
+(``feedback.json.corrupt-<time>``) with a warning, and the daemon starts with no answers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import structlog
+
+from monitor.core.adaptation import BabyAdaptation
+from monitor.core.events import DONT_KNOW, PARENT_REASONS
+from monitor.service.driver import Sink
+
+log = structlog.get_logger(__name__)
+
+FEEDBACK_FILE = "feedback.json"
+FLOOD_LIMIT, FLOOD_SECONDS = 10, 60.0
+MAX_PAYLOAD = 512
+MAX_LABELS = 1000  # the oldest go first; a year of answers at three a day
+MAX_RECENT = 50  # cries remembered for labelling (the window bounds them too)
+OPTIONS = (*PARENT_REASONS, DONT_KNOW)
+
+
+class FeedbackRejected(Exception):
+    """An answer that is not taken; the message says why, in one line."""
+
+
+class Feedback(Sink):
+    """A sink that remembers recent cries' embeddings, and the handler of the answers (:meth:`answer`).
+    ``classifier``: whose :attr:`adaptation` it keeps up to date; ``publish``: the select's state (``"None"``:
+    not answered yet)."""
+
+    def __init__(self, state_dir: Path, classifier, window_hours: float,
+                 publish: Callable[[str], None] | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.path = state_dir / FEEDBACK_FILE
+        self.classifier, self.window_s, self.publish, self.clock = classifier, window_hours * 3600.0, publish, clock
+        self.labels: list[dict] = []
+        self.recent: list[dict] = []
+        self._attempts: deque[float] = deque()
+        self._load()
+        self._teach()
+        if publish:
+            answered = {item["id"]: item["reason"] for item in self.labels}
+            publish(answered.get(self.recent[-1]["id"], "None") if self.recent else "None")
+        log.info("feedback_loaded", labels=len(self.labels), usable=self.classifier.adaptation.count,
+                 adapting=self.classifier.adapting)
+
+    # --- the store --------------------------------------------------------------------------------------------
+    def _load(self) -> None:
+        try:
+            raw = json.loads(self.path.read_text())
+            labels, recent = raw["labels"], raw["recent"]
+            for item in labels:
+                if item["reason"] not in PARENT_REASONS or not isinstance(item["id"], str):
+                    raise ValueError(f"label with reason {item['reason']!r}")
+                np.asarray(item["embedding"], dtype=np.float64)
+            for item in recent:
+                if not isinstance(item["id"], str) or not (item["ended_at"] is None or float(item["ended_at"]) >= 0):
+                    raise ValueError("recent cry without an id")
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(self.clock())}")
+            try:
+                self.path.replace(aside)
+            except OSError:
+                aside = None
+            log.warning("feedback_store_corrupt", path=str(self.path), error=str(exc)[:200],
+                        moved_to=str(aside) if aside else None, detail="starting with no answers")
+            return
+        self.labels, self.recent = list(labels), list(recent)
+
+    def _save(self) -> None:
+        partial = self.path.with_name(self.path.name + ".partial")
+        try:
+            partial.write_text(json.dumps({"labels": self.labels, "recent": self.recent}))
+            os.replace(partial, self.path)
+        except OSError as exc:  # a full disk loses the newest answer's persistence, never the monitor
+            log.error("feedback_store_unwritable", path=str(self.path), error=exc.strerror)
+
+    def _teach(self) -> None:
+        model = self.classifier.model_id
+        self.classifier.adaptation = BabyAdaptation(
+            (item["reason"], np.asarray(item["embedding"])) for item in self.labels if item["model"] == model)
+
+    # --- the sink: which cries can be labelled ------------------------------------------------------------
+    def cry_event(self, payload: dict) -> None:
+        if payload["type"] == "cry_start":
+            self.recent = [*self.recent, {"id": payload["id"], "ended_at": None, "embedding": None,
+                                          "model": self.classifier.model_id}][-MAX_RECENT:]
+            if self.publish:
+                self.publish("None")  # the new cry has no answer yet
+        else:
+            for item in self.recent:
+                if item["id"] == payload["id"]:
+                    item["ended_at"] = self.clock()
+            self._forget_expired()
+            self._save()
+
+    def reason_embedding(self, cry_id: str, embedding: tuple[float, ...]) -> None:
+        for item in self.recent:
+            if item["id"] == cry_id:
+                item["embedding"] = [round(v, 4) for v in embedding]
+                self._save()  # a reason may come after its cry ended
+
+    def _forget_expired(self) -> None:
+        now = self.clock()
+        self.recent = [c for c in self.recent if c["ended_at"] is None or now - c["ended_at"] <= self.window_s]
+
+    # --- answers ------------------------------------------------------------------------------------------
+    def answer(self, payload: bytes) -> None:
+        """Take one answer, or log why not; nothing stored changes on a rejection."""
+        try:
+            cry, reason = self._validate(payload)
+        except FeedbackRejected as exc:
+            log.warning("feedback_rejected", error=str(exc), payload_bytes=len(payload))
+            return
+        self.labels = [item for item in self.labels if item["id"] != cry["id"]]
+        if reason != DONT_KNOW:
+            self.labels.append({"id": cry["id"], "reason": reason, "embedding": cry["embedding"],
+                                "model": cry["model"], "at": round(self.clock(), 3)})
+            self.labels = self.labels[-MAX_LABELS:]
+        self._save()
+        self._teach()
+        log.info("feedback_accepted", cry_id=cry["id"], reason=reason, labels=len(self.labels),
+                 usable=self.classifier.adaptation.count, adapting=self.classifier.adapting)
+        if self.publish and cry is self.recent[-1]:
+            self.publish(reason)
+
+    def _validate(self, payload: bytes) -> tuple[dict, str]:
+        now = self.clock()
+        while self._attempts and now - self._attempts[0] > FLOOD_SECONDS:
+            self._attempts.popleft()
+        self._attempts.append(now)
+        if len(self._attempts) > FLOOD_LIMIT:
+            raise FeedbackRejected(f"more than {FLOOD_LIMIT} answers in {FLOOD_SECONDS:.0f} s; ignoring the flood")
+        if len(payload) > MAX_PAYLOAD:
+            raise FeedbackRejected(f"payload longer than {MAX_PAYLOAD} bytes")
+        try:
+            text = payload.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise FeedbackRejected("payload is not UTF-8 text") from None
+        cry_id = None
+        if text.startswith("{"):
+            try:
+                message = json.loads(text)
+                cry_id, text = message["id"], message["reason"]
+            except (ValueError, KeyError, TypeError):
+                raise FeedbackRejected('expected a reason or {"id": "<cry id>", "reason": "<reason>"}') from None
+        if text not in OPTIONS:
+            raise FeedbackRejected(f"unknown reason {text[:40]!r}; known: {', '.join(OPTIONS)}")
+        self._forget_expired()
+        if cry_id is None:
+            if not self.recent:
+                raise FeedbackRejected(f"no cry in the last {self.window_s / 3600:g} hours to label")
+            cry = self.recent[-1]
+        else:
+            matches = [c for c in self.recent if c["id"] == cry_id]
+            if not matches:
+                raise FeedbackRejected(f"cry {str(cry_id)[:40]!r} is unknown or ended more than "
+                                       f"{self.window_s / 3600:g} hours ago")
+            cry = matches[0]
+        if cry["embedding"] is None and text != DONT_KNOW:
+            raise FeedbackRejected(f"cry {cry['id']} was not classified; there is nothing to learn from")
+        return cry, text

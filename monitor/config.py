@@ -124,7 +124,8 @@ class ClassifierConfig:
     # Learning this baby from the parents' "Last cry was" answers (monitor/core/adaptation.py). auto: as the model's
     # card decided from its study on the raw Donate-a-cry uploads (models/manifest.json, "adaptation"); the
     # answers are stored either way, so switching it on later starts from all of them
-    adaptation: str = field(default="auto", metadata=_choices("auto", "on", "off"))
+    # true | false | auto (YAML reads on/off as true/false, so those work too)
+    adaptation: bool | str = field(default="auto", metadata=_choices("auto"))
     feedback_window_hours: float = field(default=12.0, metadata=_range(0.0, 24.0 * 7))
 
     def at_seconds(self) -> tuple[float, ...]:
@@ -364,7 +365,8 @@ def _convert(value: Any, hint: Any, meta: dict, where: str, base: Path) -> Any:
         if (lo is not None and converted < lo) or (hi is not None and converted > hi):
             raise ConfigError(f"{where}: must be in [{lo}, {hi}], got {converted}")
     if "choices" in meta and converted not in meta["choices"]:
-        raise ConfigError(f"{where}: must be one of {', '.join(meta['choices'])}, got {converted!r}")
+        allowed = [*meta["choices"], *(("true", "false") if bool in options else ())]
+        raise ConfigError(f"{where}: must be one of {', '.join(allowed)}, got {converted!r}")
     return converted
 
 

@@ -104,7 +104,7 @@ def test_classifier_gives_calibrated_probabilities_over_the_reasons(classifier, 
     assert len({tuple(sorted(r.probs.items())) for r in results}) > 1  # it listens: different cries, different answers
 
 
-def test_min_confidence_decides_unknown(held_out_cries):
+def test_min_confidence_decides_uncertain(held_out_cries):
     always = ReasonClassifier(ClassifierConfig(device="cpu", min_confidence=0.0)).classify(held_out_cries[0])
     never = ReasonClassifier(ClassifierConfig(device="cpu", min_confidence=1.0)).classify(held_out_cries[0])
     assert always.reason in REASONS and never.reason == UNCERTAIN

@@ -68,7 +68,7 @@ class ReasonClassifier:
         self.classes = self.runtime.classes
         self.min_confidence = config.min_confidence
         self.baby = config.baby
-        self.adapting = config.adaptation == "on" or (config.adaptation == "auto" and self._studied_default(config))
+        self.adapting = config.adaptation is True or (config.adaptation == "auto" and self._studied_default(config))
         self.adaptation = BabyAdaptation([])
 
     def _studied_default(self, config: ClassifierConfig) -> bool:

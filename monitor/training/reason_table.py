@@ -220,7 +220,7 @@ def write_card(results: list[dict], best: dict, shipped: dict, data: dict, study
                   if study["on_by_default"] else
                   "**off** by default (`classifier.adaptation: auto` reads this verdict from the manifest): it does not "
                   "beat the baby's own majority, which is the bar the issue set. The answers are still stored, and "
-                  "`classifier.adaptation: on` uses them"),
+                  "`classifier.adaptation: true` uses them"),
         interpretation=(ADAPTATION_WINS if study["on_by_default"] else ADAPTATION_LOSES) + ADAPTATION_CAVEAT,
     )
     (MODELS_DIR / "classifier.md").write_text(text)

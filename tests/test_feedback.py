@@ -1,0 +1,205 @@
+"""The parents' answers (monitor/service/feedback.py) with the real shipped classifier, and through the real daemon
+and a real broker."""
+
+import json
+import signal
+
+import numpy as np
+import pytest
+from structlog.testing import capture_logs
+
+from conftest import pick
+from daemon_helpers import DaemonProcess, write_config
+from monitor.audio.files import read_file
+from monitor.config import ClassifierConfig
+from monitor.core.events import DONT_KNOW, PARENT_REASONS
+from monitor.inference.classify import ReasonClassifier
+from monitor.service.feedback import FEEDBACK_FILE, FLOOD_LIMIT, Feedback
+from monitor.service.homeassistant import discovery_payload
+
+HOUR = 3600.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def cries(val_clips):
+    return [read_file(c.path) for c in pick(val_clips, "donateacry-cleaned", "cry")[:3]]
+
+
+@pytest.fixture
+def classifier():
+    return ReasonClassifier(ClassifierConfig(device="cpu", adaptation=True))
+
+
+def hear(feedback: Feedback, classifier: ReasonClassifier, audio: np.ndarray, cry_id: str, classify: bool = True):
+    """One cry as the driver reports it to its sinks: start, the reason's embedding, end."""
+    feedback.cry_event({"type": "cry_start", "id": cry_id})
+    if classify:
+        feedback.reason_embedding(cry_id, classifier.classify(audio).embedding)
+    feedback.cry_event({"type": "cry_end", "id": cry_id})
+
+
+def stored(tmp_path):
+    return json.loads((tmp_path / FEEDBACK_FILE).read_text())
+
+
+def test_an_answer_labels_the_latest_cry_and_teaches_the_classifier(tmp_path, classifier, cries):
+    published, clock = [], Clock()
+    feedback = Feedback(tmp_path, classifier, 12, published.append, clock)
+    before = classifier.classify(cries[1])
+    hear(feedback, classifier, cries[0], "a")
+    hear(feedback, classifier, cries[1], "b")
+    feedback.answer(b"tired")
+    assert published == ["None", "None", "None", "tired"]  # at start-up, each new cry, then the answer
+    labels = stored(tmp_path)["labels"]
+    assert [(item["id"], item["reason"]) for item in labels] == [("b", "tired")]
+    assert len(labels[0]["embedding"]) == len(before.embedding) and "audio" not in labels[0]
+    assert classifier.adaptation.count == 1
+    after = classifier.classify(cries[1])  # the same cry again: now a third of the answer's weight is on "tired"
+    assert after.probs["tired"] > before.probs["tired"] + 0.2
+    assert sum(after.probs.values()) == pytest.approx(1.0)
+
+
+def test_answers_survive_a_restart_and_only_the_running_models_are_used(tmp_path, classifier, cries):
+    feedback = Feedback(tmp_path, classifier, 12, clock=Clock())
+    hear(feedback, classifier, cries[0], "a")
+    feedback.answer(b"lonely")  # a reason only the parents know: the baby's model can learn it
+    Feedback(tmp_path, classifier, 12)
+    assert classifier.adaptation.count == 1 and classifier.adaptation.classes == ("lonely",)
+    data = stored(tmp_path)
+    data["labels"][0]["model"] = "another-model"
+    (tmp_path / FEEDBACK_FILE).write_text(json.dumps(data))
+    Feedback(tmp_path, classifier, 12)
+    assert classifier.adaptation.count == 0 and len(stored(tmp_path)["labels"]) == 1  # kept, not used
+
+
+def test_an_answer_by_id_and_a_correction_replace_rather_than_add(tmp_path, classifier, cries):
+    published = []
+    feedback = Feedback(tmp_path, classifier, 12, published.append, Clock())
+    hear(feedback, classifier, cries[0], "a")
+    hear(feedback, classifier, cries[1], "b")
+    feedback.answer(b"hungry")
+    feedback.answer(json.dumps({"id": "a", "reason": "tired"}).encode())
+    assert sorted((i["id"], i["reason"]) for i in stored(tmp_path)["labels"]) == [("a", "tired"), ("b", "hungry")]
+    feedback.answer(b"burping")  # the parent corrects the last answer
+    feedback.answer(json.dumps({"id": "a", "reason": DONT_KNOW}).encode())  # and takes back the other
+    assert [(i["id"], i["reason"]) for i in stored(tmp_path)["labels"]] == [("b", "burping")]
+    assert published[-2:] == ["hungry", "burping"]  # answers about "a" (not the latest cry) leave the select alone
+
+
+@pytest.mark.parametrize("payload, why", [
+    (b"sleepy", "unknown reason"),
+    (b"unknown", "unknown reason"),  # the app's tag for "don't know" is not an option; the select's text is
+    (json.dumps({"id": "zzz", "reason": "tired"}).encode(), "unknown or ended"),
+    (b"\xff\xfe", "not UTF-8"),
+    (b"tired" * 200, "longer than"),
+    (b'{"reason": "tired"', "expected a reason"),
+    (b'{"id": "b"}', "expected a reason"),
+])
+def test_bad_answers_are_rejected_with_a_reason_and_change_nothing(tmp_path, classifier, cries, payload, why):
+    feedback = Feedback(tmp_path, classifier, 12, clock=Clock())
+    hear(feedback, classifier, cries[0], "a")
+    hear(feedback, classifier, cries[1], "b")
+    feedback.answer(b"hungry")
+    before = (tmp_path / FEEDBACK_FILE).read_bytes()
+    with capture_logs() as logs:
+        feedback.answer(payload)
+    assert [r["log_level"] for r in logs] == ["warning"] and logs[0]["event"] == "feedback_rejected"
+    assert why in logs[0]["error"]
+    assert (tmp_path / FEEDBACK_FILE).read_bytes() == before and classifier.adaptation.count == 1
+
+
+def test_answers_expire_a_window_after_the_cry_ended(tmp_path, classifier, cries):
+    clock = Clock()
+    feedback = Feedback(tmp_path, classifier, 2, clock=clock)
+    hear(feedback, classifier, cries[0], "a")
+    clock.now += 2 * HOUR - 1
+    feedback.answer(b"tired")
+    assert classifier.adaptation.count == 1
+    clock.now += 2
+    with capture_logs() as logs:
+        feedback.answer(b"hungry")
+    assert "no cry in the last 2 hours" in logs[0]["error"]
+    assert [i["reason"] for i in stored(tmp_path)["labels"]] == ["tired"]
+
+
+def test_a_cry_still_going_on_can_be_answered_but_not_one_never_classified(tmp_path, classifier, cries):
+    feedback = Feedback(tmp_path, classifier, 12, clock=Clock())
+    hear(feedback, classifier, cries[0], "short", classify=False)  # too short to classify: nothing to learn
+    with capture_logs() as logs:
+        feedback.answer(b"tired")
+    assert "was not classified" in logs[0]["error"] and not stored(tmp_path)["labels"]
+    feedback.cry_event({"type": "cry_start", "id": "now"})
+    feedback.reason_embedding("now", classifier.classify(cries[0]).embedding)
+    feedback.answer(b"tired")
+    assert [i["id"] for i in stored(tmp_path)["labels"]] == ["now"]
+
+
+def test_a_flood_of_answers_is_rejected(tmp_path, classifier, cries):
+    clock = Clock()
+    feedback = Feedback(tmp_path, classifier, 12, clock=clock)
+    hear(feedback, classifier, cries[0], "a")
+    for i in range(FLOOD_LIMIT):
+        feedback.answer(PARENT_REASONS[i % len(PARENT_REASONS)].encode())
+    before = (tmp_path / FEEDBACK_FILE).read_bytes()
+    with capture_logs() as logs:
+        feedback.answer(b"hungry")
+    assert "flood" in logs[0]["error"] and (tmp_path / FEEDBACK_FILE).read_bytes() == before
+    clock.now += 61  # a minute later a parent is heard again
+    feedback.answer(b"hungry")
+    assert [i["reason"] for i in stored(tmp_path)["labels"]] == ["hungry"]
+
+
+@pytest.mark.parametrize("content", ['{"labels": [{"id": "a"}], "recent": []}', "{not json", '["a list"]',
+                                     '{"labels": [{"id": "a", "reason": "pizza", "embedding": [], "model": "m"}], '
+                                     '"recent": []}'])
+def test_a_corrupt_store_is_moved_aside_with_a_warning(tmp_path, classifier, content):
+    (tmp_path / FEEDBACK_FILE).write_text(content)
+    with capture_logs() as logs:
+        feedback = Feedback(tmp_path, classifier, 12)
+    assert logs[0]["event"] == "feedback_store_corrupt" and logs[0]["log_level"] == "warning"
+    aside = list(tmp_path.glob(FEEDBACK_FILE + ".corrupt-*"))
+    assert len(aside) == 1 and aside[0].read_text() == content  # kept for a human, out of the way
+    assert feedback.labels == [] and classifier.adaptation.count == 0
+
+
+def test_discovery_offers_the_select_only_where_answers_are_heard():
+    with_select = discovery_payload("crymonitor/n", "n", "Nursery", controls=True, feedback=True)["cmps"]
+    select = with_select["last_cry_reason"]
+    assert select["p"] == "select" and select["options"] == [*PARENT_REASONS, DONT_KNOW]
+    assert select["command_topic"] == "crymonitor/n/set/last_cry_reason"
+    assert select["state_topic"] == "crymonitor/n/last_cry_reason"
+    assert "last_cry_reason" not in discovery_payload("crymonitor/n", "n", "Nursery", controls=True)["cmps"]
+
+
+def test_the_daemon_takes_an_answer_over_mqtt_and_rejects_bad_ones(broker, subscriber_factory, cry_then_quiet,
+                                                                    tmp_path):
+    from test_service import publish
+
+    sub = subscriber_factory(broker.port, "crymonitor/fb/#")
+    config = write_config(tmp_path / "c.yaml", broker.port, "fb", "classifier:\n  adaptation: on\n")
+    daemon = DaemonProcess(config, "--input", str(cry_then_quiet))
+    try:
+        sub.wait_for(lambda m: any(json.loads(p)["type"] == "cry_reason" for p in sub.payloads("event")), timeout=60)
+        cry_id = json.loads(sub.payloads("event")[0])["id"]
+        publish(broker.port, "crymonitor/fb/set/last_cry_reason", b"sleepy")
+        assert "unknown reason" in daemon.wait_log("feedback_rejected")["error"]
+        publish(broker.port, "crymonitor/fb/set/last_cry_reason", json.dumps({"id": cry_id, "reason": "tired"}).encode())
+        accepted = daemon.wait_log("feedback_accepted")
+        sub.wait_for(lambda m: ("crymonitor/fb/last_cry_reason", "tired", True) in m or
+                     ("crymonitor/fb/last_cry_reason", "tired", False) in m)
+    finally:
+        code, _ = daemon.stop(signal.SIGTERM)
+    assert code == 0, daemon.stderr
+    assert accepted["cry_id"] == cry_id and accepted["usable"] == 1 and accepted["adapting"] is True
+    states = [p for t, p, _ in sub.messages if t == "crymonitor/fb/last_cry_reason"]  # not set/last_cry_reason
+    assert states[-1] == "tired" and set(states[:-1]) == {"None"}  # no answer until the parent's
+    labels = json.loads((tmp_path / "state" / FEEDBACK_FILE).read_text())["labels"]
+    assert [(i["id"], i["reason"]) for i in labels] == [(cry_id, "tired")]

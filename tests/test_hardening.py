@@ -197,7 +197,7 @@ def yaml_variants(count: int, seed: int = 12):
 
 def test_config_fuzz_every_variant_loads_or_is_one_config_error():
     outcomes = {"loaded": 0, "rejected": 0}
-    for text in yaml_variants(360):
+    for text in yaml_variants(480):
         started = time.monotonic()
         try:
             parse_config(text, "fuzz.yaml")

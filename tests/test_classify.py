@@ -193,3 +193,62 @@ def test_log_mel_front_end_is_selectable(backbone):
     assert net.features(logmel).shape == (2, 64, 120) and net(logmel).shape == (2, len(REASONS))
     with pytest.raises(ValueError, match="front end"):
         build("reason", backbone=backbone, frontend="spectrogram")
+
+
+# ---------------------------------------------------------------- metadata and the adaptation verdict
+
+def test_the_shipped_classifier_carries_its_adaptation_verdict_and_auto_follows_it(held_out_cries):
+    from monitor.inference.weights import MODELS_DIR, read_manifest
+
+    manifest = read_manifest(MODELS_DIR)
+    verdict = manifest["classifier.pt"].adaptation
+    assert verdict is not None, "tools/reason_table.py writes the study's verdict"
+    assert manifest["classifier.onnx"].adaptation == verdict  # the export carries it
+    assert ReasonClassifier(ClassifierConfig(device="cpu")).adapting is verdict
+    assert ReasonClassifier(ClassifierConfig(device="cpu", adaptation=True)).adapting is True
+    assert ReasonClassifier(ClassifierConfig(device="cpu", adaptation=False)).adapting is False
+    reason = ReasonClassifier(ClassifierConfig(device="cpu")).classify(held_out_cries[0])
+    assert reason.embedding is not None and len(reason.embedding) > 8 and "embedding" not in repr(reason)
+
+
+def test_the_babys_age_is_derived_on_the_day_and_missing_metadata_is_zeros():
+    from datetime import date
+
+    from monitor.config import BabyConfig
+
+    told = ReasonClassifier(ClassifierConfig(device="cpu", baby=BabyConfig(sex="f", birth_date=date(2026, 10, 1))))
+    assert told.metadata(on=date(2026, 10, 20)).tolist() == [0, 1, 1, 0, 0, 0, 0]  # 19 days: 0-4w
+    assert told.metadata(on=date(2027, 1, 5)).tolist() == [0, 1, 0, 0, 1, 0, 0]  # 3 months: 2-6m
+    assert not ReasonClassifier(ClassifierConfig(device="cpu")).metadata().any()
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".onnx"])
+def test_a_metadata_model_reads_the_baby_in_both_runtimes(tmp_path, held_out_cries, suffix):
+    """The plumbing from ``classifier.baby`` to a metadata model's input, on an untrained (never shipped) model:
+    telling the sex changes its answer, not telling it is the all-zeros input."""
+    import torch
+
+    from monitor.config import BabyConfig
+    from monitor.inference.models.reason import ReasonNet
+    from monitor.inference.weights import read_manifest, write_manifest_entry
+    from monitor.training.export_onnx import export_classifier, record
+
+    torch.manual_seed(0)
+    net = ReasonNet("tbdm", metadata=True).eval()
+    torch.save(net.state_dict(), tmp_path / "meta.pt")
+    write_manifest_entry(tmp_path, "meta.pt", "reason", {"backbone": "tbdm", "metadata": True, "classes": list(REASONS)})
+    if suffix == ".onnx":
+        export_classifier(net, tmp_path / "meta.onnx")
+        record(tmp_path / "meta.onnx", "onnx-reason", tmp_path / "meta.pt", read_manifest(tmp_path)["meta.pt"],
+               presets=True, classes=list(REASONS))
+    path = tmp_path / f"meta{suffix}"
+    unknown = ReasonClassifier(ClassifierConfig(model=path, device="cpu")).classify(held_out_cries[0])
+    boy = ReasonClassifier(ClassifierConfig(model=path, device="cpu", baby=BabyConfig(sex="m"))).classify(held_out_cries[0])
+    assert boy.probs != unknown.probs
+    with torch.no_grad():
+        from monitor.inference.classify import prepare
+        from monitor.inference.features import logmel
+
+        x = torch.from_numpy(prepare(logmel(held_out_cries[0])))[None]
+        expected = torch.softmax(net(x, torch.zeros(1, 7)), dim=1)[0]
+    assert list(unknown.probs.values()) == pytest.approx(expected.tolist(), abs=1e-5)

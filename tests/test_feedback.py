@@ -142,6 +142,19 @@ def test_a_cry_still_going_on_can_be_answered_but_not_one_never_classified(tmp_p
     assert [i["id"] for i in stored(tmp_path)["labels"]] == ["now"]
 
 
+def test_a_cry_open_when_the_daemon_stopped_expires_a_window_after_the_restart(tmp_path, classifier, cries):
+    clock = Clock()
+    feedback = Feedback(tmp_path, classifier, 1, clock=clock)
+    feedback.cry_event({"type": "cry_start", "id": "cut"})
+    feedback.reason_embedding("cut", classifier.classify(cries[0]).embedding)  # then the power went
+    clock.now += 10 * HOUR
+    restarted = Feedback(tmp_path, classifier, 1, clock=clock)
+    restarted.answer(b"tired")
+    clock.now += HOUR + 1
+    restarted.answer(b"hungry")
+    assert [i["reason"] for i in stored(tmp_path)["labels"]] == ["tired"]
+
+
 def test_a_flood_of_answers_is_rejected(tmp_path, classifier, cries):
     clock = Clock()
     feedback = Feedback(tmp_path, classifier, 12, clock=clock)

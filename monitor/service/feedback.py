@@ -97,6 +97,9 @@ class Feedback(Sink):
                         moved_to=str(aside) if aside else None, detail="starting with no answers")
             return
         self.labels, self.recent = list(labels), list(recent)
+        for item in self.recent:  # a cry open when the daemon stopped ended then (state.py ends it with "restart")
+            if item["ended_at"] is None:
+                item["ended_at"] = self.clock()
 
     def _save(self) -> None:
         partial = self.path.with_name(self.path.name + ".partial")

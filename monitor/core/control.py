@@ -88,16 +88,21 @@ class ControlState:
         return state
 
 
+def command_text(payload: bytes, limit: int, name: str) -> str:
+    """An MQTT command's payload as stripped text, or :class:`CommandError` (too long, not UTF-8)."""
+    if len(payload) > limit:
+        raise CommandError(f"{name}: payload of {len(payload)} bytes is longer than {limit}")
+    try:
+        return payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise CommandError(f"{name}: payload is not UTF-8 text") from None
+
+
 def apply_command(state: ControlState, control: str, payload: bytes) -> ControlState:
     """The state after one command, or :class:`CommandError`."""
     if control not in CONTROLS:
         raise CommandError(f"unknown control {control!r}; known: {', '.join(CONTROLS)}")
-    if len(payload) > MAX_PAYLOAD:
-        raise CommandError(f"payload of {len(payload)} bytes is too long for {control}")
-    try:
-        text = payload.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise CommandError(f"{control}: payload is not UTF-8 text") from None
+    text = command_text(payload, MAX_PAYLOAD, control)
     if not text:  # also what an empty retained publish (clearing a retained message) delivers to live subscribers
         raise CommandError(f"{control}: empty payload")
     if text.startswith('"'):  # a JSON string is accepted too

@@ -36,8 +36,10 @@ import numpy as np
 import structlog
 
 from monitor.core.adaptation import BabyAdaptation
+from monitor.core.control import CommandError, command_text
 from monitor.core.events import DONT_KNOW, PARENT_REASONS
 from monitor.service.driver import Sink
+from monitor.service.homeassistant import FEEDBACK_CONTROL
 
 log = structlog.get_logger(__name__)
 
@@ -165,12 +167,10 @@ class Feedback(Sink):
         self._attempts.append(now)
         if len(self._attempts) > FLOOD_LIMIT:
             raise FeedbackRejected(f"more than {FLOOD_LIMIT} answers in {FLOOD_SECONDS:.0f} s; ignoring the flood")
-        if len(payload) > MAX_PAYLOAD:
-            raise FeedbackRejected(f"payload longer than {MAX_PAYLOAD} bytes")
         try:
-            text = payload.decode("utf-8").strip()
-        except UnicodeDecodeError:
-            raise FeedbackRejected("payload is not UTF-8 text") from None
+            text = command_text(payload, MAX_PAYLOAD, FEEDBACK_CONTROL)
+        except CommandError as exc:
+            raise FeedbackRejected(str(exc)) from None
         cry_id = None
         if text.startswith("{"):
             try:

@@ -100,11 +100,9 @@ class BabyConfig:
     """What the parents may tell the reason models (monitor/core/baby.py); null: not told, which always works."""
 
     sex: str | None = field(default=None, metadata=_choices("m", "f"))
-    birth_date: date | None = None  # YYYY-MM-DD; the age band is derived on the day of each cry
-
-    def __post_init__(self) -> None:
-        if self.birth_date is not None and self.birth_date > date.today():
-            raise ConfigError(f"classifier.baby.birth_date: {self.birth_date} is in the future")
+    # YYYY-MM-DD; the age band is derived on the day of each cry. A date after that day (a typo, or a clock that is
+    # wrong after a power cut) counts as not told, with a warning: never a reason to stop the monitor
+    birth_date: date | None = None
 
 
 @dataclass(frozen=True)
@@ -365,7 +363,7 @@ def _convert(value: Any, hint: Any, meta: dict, where: str, base: Path) -> Any:
         if (lo is not None and converted < lo) or (hi is not None and converted > hi):
             raise ConfigError(f"{where}: must be in [{lo}, {hi}], got {converted}")
     if "choices" in meta and converted not in meta["choices"]:
-        allowed = [*meta["choices"], *(("true", "false") if bool in options else ())]
+        allowed = [*meta["choices"], *(("true or false (unquoted)",) if bool in options else ())]
         raise ConfigError(f"{where}: must be one of {', '.join(allowed)}, got {converted!r}")
     return converted
 

@@ -12,9 +12,10 @@ from conftest import pick
 from daemon_helpers import DaemonProcess, write_config
 from monitor.audio.files import read_file
 from monitor.config import ClassifierConfig
+from monitor.core.adaptation import BabyAdaptation
 from monitor.core.events import DONT_KNOW, PARENT_REASONS
 from monitor.inference.classify import ReasonClassifier
-from monitor.service.feedback import FEEDBACK_FILE, FLOOD_LIMIT, Feedback
+from monitor.service.feedback import FEEDBACK_FILE, FLOOD_LIMIT, RECENT_FILE, Feedback
 from monitor.service.homeassistant import discovery_payload
 
 HOUR = 3600.0
@@ -71,6 +72,7 @@ def test_answers_survive_a_restart_and_only_the_running_models_are_used(tmp_path
     feedback = Feedback(tmp_path, classifier, 12, clock=Clock())
     hear(feedback, classifier, cries[0], "a")
     feedback.answer(b"lonely")  # a reason only the parents know: the baby's model can learn it
+    classifier.adaptation = BabyAdaptation([])  # a fresh start: what follows comes from the files
     Feedback(tmp_path, classifier, 12)
     assert classifier.adaptation.count == 1 and classifier.adaptation.classes == ("lonely",)
     data = stored(tmp_path)
@@ -102,6 +104,10 @@ def test_an_answer_by_id_and_a_correction_replace_rather_than_add(tmp_path, clas
     (b"tired" * 200, "longer than"),
     (b'{"reason": "tired"', "expected a reason"),
     (b'{"id": "b"}', "expected a reason"),
+    (b'{"id": "b", "reason": 5}', "expected a reason"),
+    (b'{"id": null, "reason": "tired"}', "expected a reason"),
+    (b"{}", "expected a reason"),
+    (b"null", "unknown reason"),
 ])
 def test_bad_answers_are_rejected_with_a_reason_and_change_nothing(tmp_path, classifier, cries, payload, why):
     feedback = Feedback(tmp_path, classifier, 12, clock=Clock())
@@ -135,7 +141,7 @@ def test_a_cry_still_going_on_can_be_answered_but_not_one_never_classified(tmp_p
     hear(feedback, classifier, cries[0], "short", classify=False)  # too short to classify: nothing to learn
     with capture_logs() as logs:
         feedback.answer(b"tired")
-    assert "was not classified" in logs[0]["error"] and not stored(tmp_path)["labels"]
+    assert "was not classified" in logs[0]["error"] and not (tmp_path / FEEDBACK_FILE).exists()
     feedback.cry_event({"type": "cry_start", "id": "now"})
     feedback.reason_embedding("now", classifier.classify(cries[0]).embedding)
     feedback.answer(b"tired")
@@ -170,17 +176,54 @@ def test_a_flood_of_answers_is_rejected(tmp_path, classifier, cries):
     assert [i["reason"] for i in stored(tmp_path)["labels"]] == ["hungry"]
 
 
-@pytest.mark.parametrize("content", ['{"labels": [{"id": "a"}], "recent": []}', "{not json", '["a list"]',
-                                     '{"labels": [{"id": "a", "reason": "pizza", "embedding": [], "model": "m"}], '
-                                     '"recent": []}'])
-def test_a_corrupt_store_is_moved_aside_with_a_warning(tmp_path, classifier, content):
-    (tmp_path / FEEDBACK_FILE).write_text(content)
+LABEL = {"id": "a", "reason": "tired", "embedding": [0.5, 0.1], "model": "m", "at": 1.0}
+RECENT = {"id": "a", "ended_at": 5.0, "embedding": [0.5, 0.1], "model": "m"}
+
+
+@pytest.mark.parametrize("name, content", [
+    (FEEDBACK_FILE, "{not json"),
+    (FEEDBACK_FILE, '["a list"]'),
+    (FEEDBACK_FILE, json.dumps({"labels": {"a": 1}})),
+    (FEEDBACK_FILE, json.dumps({"labels": [{"id": "a"}]})),
+    (FEEDBACK_FILE, json.dumps({"labels": [{**LABEL, "reason": "pizza"}]})),
+    (FEEDBACK_FILE, json.dumps({"labels": [{k: v for k, v in LABEL.items() if k != "model"}]})),
+    (FEEDBACK_FILE, json.dumps({"labels": [{**LABEL, "embedding": 3.0}]})),
+    (FEEDBACK_FILE, json.dumps({"labels": [{**LABEL, "embedding": []}]})),
+    (FEEDBACK_FILE, json.dumps({"labels": [{**LABEL, "embedding": [1.0, "x"]}]})),
+    (FEEDBACK_FILE, '{"labels": [{"id": "a", "reason": "tired", "embedding": [NaN], "model": "m"}]}'),
+    (RECENT_FILE, json.dumps({"recent": [{**RECENT, "ended_at": "5"}]})),
+    (RECENT_FILE, json.dumps({"recent": [{k: v for k, v in RECENT.items() if k != "embedding"} | {"embedding": 7}]})),
+    (RECENT_FILE, json.dumps({"recent": [{"ended_at": 5.0}]})),
+])
+def test_a_corrupt_store_is_moved_aside_with_a_warning(tmp_path, classifier, cries, name, content):
+    (tmp_path / name).write_text(content)
     with capture_logs() as logs:
         feedback = Feedback(tmp_path, classifier, 12)
     assert logs[0]["event"] == "feedback_store_corrupt" and logs[0]["log_level"] == "warning"
-    aside = list(tmp_path.glob(FEEDBACK_FILE + ".corrupt-*"))
+    aside = list(tmp_path.glob(name + ".corrupt-*"))
     assert len(aside) == 1 and aside[0].read_text() == content  # kept for a human, out of the way
-    assert feedback.labels == [] and classifier.adaptation.count == 0
+    assert feedback.labels == [] and feedback.recent == [] and classifier.adaptation.count == 0
+    hear(feedback, classifier, cries[0], "b")  # and the monitor goes on: a cry, an answer
+    feedback.answer(b"tired")
+    assert classifier.adaptation.count == 1
+
+
+def test_answers_of_another_models_embedding_size_are_ignored_not_fatal(tmp_path, classifier, cries):
+    (tmp_path / FEEDBACK_FILE).write_text(json.dumps({"labels": [{**LABEL, "model": classifier.embedding_space}]}))
+    Feedback(tmp_path, classifier, 12)
+    assert classifier.adaptation.count == 1  # a two-number embedding under this model's name: tampered
+    population = ReasonClassifier(ClassifierConfig(device="cpu", adaptation=False)).classify(cries[0]).probs
+    assert classifier.classify(cries[0]).probs == pytest.approx(population)
+
+
+def test_a_refined_reason_updates_an_answer_given_while_the_cry_went_on(tmp_path, classifier, cries):
+    feedback = Feedback(tmp_path, classifier, 12, clock=Clock())
+    feedback.cry_event({"type": "cry_start", "id": "a"})
+    feedback.reason_embedding("a", classifier.classify(cries[0][: 2 * 16000]).embedding)
+    feedback.answer(b"tired")
+    refined = classifier.classify(cries[0]).embedding
+    feedback.reason_embedding("a", refined)
+    assert stored(tmp_path)["labels"][0]["embedding"] == pytest.approx(list(refined), abs=1e-4)
 
 
 def test_discovery_offers_the_select_only_where_answers_are_heard():

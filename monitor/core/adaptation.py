@@ -3,7 +3,8 @@ embeddings, mixed with the population model by how many answers there are.
 
 Rules (``tests/test_adaptation.py``):
 
-* With no labels the population probabilities pass through unchanged.
+* With no labels, or with an embedding of another size than the labels' (another model), the population
+  probabilities pass through unchanged.
 * Each labelled cry's embedding is L2-normalised; a class's prototype is the mean of its labelled embeddings. The
   baby's own distribution is ``softmax_c(cos(e, prototype_c) / TEMPERATURE)`` over the classes it has labels for.
 * The two are mixed: ``p = (1 − w)·p_population + w·p_baby`` with ``w = n / (n + PRIOR_LABELS)``: the baby's
@@ -64,7 +65,7 @@ class BabyAdaptation:
 
     def adapt(self, probs: Mapping[str, float], embedding: np.ndarray) -> dict[str, float]:
         """Population ``probs`` mixed with the baby's own distribution (unchanged without labels)."""
-        if self.prototypes is None:
-            return dict(probs)
+        if self.prototypes is None or np.size(embedding) != self.prototypes.shape[1]:
+            return dict(probs)  # no answers, or answers from a model with other embeddings
         own, w = self.own(embedding), self.weight
         return {c: (1 - w) * probs.get(c, 0.0) + w * own.get(c, 0.0) for c in (*probs, *(c for c in own if c not in probs))}

@@ -1,5 +1,5 @@
 """Classify: why is the baby crying. Audio of one cry → :class:`~monitor.core.events.Reason` (a class or
-``unknown``, calibrated probabilities). When a cry's audio is classified is :mod:`monitor.core.schedule`'s.
+``uncertain``, calibrated probabilities). When a cry's audio is classified is :mod:`monitor.core.schedule`'s.
 
 Training (``tools/train_classifier.py``) and inference share :func:`prepare`: the shared log-mel, silence
 trimmed at both ends, centre-cropped to at most :data:`MAX_FRAMES`. The model runs in the runtime its file names:
@@ -21,6 +21,7 @@ from __future__ import annotations
 from datetime import date
 
 import numpy as np
+import structlog
 
 from monitor import SAMPLE_RATE
 from monitor.config import ClassifierConfig
@@ -29,6 +30,8 @@ from monitor.core.baby import age_band, metadata_vector
 from monitor.core.events import UNCERTAIN, Reason
 from monitor.inference.features import logmel
 from monitor.inference.weights import open_model, read_manifest
+
+log = structlog.get_logger(__name__)
 
 MAX_FRAMES = 401  # 4 s: the evaluation crop in training and the most the classifier looks at
 MIN_FRAMES = 50  # shorter (trimmed) audio is tiled up to this, so every backbone gets a usable length
@@ -65,6 +68,8 @@ class ReasonClassifier:
         self.runtime = open_model(config.model, "classifier", config.device)
         self.device = self.runtime.device
         self.model_id = self.runtime.entry.sha256[:12]
+        # whose embeddings: the weights' (an ONNX export's are its source's), what stored answers are matched by
+        self.embedding_space = self.runtime.entry.kwargs.get("source_sha256", self.runtime.entry.sha256)[:12]
         self.classes = self.runtime.classes
         self.min_confidence = config.min_confidence
         self.baby = config.baby
@@ -78,9 +83,12 @@ class ReasonClassifier:
         return bool((source or entry).adaptation)
 
     def metadata(self, on: date | None = None) -> np.ndarray:
-        """The baby's metadata vector on the day ``on`` (today)."""
-        born = self.baby.birth_date
-        return metadata_vector(self.baby.sex, age_band(born, on or date.today()) if born else None)
+        """The baby's metadata vector on the day ``on`` (today); a birth date after it counts as not told."""
+        born, on = self.baby.birth_date, on or date.today()
+        if born is not None and born > on:
+            log.warning("birth_date_in_the_future", birth_date=str(born), today=str(on), detail="age not used")
+            born = None
+        return metadata_vector(self.baby.sex, age_band(born, on) if born else None)
 
     def classify(self, samples: np.ndarray) -> Reason:
         if samples.size < SAMPLE_RATE // 10:

@@ -95,6 +95,9 @@ class ReasonModel:
         self.device = _device(self.session)
         self.classes: tuple[str, ...] = tuple(self.entry.kwargs["classes"])
         self.uses_metadata = "metadata" in {i.name for i in self.session.get_inputs()}
+        if [o.name for o in self.session.get_outputs()] != ["logits", "embedding"]:
+            raise ModelFileError(f"{path}: an export from before embeddings (outputs "
+                                 f"{[o.name for o in self.session.get_outputs()]}); run tools/export_onnx.py again")
 
     def run(self, logmel: np.ndarray, metadata: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Calibrated logits (classes,) and the embedding (D,) of one prepared log-mel (T, 64); ``metadata`` is read

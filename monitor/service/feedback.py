@@ -16,16 +16,18 @@ nothing stored:
   parent, and is rejected;
 * a new answer for a cry replaces the old one (a mis-tap is corrected, not counted twice).
 
-What is stored (``feedback.json``, written atomically): each labelled cry's id, reason, embedding, the classifier
-it came from and when; and the recent cries' ids, end times and embeddings. Never audio (that is the clips
-feature's, if enabled). Only labels from the running classifier are used (another model's embeddings live in
-another space); the others stay in the file. A file that cannot be read as that is moved aside
-(``feedback.json.corrupt-<time>``) with a warning, and the daemon starts with no answers.
+What is stored, written atomically: ``feedback.json``, each labelled cry's id, reason, embedding, the classifier it
+came from and when (written when an answer comes: up to a few MB); ``recent_cries.json``, the recent cries' ids,
+end times and embeddings (small; written at each cry). Never audio (that is the clips feature's, if enabled). Only
+labels from the running classifier's weights are used (another model's embeddings live in another space; a
+``.pt`` and its ONNX export share one); the others stay in the file. A file with any entry of the wrong shape is
+moved aside (``<name>.corrupt-<time>``) with a warning, and the daemon starts without what it held.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections import deque
@@ -39,16 +41,34 @@ from monitor.core.adaptation import BabyAdaptation
 from monitor.core.control import CommandError, command_text
 from monitor.core.events import DONT_KNOW, PARENT_REASONS
 from monitor.service.driver import Sink
-from monitor.service.homeassistant import FEEDBACK_CONTROL
+from monitor.service.homeassistant import FEEDBACK_CONTROL, FEEDBACK_OPTIONS
 
 log = structlog.get_logger(__name__)
 
-FEEDBACK_FILE = "feedback.json"
+FEEDBACK_FILE = "feedback.json"  # the answers: written when one comes
+RECENT_FILE = "recent_cries.json"  # the cries that can still be answered: written at each cry
 FLOOD_LIMIT, FLOOD_SECONDS = 10, 60.0
 MAX_PAYLOAD = 512
 MAX_LABELS = 1000  # the oldest go first; a year of answers at three a day
 MAX_RECENT = 50  # cries remembered for labelling (the window bounds them too)
-OPTIONS = (*PARENT_REASONS, DONT_KNOW)
+
+
+def _valid_embedding(value: object) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+
+
+def _valid_label(item: object) -> bool:
+    return (isinstance(item, dict) and isinstance(item.get("id"), str) and item.get("reason") in PARENT_REASONS
+            and isinstance(item.get("model"), str) and _valid_embedding(item.get("embedding")))
+
+
+def _valid_recent(item: object) -> bool:
+    ended = item.get("ended_at") if isinstance(item, dict) else None
+    return (isinstance(item, dict) and isinstance(item.get("id"), str) and isinstance(item.get("model"), str)
+            and (ended is None or (isinstance(ended, (int, float)) and not isinstance(ended, bool)
+                                   and math.isfinite(ended)))
+            and (item.get("embedding") is None or _valid_embedding(item.get("embedding"))))
 
 
 class FeedbackRejected(Exception):
@@ -62,12 +82,14 @@ class Feedback(Sink):
 
     def __init__(self, state_dir: Path, classifier, window_hours: float,
                  publish: Callable[[str], None] | None = None, clock: Callable[[], float] = time.time) -> None:
-        self.path = state_dir / FEEDBACK_FILE
+        self.path, self.recent_path = state_dir / FEEDBACK_FILE, state_dir / RECENT_FILE
         self.classifier, self.window_s, self.publish, self.clock = classifier, window_hours * 3600.0, publish, clock
-        self.labels: list[dict] = []
-        self.recent: list[dict] = []
         self._attempts: deque[float] = deque()
-        self._load()
+        self.labels = self._read(self.path, "labels", _valid_label)
+        self.recent = self._read(self.recent_path, "recent", _valid_recent)
+        for item in self.recent:  # a cry open when the daemon stopped ended then (state.py ends it with "restart")
+            if item["ended_at"] is None:
+                item["ended_at"] = self.clock()
         self._teach()
         if publish:
             answered = {item["id"]: item["reason"] for item in self.labels}
@@ -75,52 +97,43 @@ class Feedback(Sink):
         log.info("feedback_loaded", labels=len(self.labels), usable=self.classifier.adaptation.count,
                  adapting=self.classifier.adapting)
 
-    # --- the store --------------------------------------------------------------------------------------------
-    def _load(self) -> None:
+    # --- the store: labels are written when an answer comes, the recent cries (small) at each cry ------------
+    def _read(self, path: Path, key: str, valid: Callable[[object], bool]) -> list[dict]:
         try:
-            raw = json.loads(self.path.read_text())
-            labels, recent = raw["labels"], raw["recent"]
-            for item in labels:
-                if item["reason"] not in PARENT_REASONS or not isinstance(item["id"], str):
-                    raise ValueError(f"label with reason {item['reason']!r}")
-                np.asarray(item["embedding"], dtype=np.float64)
-            for item in recent:
-                if not isinstance(item["id"], str) or not (item["ended_at"] is None or float(item["ended_at"]) >= 0):
-                    raise ValueError("recent cry without an id")
+            items = json.loads(path.read_text())[key]
+            if not isinstance(items, list) or not all(valid(item) for item in items):
+                raise ValueError(f"a {key} entry of the wrong shape")
+            return items
         except FileNotFoundError:
-            return
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(self.clock())}")
+            return []
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            aside = path.with_name(f"{path.name}.corrupt-{int(self.clock())}")
             try:
-                self.path.replace(aside)
+                path.replace(aside)
             except OSError:
                 aside = None
-            log.warning("feedback_store_corrupt", path=str(self.path), error=str(exc)[:200],
-                        moved_to=str(aside) if aside else None, detail="starting with no answers")
-            return
-        self.labels, self.recent = list(labels), list(recent)
-        for item in self.recent:  # a cry open when the daemon stopped ended then (state.py ends it with "restart")
-            if item["ended_at"] is None:
-                item["ended_at"] = self.clock()
+            log.warning("feedback_store_corrupt", path=str(path), error=str(exc)[:200],
+                        moved_to=str(aside) if aside else None, detail=f"starting with no {key}")
+            return []
 
-    def _save(self) -> None:
-        partial = self.path.with_name(self.path.name + ".partial")
+    def _write(self, path: Path, key: str, items: list[dict]) -> None:
+        partial = path.with_name(path.name + ".partial")
         try:
-            partial.write_text(json.dumps({"labels": self.labels, "recent": self.recent}))
-            os.replace(partial, self.path)
+            partial.write_text(json.dumps({key: items}))
+            os.replace(partial, path)
         except OSError as exc:  # a full disk loses the newest answer's persistence, never the monitor
-            log.error("feedback_store_unwritable", path=str(self.path), error=exc.strerror)
+            log.error("feedback_store_unwritable", path=str(path), error=exc.strerror)
 
     def _teach(self) -> None:
-        model = self.classifier.model_id
+        space = self.classifier.embedding_space
         self.classifier.adaptation = BabyAdaptation(
-            (item["reason"], np.asarray(item["embedding"])) for item in self.labels if item["model"] == model)
+            (item["reason"], np.asarray(item["embedding"])) for item in self.labels if item["model"] == space)
 
     # --- the sink: which cries can be labelled ------------------------------------------------------------
     def cry_event(self, payload: dict) -> None:
         if payload["type"] == "cry_start":
             self.recent = [*self.recent, {"id": payload["id"], "ended_at": None, "embedding": None,
-                                          "model": self.classifier.model_id}][-MAX_RECENT:]
+                                          "model": self.classifier.embedding_space}][-MAX_RECENT:]
             if self.publish:
                 self.publish("None")  # the new cry has no answer yet
         else:
@@ -128,13 +141,20 @@ class Feedback(Sink):
                 if item["id"] == payload["id"]:
                     item["ended_at"] = self.clock()
             self._forget_expired()
-            self._save()
+            self._write(self.recent_path, "recent", self.recent)
 
     def reason_embedding(self, cry_id: str, embedding: tuple[float, ...]) -> None:
+        """The latest reason's embedding is the cry's (a refined reason heard more of it), also for an answer
+        given while the cry went on."""
+        rounded = [round(v, 4) for v in embedding]
         for item in self.recent:
             if item["id"] == cry_id:
-                item["embedding"] = [round(v, 4) for v in embedding]
-                self._save()  # a reason may come after its cry ended
+                item["embedding"] = rounded
+                self._write(self.recent_path, "recent", self.recent)  # a reason may come after its cry ended
+        if any(item["id"] == cry_id for item in self.labels):
+            self.labels = [{**item, "embedding": rounded} if item["id"] == cry_id else item for item in self.labels]
+            self._write(self.path, "labels", self.labels)
+            self._teach()
 
     def _forget_expired(self) -> None:
         now = self.clock()
@@ -153,7 +173,7 @@ class Feedback(Sink):
             self.labels.append({"id": cry["id"], "reason": reason, "embedding": cry["embedding"],
                                 "model": cry["model"], "at": round(self.clock(), 3)})
             self.labels = self.labels[-MAX_LABELS:]
-        self._save()
+        self._write(self.path, "labels", self.labels)
         self._teach()
         log.info("feedback_accepted", cry_id=cry["id"], reason=reason, labels=len(self.labels),
                  usable=self.classifier.adaptation.count, adapting=self.classifier.adapting)
@@ -176,12 +196,14 @@ class Feedback(Sink):
             try:
                 message = json.loads(text)
                 cry_id, text = message["id"], message["reason"]
+                if not isinstance(cry_id, str) or not isinstance(text, str):
+                    raise TypeError
             except (ValueError, KeyError, TypeError):
                 raise FeedbackRejected('expected a reason or {"id": "<cry id>", "reason": "<reason>"}') from None
-        if text not in OPTIONS:
-            raise FeedbackRejected(f"unknown reason {text[:40]!r}; known: {', '.join(OPTIONS)}")
+        if text not in FEEDBACK_OPTIONS:
+            raise FeedbackRejected(f"unknown reason {text[:40]!r}; known: {', '.join(FEEDBACK_OPTIONS)}")
         self._forget_expired()
-        if cry_id is None:
+        if cry_id is None:  # the select: the latest cry
             if not self.recent:
                 raise FeedbackRejected(f"no cry in the last {self.window_s / 3600:g} hours to label")
             cry = self.recent[-1]

@@ -13,6 +13,7 @@ from monitor.config import SENSITIVITIES
 from monitor.core.events import DONT_KNOW, PARENT_REASONS, UNCERTAIN
 
 FEEDBACK_CONTROL = "last_cry_reason"  # <topic>/set/last_cry_reason; the select's state is <topic>/last_cry_reason
+FEEDBACK_OPTIONS = (*PARENT_REASONS, DONT_KNOW)  # the "Last cry was" select
 
 REASON_STATES = (*PARENT_REASONS, UNCERTAIN)  # the reason sensor's options: the adapted model may name any parent's
 # reason; "uncertain" below classifier.min_confidence and before the first classification ("unknown" means "no data"
@@ -73,7 +74,7 @@ def discovery_payload(topic: str, device_id: str, name: str, controls: bool = Tr
     }
     if feedback:  # state "None" until the parents answer for the latest cry: HA shows it as unknown
         config["cmps"]["last_cry_reason"] = entity(
-            "select", "last_cry_reason", "Last cry was", options=[*PARENT_REASONS, DONT_KNOW],
+            "select", "last_cry_reason", "Last cry was", options=list(FEEDBACK_OPTIONS),
             command_topic=f"{topic}/set/{FEEDBACK_CONTROL}", state_topic=f"{topic}/{FEEDBACK_CONTROL}",
             icon="mdi:comment-question-outline")
     if not controls:

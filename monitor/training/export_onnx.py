@@ -91,7 +91,8 @@ def export_classifier(model: torch.nn.Module, out: Path) -> None:
 
 
 def classifier_difference(model: torch.nn.Module, onnx_path: Path, data: Path) -> float:
-    """Largest |p_onnx − p_torch| over :data:`CLASSIFIER_CHECK_CRIES` real cries, prepared as the daemon does."""
+    """Largest |p_onnx − p_torch| over :data:`CLASSIFIER_CHECK_CRIES` real cries, prepared as the daemon does, or
+    of the embeddings (relative to their largest element), whichever is larger."""
     import onnxruntime
 
     from monitor.core.baby import metadata_vector
@@ -107,11 +108,14 @@ def classifier_difference(model: torch.nn.Module, onnx_path: Path, data: Path) -
         metadata = metadata_vector(clip.sex or None, clip.age or None)[None]
         feed = {"logmel": x, **({"metadata": metadata} if model.uses_metadata else {})}
         with torch.inference_mode():
-            expected = torch.softmax(model(torch.from_numpy(x), torch.from_numpy(metadata) if model.uses_metadata
-                                           else None), dim=-1)[0].numpy()
-        logits = session.run(["logits"], feed)[0][0]
+            logits_torch, embedding_torch = model.classify(torch.from_numpy(x), torch.from_numpy(metadata)
+                                                           if model.uses_metadata else None)
+        expected = torch.softmax(logits_torch, dim=-1)[0].numpy()
+        logits, embedding = (out[0] for out in session.run(["logits", "embedding"], feed))
         got = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
-        worst = max(worst, float(np.max(np.abs(got - expected))))
+        scale = max(float(np.abs(embedding_torch).max()), 1e-6)  # the embedding relative to its own size
+        worst = max(worst, float(np.max(np.abs(got - expected))),
+                    float(np.max(np.abs(embedding - embedding_torch[0].numpy()))) / scale)
     return worst
 
 

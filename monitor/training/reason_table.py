@@ -113,7 +113,8 @@ def main(argv=None) -> None:
     results = []
     for arch in args.archs:
         path = T.CACHE / f"cv-{arch}.json"
-        if path.exists() and not args.fresh:
+        folds_saved = all((T.CACHE / f"cv-{arch}-fold{k}.pt").exists() for k in range(T.FOLDS))  # the study's
+        if path.exists() and folds_saved and not args.fresh:
             results.append(json.loads(path.read_text()))
             continue
         result = T.cross_validate(arch, data, args)
@@ -221,6 +222,8 @@ def write_card(results: list[dict], best: dict, shipped: dict, data: dict, study
                   "**off** by default (`classifier.adaptation: auto` reads this verdict from the manifest): it does not "
                   "beat the baby's own majority, which is the bar the issue set. The answers are still stored, and "
                   "`classifier.adaptation: true` uses them"),
+        metadata_dropout=100 * T.METADATA_DROPOUT, stage1=T.RECIPES["cnn14-mha-multitask"]["stage1_epochs"],
+        aux_weight=T.RECIPES["cnn14-mha-multitask"]["aux_weight"],
         interpretation=(ADAPTATION_WINS if study["on_by_default"] else ADAPTATION_LOSES) + ADAPTATION_CAVEAT,
     )
     (MODELS_DIR / "classifier.md").write_text(text)
@@ -259,6 +262,12 @@ Recipe in `tools/train_classifier.py`: 1.5 s random crops of silence-trimmed log
 noise mixing (5–30 dB SNR, non-cry audio of the detector's training groups and coloured noise), gain ±6 dB,
 SpecAugment; Adam 1e-3, cosine decay; at most 10 epochs of 320 clips. Evaluation: the silence-trimmed centre
 4 s, exactly as the daemon classifies. Sizes are counted on a 4 s input (401 frames).
+Where rows differ: TBDM-Net uses the paper's Adam betas (0.93, 0.98) and label smoothing 0.1 (its other
+deviations: `monitor/inference/models/tbdm.py`). The pre-hoc metadata row feeds the clip's sex and age-band tags
+(one-hot; each field hidden in {metadata_dropout:.0f} % of training clips, so "not told" is a known input) through a
+16-unit layer concatenated before the head. The multi-task row (`monitor/inference/models/multitask.py`) predicts
+sex and age band as auxiliary tasks: stage 1 trains on them alone for {stage1} epochs, stage 2 freezes the input
+normalisation and first two conv stages and trains the reason with the auxiliaries at weight {aux_weight}.
 
 ## The seed table on our data
 {table}

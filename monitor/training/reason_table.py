@@ -45,6 +45,15 @@ LABELS = {
 METADATA_ROWS = ("cnn14-mha-meta", "cnn14-mha-multitask")  # each against the backbone it extends, cnn14-mha
 
 
+def full_label(arch: str) -> str:
+    """A row's label on its own: an indented row (an ablation or a variant) names the row it changes."""
+    label = LABELS[arch]
+    if not label.startswith("  "):
+        return label
+    parent = "cnn14-mha" if arch in METADATA_ROWS else "ietma"
+    return f"{LABELS[parent]}, {label.strip()}"
+
+
 def majority_baseline(data: dict) -> dict:
     """Always "hungry" (the majority class), on the same test folds: the floor every model must clear."""
     items = data["cries"]
@@ -201,7 +210,7 @@ def write_card(results: list[dict], best: dict, shipped: dict, data: dict, study
                        for r in results if r["arch"] != best["arch"])
     text = CARD.format(coverage="\n".join(coverage_rows), other_confusions=others,
         exports=exports_line(MODELS_DIR / "classifier.pt"),
-        arch=best["arch"], label=LABELS[best["arch"]].strip(), sha=shipped["sha256"],
+        arch=best["arch"], label=full_label(best["arch"]), sha=shipped["sha256"],
         features="log-mel (CNN14's own batch norm)" if best["arch"].startswith("cnn14") else "13 MFCC with CMVN",
         table=table([*results, majority_baseline(data)]),
         confusion=confusion(best["pooled"]["confusion"]), epochs=shipped["epochs"], temperature=shipped["temperature"],
@@ -242,8 +251,9 @@ CARD = """# Cry-reason classifier (models/classifier.pt)
 
 `{label}` backbone (`{arch}`) inside `ReasonNet` (monitor/inference/models/reason.py: shared log-mel → {features} →
 backbone → logits / temperature). sha256 `{sha}` (in `models/manifest.json`, checked at load). Written by
-`python tools/reason_table.py` ({minutes:.0f} min for the whole table and the final model, one torch thread on a
-2-core machine that was training the detector at the same time); every number below was measured by that command.
+`python tools/reason_table.py` ({minutes:.0f} CPU minutes for the whole table, the final model and the adaptation
+study: each row on one torch thread, two at a time on a 2-core machine); every number below was measured by that
+command.
 
 {exports}
 

@@ -113,9 +113,9 @@ def classifier_difference(model: torch.nn.Module, onnx_path: Path, data: Path) -
         expected = torch.softmax(logits_torch, dim=-1)[0].numpy()
         logits, embedding = (out[0] for out in session.run(["logits", "embedding"], feed))
         got = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
-        scale = max(float(np.abs(embedding_torch).max()), 1e-6)  # the embedding relative to its own size
-        worst = max(worst, float(np.max(np.abs(got - expected))),
-                    float(np.max(np.abs(embedding - embedding_torch[0].numpy()))) / scale)
+        reference = embedding_torch[0].numpy()
+        scale = max(float(np.abs(reference).max()), 1e-6)  # the embedding relative to its own size
+        worst = max(worst, float(np.max(np.abs(got - expected))), float(np.max(np.abs(embedding - reference))) / scale)
     return worst
 
 

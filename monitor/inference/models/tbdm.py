@@ -22,6 +22,10 @@ Deviations from the paper's code, each because of our data or budget:
   on a validation fold) instead of batch 64 × 300 epochs picked by training accuracy, which the CPU budget and
   our 457 clips do not allow.
 
+What that costs: in the table (models/classifier.md) TBDM-Net is the weakest row. It under-fits at our budget
+rather than over-fits: trained once on all 457 clips for 6 of our epochs (2026-12-02, the recipe above) it reached
+a *training-set* macro-F1 of 0.17 while ECAPA-TDNN reached 0.33 the same way; the paper trains 300 epochs.
+
 Example:
     >>> import torch
     >>> TbdmNet(num_classes=5).eval()(torch.zeros(2, 13, 101)).shape

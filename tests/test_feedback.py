@@ -171,6 +171,12 @@ def test_a_flood_of_answers_is_rejected(tmp_path, classifier, cries):
     with capture_logs() as logs:
         feedback.answer(b"hungry")
     assert "flood" in logs[0]["error"] and (tmp_path / FEEDBACK_FILE).read_bytes() == before
+    with capture_logs() as logs:
+        for _ in range(300):  # a stuck automation, 4 a second: rejected, logged once a minute with the count
+            clock.now += 0.25
+            feedback.answer(b"hungry")
+    assert [r["event"] for r in logs] == ["feedback_rejected"] and logs[0]["unlogged_since_last"] == 239
+    assert (tmp_path / FEEDBACK_FILE).read_bytes() == before
     clock.now += 61  # a minute later a parent is heard again
     feedback.answer(b"hungry")
     assert [i["reason"] for i in stored(tmp_path)["labels"]] == ["hungry"]

@@ -13,7 +13,7 @@ nothing stored:
 * the reason must be one of the options, the payload UTF-8 text or that JSON object, at most 512 bytes;
 * the cry must have been classified (its embedding is what is learned; a cry too short to classify has none);
 * at most :data:`FLOOD_LIMIT` answers per :data:`FLOOD_SECONDS`: more is a stuck automation or a flood, not a
-  parent, and is rejected;
+  parent, and is rejected (logged once a minute with the count since, so a flood cannot fill the disk with logs);
 * a new answer for a cry replaces the old one (a mis-tap is corrected, not counted twice).
 
 What is stored, written atomically: ``feedback.json``, each labelled cry's id, reason, embedding, the classifier it
@@ -72,7 +72,11 @@ def _valid_recent(item: object) -> bool:
 
 
 class FeedbackRejected(Exception):
-    """An answer that is not taken; the message says why, in one line."""
+    """An answer that is not taken; the message says why, in one line. ``flood``: rejected for coming too fast."""
+
+    def __init__(self, message: str, flood: bool = False) -> None:
+        super().__init__(message)
+        self.flood = flood
 
 
 class Feedback(Sink):
@@ -85,6 +89,7 @@ class Feedback(Sink):
         self.path, self.recent_path = state_dir / FEEDBACK_FILE, state_dir / RECENT_FILE
         self.classifier, self.window_s, self.publish, self.clock = classifier, window_hours * 3600.0, publish, clock
         self._attempts: deque[float] = deque()
+        self._flood_logged_at, self._flood_unlogged = -math.inf, 0
         self.labels = self._read(self.path, "labels", _valid_label)
         self.recent = self._read(self.recent_path, "recent", _valid_recent)
         for item in self.recent:  # a cry open when the daemon stopped ended then (state.py ends it with "restart")
@@ -166,7 +171,14 @@ class Feedback(Sink):
         try:
             cry, reason = self._validate(payload)
         except FeedbackRejected as exc:
-            log.warning("feedback_rejected", error=str(exc), payload_bytes=len(payload))
+            if not exc.flood:
+                log.warning("feedback_rejected", error=str(exc), payload_bytes=len(payload))
+            elif self.clock() - self._flood_logged_at < FLOOD_SECONDS:
+                self._flood_unlogged += 1  # a flood is logged once a minute, with how many went unlogged
+            else:
+                log.warning("feedback_rejected", error=str(exc), payload_bytes=len(payload),
+                            unlogged_since_last=self._flood_unlogged)
+                self._flood_logged_at, self._flood_unlogged = self.clock(), 0
             return
         self.labels = [item for item in self.labels if item["id"] != cry["id"]]
         if reason != DONT_KNOW:
@@ -186,7 +198,8 @@ class Feedback(Sink):
             self._attempts.popleft()
         self._attempts.append(now)
         if len(self._attempts) > FLOOD_LIMIT:
-            raise FeedbackRejected(f"more than {FLOOD_LIMIT} answers in {FLOOD_SECONDS:.0f} s; ignoring the flood")
+            raise FeedbackRejected(f"more than {FLOOD_LIMIT} answers in {FLOOD_SECONDS:.0f} s; ignoring the flood",
+                                   flood=True)
         try:
             text = command_text(payload, MAX_PAYLOAD, FEEDBACK_CONTROL)
         except CommandError as exc:

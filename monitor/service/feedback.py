@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -42,6 +41,7 @@ from monitor.core.control import CommandError, command_text
 from monitor.core.events import DONT_KNOW, PARENT_REASONS
 from monitor.service.driver import Sink
 from monitor.service.homeassistant import FEEDBACK_CONTROL, FEEDBACK_OPTIONS
+from monitor.service.state import write_json
 
 log = structlog.get_logger(__name__)
 
@@ -122,10 +122,8 @@ class Feedback(Sink):
             return []
 
     def _write(self, path: Path, key: str, items: list[dict]) -> None:
-        partial = path.with_name(path.name + ".partial")
         try:
-            partial.write_text(json.dumps({key: items}))
-            os.replace(partial, path)
+            write_json(path, {key: items})
         except OSError as exc:  # a full disk loses the newest answer's persistence, never the monitor
             log.error("feedback_store_unwritable", path=str(path), error=exc.strerror)
 

@@ -52,6 +52,14 @@ def lock_state_dir(folder: Path) -> int:
     return fd
 
 
+def write_json(path: Path, data: object) -> None:
+    """``data`` as JSON at ``path``, all or nothing: written beside it, then renamed over it, so a crash mid-write
+    leaves the old file, never half a new one. Raises OSError (the caller logs it: a full disk never stops us)."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data))
+    os.replace(partial, path)
+
+
 def config_controls(config: Config) -> dict:
     """The controls a config file sets, in :meth:`ControlState.to_payload` form."""
     return {"sensitivity": config.events.sensitivity, "quiet_hours": config.events.quiet_hours or "OFF"}
@@ -88,10 +96,8 @@ class DaemonState(StatsSink):
     def save(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"controls": self.controls.to_payload(), "stats": self.stats.to_payload(),
-                                       "from_config": config_controls(self.config), "open_cry": self.open_cry}))
-            tmp.replace(self.path)
+            write_json(self.path, {"controls": self.controls.to_payload(), "stats": self.stats.to_payload(),
+                                   "from_config": config_controls(self.config), "open_cry": self.open_cry})
         except OSError as exc:
             log.error("state_file_unwritable", path=str(self.path), error=str(exc))
 

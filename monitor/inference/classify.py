@@ -29,7 +29,7 @@ from monitor.core.adaptation import BabyAdaptation
 from monitor.core.baby import age_band, metadata_vector
 from monitor.core.events import UNCERTAIN, Reason
 from monitor.inference.features import logmel
-from monitor.inference.weights import open_model, read_manifest
+from monitor.inference.weights import open_model
 
 log = structlog.get_logger(__name__)
 
@@ -73,14 +73,10 @@ class ReasonClassifier:
         self.classes = self.runtime.classes
         self.min_confidence = config.min_confidence
         self.baby = config.baby
-        self.adapting = config.adaptation is True or (config.adaptation == "auto" and self._studied_default(config))
+        # auto: the model card's decision, in the model's manifest entry (an export's copied from its source)
+        studied = bool(self.runtime.entry.adaptation)
+        self.adapting = config.adaptation is True or (config.adaptation == "auto" and studied)
         self.adaptation = BabyAdaptation([])
-
-    def _studied_default(self, config: ClassifierConfig) -> bool:
-        """The model card's decision, kept in the manifest entry of the model (or of the file it was exported from)."""
-        entry = self.runtime.entry
-        source = read_manifest(config.model.parent).get(entry.kwargs.get("exported_from", ""))
-        return bool((source or entry).adaptation)
 
     def metadata(self, on: date | None = None) -> np.ndarray:
         """The baby's metadata vector on the day ``on`` (today); a birth date after it counts as not told."""

@@ -80,25 +80,27 @@ def write_manifest_entry(models_dir: Path, name: str, arch: str, kwargs: dict) -
     return digest
 
 
-def write_operating_point(models_dir: Path, name: str, presets: dict[str, OperatingPoint],
-                          hop_seconds: float) -> None:
-    """Record a detector's presets, calibrated at ``hop_seconds``, in its manifest entry (the file's hash must
-    still match)."""
+def _record_in_entry(models_dir: Path, name: str, what: str, fields: dict) -> None:
+    """Set ``fields`` in ``name``'s manifest entry: a measurement of exactly that file, so its hash must still
+    match (``what`` names the measurement in the error)."""
     path = models_dir / MANIFEST
     entries = json.loads(path.read_text())
     if sha256_of(models_dir / name) != entries[name]["sha256"]:
-        raise ModelFileError(f"{models_dir / name}: changed since its manifest entry; not calibrating it")
-    entries[name]["operating_point"] = {k: dataclasses.asdict(p) for k, p in presets.items()}
-    entries[name]["hop_seconds"] = hop_seconds
+        raise ModelFileError(f"{models_dir / name}: changed since its manifest entry; not {what} it")
+    entries[name].update(fields)
     path.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
+
+
+def write_operating_point(models_dir: Path, name: str, presets: dict[str, OperatingPoint],
+                          hop_seconds: float) -> None:
+    """Record a detector's presets, calibrated at ``hop_seconds``, in its manifest entry."""
+    _record_in_entry(models_dir, name, "calibrating", {
+        "operating_point": {k: dataclasses.asdict(p) for k, p in presets.items()}, "hop_seconds": hop_seconds})
 
 
 def write_adaptation(models_dir: Path, name: str, on_by_default: bool) -> None:
     """Record whether the per-baby adaptation is on by default for the reason model ``name``."""
-    path = models_dir / MANIFEST
-    entries = json.loads(path.read_text())
-    entries[name]["adaptation"] = on_by_default
-    path.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
+    _record_in_entry(models_dir, name, "recording an adaptation verdict for", {"adaptation": on_by_default})
 
 
 def verified_entry(path: Path, maker: str) -> ModelEntry:

@@ -256,13 +256,13 @@ def metadata_batch(items: list[dict], rng: np.random.Generator | None = None) ->
     return torch.from_numpy(np.stack([metadata_vector(shown(it["sex"]), shown(it["age"])) for it in items]))
 
 
-def auxiliary_targets(items: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sex and age-band class indices (-100, ignored by the loss, where the tag is missing)."""
+def auxiliary_loss(sex: torch.Tensor, age: torch.Tensor, items: list[dict]) -> torch.Tensor:
+    """Cross-entropy of the sex and age-band logits against the items' tags, summed (a missing tag is ignored)."""
     def index(options: tuple[str, ...], value: str) -> int:
-        return options.index(value) if value in options else -100
+        return options.index(value) if value in options else -100  # cross_entropy's ignore_index
 
-    return (torch.tensor([index(SEXES, it["sex"]) for it in items]),
-            torch.tensor([index(AGE_BANDS, it["age"]) for it in items]))
+    return (F.cross_entropy(sex, torch.tensor([index(SEXES, it["sex"]) for it in items]))
+            + F.cross_entropy(age, torch.tensor([index(AGE_BANDS, it["age"]) for it in items])))
 
 
 def train_model(arch: str, train: list[dict], val: list[dict], noise: list[torch.Tensor], args,
@@ -300,9 +300,7 @@ def train_model(arch: str, train: list[dict], val: list[dict], noise: list[torch
             target = torch.from_numpy(labels[idx])
             if multitask:
                 reason, sex, age = model.backbone.all_logits(model.features(x))
-                sex_target, age_target = auxiliary_targets(batch)
-                loss = F.cross_entropy(reason, target) + recipe["aux_weight"] * (
-                    F.cross_entropy(sex, sex_target) + F.cross_entropy(age, age_target))
+                loss = F.cross_entropy(reason, target) + recipe["aux_weight"] * auxiliary_loss(sex, age, batch)
             else:
                 metadata = metadata_batch(batch, rng) if model.uses_metadata else None
                 loss = F.cross_entropy(model.uncalibrated(x, metadata), target,
@@ -336,8 +334,7 @@ def pretrain_auxiliary(model: ReasonNet, train: list[dict], noise: list[torch.Te
         batch = [train[i] for i in rng.integers(0, len(train), size=args.batch)]
         x = augment(torch.stack([random_crop(it["logmel"], rng) for it in batch]), noise, rng)
         _, sex, age = model.backbone.all_logits(model.features(x))
-        sex_target, age_target = auxiliary_targets(batch)
-        loss = 0.5 * (F.cross_entropy(sex, sex_target) + F.cross_entropy(age, age_target))
+        loss = 0.5 * auxiliary_loss(sex, age, batch)
         opt.zero_grad()
         loss.backward()
         opt.step()

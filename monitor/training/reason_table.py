@@ -158,6 +158,12 @@ def metadata_findings(results: list[dict]) -> list[str]:
     return lines
 
 
+def differences(versus: dict) -> str:
+    """A bootstrap comparison (:func:`monitor.training.adaptation_study.bootstrap_difference`) as a phrase."""
+    return ", ".join(f"{key.replace('_', '-')} {100 * v['difference']:+.1f} points (95 % interval "
+                     f"{100 * v['low']:+.1f} to {100 * v['high']:+.1f})" for key, v in versus.items())
+
+
 def adaptation_table(study: dict) -> str:
     rows = ["| answers so far | guesses (babies) | population acc / macro-F1 | baby's majority so far | adapted |",
             "|---|---|---|---|---|"]
@@ -221,11 +227,7 @@ def write_card(results: list[dict], best: dict, shipped: dict, data: dict, study
         study_babies=study["babies"], study_clips=study["clips"], study_scored=study["scored"],
         study_tags=", ".join(f"{tag} {n}" for tag, n in study["tags"].items()),
         adaptation=adaptation_table(study),
-        vs_majority=", ".join(f"{key.replace('_', '-')} {100 * v['difference']:+.1f} points (95 % interval "
-                              f"{100 * v['low']:+.1f} to {100 * v['high']:+.1f})" for key, v in versus.items()),
-        vs_population=", ".join(f"{key.replace('_', '-')} {100 * v['difference']:+.1f} points (95 % interval "
-                                f"{100 * v['low']:+.1f} to {100 * v['high']:+.1f})"
-                                for key, v in against_population.items()),
+        vs_majority=differences(versus), vs_population=differences(against_population),
         decision=("**on** by default: it beats the baby's own majority in both accuracy and macro-F1"
                   if study["on_by_default"] else
                   "**off** by default (`classifier.adaptation: auto` reads this verdict from the manifest): it does not "

@@ -61,10 +61,12 @@ def xavier_init(model: nn.Module) -> None:
 
 
 def conv_features(logmel: torch.Tensor, bn0: nn.BatchNorm2d, blocks: nn.ModuleList, training: bool,
-                  augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+                  augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                  stages: list[torch.Tensor] | None = None) -> torch.Tensor:
     """The PANNs CNN body shared by CNN10 and CNN14: log-mel (B, T, mels) → frequency-averaged map (B, C, T').
 
-    ``bn0`` standardises each mel bin; ``augment`` (e.g. SpecAugment) runs after it, in training only.
+    ``bn0`` standardises each mel bin; ``augment`` (e.g. SpecAugment) runs after it, in training only. ``stages``,
+    if given, receives every block's frequency-averaged map (the multi-task model integrates them all).
     """
     x = logmel.unsqueeze(1)  # (B, 1, T, mels)
     x = bn0(x.transpose(1, 3)).transpose(1, 3)
@@ -72,6 +74,8 @@ def conv_features(logmel: torch.Tensor, bn0: nn.BatchNorm2d, blocks: nn.ModuleLi
         x = augment(x)
     for block in blocks:
         x = F.dropout(block(x), p=0.2, training=training)
+        if stages is not None:
+            stages.append(x.mean(dim=3))
     return x.mean(dim=3)
 
 

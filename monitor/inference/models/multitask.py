@@ -30,7 +30,7 @@ from torch import nn
 
 from monitor.core.baby import AGE_BANDS, SEXES
 from monitor.inference.features import N_MELS
-from monitor.inference.models.cnn10 import ConvBlock, xavier_init
+from monitor.inference.models.cnn10 import ConvBlock, conv_features, xavier_init
 from monitor.inference.models.cnn14 import MultiHeadAttentionPooling
 
 
@@ -63,12 +63,9 @@ class MultiTaskCnn14(nn.Module):
 
     def _integrated(self, logmel: torch.Tensor) -> torch.Tensor:
         """ARI: the last stage's pooled embedding joined to the weighted integration of the earlier stages."""
-        x = self.bn0(logmel.unsqueeze(1).transpose(1, 3)).transpose(1, 3)
-        stages = []
-        for block in self.blocks:
-            x = F.dropout(block(x), p=0.2, training=self.training)
-            stages.append(x.mean(dim=3))  # (B, C, T')
-        last = F.relu(self.fc1(F.dropout(self.pool(stages[-1]), p=0.5, training=self.training)))
+        stages: list[torch.Tensor] = []  # each (B, C, T')
+        last = conv_features(logmel, self.bn0, self.blocks, self.training, stages=stages)
+        last = F.relu(self.fc1(F.dropout(self.pool(last), p=0.5, training=self.training)))
         summaries = torch.stack([projection(torch.cat([s.mean(dim=2), s.amax(dim=2)], dim=1))
                                  for projection, s in zip(self.stage_projections, stages[:-1])], dim=1)
         integrated = (torch.softmax(self.stage_weights, dim=0) * summaries).sum(dim=1)

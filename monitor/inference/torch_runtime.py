@@ -36,7 +36,8 @@ class Detector:
         self.device = resolve_device(device)
         self.model, self.entry = load_model(path, self.device)
         self.streaming = isinstance(self.model, StreamingCnn10)
-        self.window_samples = self.model.window_samples if self.streaming else SAMPLE_RATE
+        # a window-form model says how much audio it scores (YAMNet: 0.975 s); CNN10's window form takes 1 s
+        self.window_samples = getattr(self.model, "window_samples", SAMPLE_RATE)
 
     def frame_stream(self):
         return self.model.stream()

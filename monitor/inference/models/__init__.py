@@ -26,6 +26,7 @@ from monitor.inference.models.reason import ReasonNet
 from monitor.inference.models.resnet import ResNet18
 from monitor.inference.models.streaming_cnn10 import FRAME, StreamingCnn10
 from monitor.inference.models.tbdm import TbdmNet
+from monitor.inference.models.yamnet import Yamnet, YamnetCry
 
 REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "cnn10": Cnn10,
@@ -42,6 +43,8 @@ REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "cnn14-mha-multitask": MultiTaskCnn14,
     "tbdm": TbdmNet,
     "reason": ReasonNet,
+    "yamnet": Yamnet,
+    "yamnet-cry": YamnetCry,
 }
 
 

@@ -1,0 +1,140 @@
+"""YAMNet: Google's AudioSet sound classifier (MobileNet-v1 on a 96 × 64 log-mel patch, 521 sigmoid outputs), as a
+torch module whose weights come from the released ``yamnet.tflite`` (:mod:`monitor.training.yamnet_import`).
+
+The front end is YAMNet's own, not ours: 25 ms periodic-Hann frames every 10 ms (400 samples, zero-padded on both
+sides to a 512-point DFT), magnitude spectrum, 64 HTK mel bands 125–7500 Hz, ``log(mel + 0.001)``. Its window, DFT and mel
+matrices are buffers read from the same file, so the module computes what the file computes, to float rounding
+(``tests/test_yamnet.py`` holds the scores to 1e-4 of the TFLite interpreter on real audio).
+
+The body follows the file's graph: a 3×3 stride-2 convolution, 13 depthwise-separable blocks (depthwise 3×3, then
+pointwise 1×1; batch norm folded into the convolutions' biases by the converter; ReLU), a global average pool
+to the 1024-d embedding and a dense layer to 521 logits. TensorFlow's ``SAME`` padding is asymmetric for a
+stride of 2 on an even size (0 before, 1 after); :func:`_same_pad` reproduces it.
+
+Example:
+    >>> import torch
+    >>> model = Yamnet().eval()
+    >>> model(torch.zeros(2, PATCH_SAMPLES)).shape, model.embed(torch.zeros(1, PATCH_SAMPLES)).shape
+    (torch.Size([2, 521]), torch.Size([1, 1024]))
+    >>> YamnetCry().eval()(torch.zeros(3, 16000)).shape
+    torch.Size([3])
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+WINDOW = 400  # 25 ms at 16 kHz
+HOP = 160  # 10 ms
+DFT = 512
+MELS = 64
+PATCH_FRAMES = 96  # 0.96 s of frames, the patch the classifier sees
+PATCH_SAMPLES = WINDOW + HOP * (PATCH_FRAMES - 1)  # 15,600 samples (0.975 s): the TFLite file's input
+CLASSES = 521
+CRY_CLASS = 20  # "Baby cry, infant cry" in yamnet_class_map.csv
+# (output channels, stride) of the 14 layers: layer 1 a full 3×3 conv, layers 2-14 depthwise-separable
+LAYERS = ((32, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
+          (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1))
+
+
+def hybrid_input(x: torch.Tensor, per_row: bool) -> torch.Tensor:
+    """What TFLite's hybrid (dynamic-range) kernels do to a layer's float input before their int8 weights see it:
+    symmetric int8 quantization with one scale per row (fully connected) or per batch item (convolution),
+    rounding half away from zero as ``std::round``. Only :class:`Yamnet` built with ``tflite_kernels=True`` uses it."""
+    dims = -1 if per_row else tuple(range(1, x.dim()))
+    peak = x.abs().amax(dim=dims, keepdim=True)
+    scaled = x * (127 / torch.where(peak > 0, peak, torch.ones_like(peak)))  # x · (127 / peak), as TFLite rounds it
+    return torch.sign(scaled) * torch.floor(scaled.abs() + 0.5) * (peak / 127)
+
+
+def _same_pad(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """TensorFlow's ``SAME`` padding of a 3×3 kernel on (B, C, T, F): total ``max(3 - stride, 0)`` for sizes divisible
+    by the stride, the smaller half first."""
+    pads = []
+    for size in (x.shape[3], x.shape[2]):  # F.pad lists the last dimension first
+        total = max(3 - stride, 0) if size % stride == 0 else max(3 - size % stride, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads)
+
+
+class YamnetFrontEnd(nn.Module):
+    """Waveform (B, N ≥ 400) → YAMNet's log-mel (B, frames, 64), frame ``i`` from samples ``[160 i, 160 i + 400)``."""
+
+    def __init__(self, tflite_kernels: bool = False) -> None:
+        super().__init__()
+        self.tflite_kernels = tflite_kernels
+        self.register_buffer("window", torch.zeros(WINDOW))
+        self.register_buffer("dft_real", torch.zeros(DFT // 2 + 1, DFT))
+        self.register_buffer("dft_imag", torch.zeros(DFT // 2 + 1, DFT))
+        self.register_buffer("mel", torch.zeros(MELS, DFT // 2 + 1))
+        self.register_buffer("mel_offset", torch.zeros(MELS))  # log(mel + 0.001): the file adds it as a bias
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        frames = waveform.unfold(-1, WINDOW, HOP) * self.window
+        frames = F.pad(frames, ((DFT - WINDOW) // 2, (DFT - WINDOW) // 2))  # centred, as the file pads
+        if self.tflite_kernels:
+            frames = hybrid_input(frames, per_row=True)
+        real, imag = frames @ self.dft_real.T, frames @ self.dft_imag.T
+        magnitude = torch.sqrt(real * real + imag * imag)
+        if self.tflite_kernels:
+            magnitude = hybrid_input(magnitude, per_row=True)
+        return torch.log(magnitude @ self.mel.T + self.mel_offset)
+
+
+class SeparableBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, stride: int, tflite_kernels: bool = False) -> None:
+        super().__init__()
+        self.stride, self.tflite_kernels = stride, tflite_kernels
+        self.depthwise = nn.Conv2d(in_channels, in_channels, 3, stride, groups=in_channels)
+        self.pointwise = nn.Conv2d(in_channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.depthwise(_same_pad(x, self.stride)))
+        return F.relu(self.pointwise(hybrid_input(x, per_row=False) if self.tflite_kernels else x))
+
+
+class Yamnet(nn.Module):
+    """Waveform (B, 15,600) at 16 kHz in [-1, 1] → 521 logits (B, 521); ``torch.sigmoid`` gives YAMNet's scores.
+
+    The file is a dynamic-range conversion: int8 weights for the DFT, mel, pointwise and dense layers, whose
+    TFLite kernels also round those layers' *inputs* to int8 at run time. ``tflite_kernels=True`` does the same, so
+    the module equals the file; the default computes those layers in float on the same (dequantized) weights,
+    which is what the released float model computed and what fine-tuning and ONNX export build on. The rounding
+    matters most on quiet frames (a frame's 8-bit scale follows its loudest sample): up to 5 in log-mel there.
+    """
+
+    def __init__(self, tflite_kernels: bool = False) -> None:
+        super().__init__()
+        self.tflite_kernels = tflite_kernels
+        self.frontend = YamnetFrontEnd(tflite_kernels)
+        self.conv1 = nn.Conv2d(1, LAYERS[0][0], 3, LAYERS[0][1])
+        self.blocks = nn.ModuleList(SeparableBlock(a, b, stride, tflite_kernels)
+                                    for (a, _), (b, stride) in zip(LAYERS[:-1], LAYERS[1:]))
+        self.dense = nn.Linear(LAYERS[-1][0], CLASSES)
+
+    def features(self, logmel: torch.Tensor) -> torch.Tensor:
+        """Log-mel patches (B, 96, 64) → the last layer's map (B, 1024, 3, 2)."""
+        x = F.relu(self.conv1(_same_pad(logmel.unsqueeze(1), LAYERS[0][1])))
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+    def embed(self, waveform: torch.Tensor) -> torch.Tensor:
+        """The 1024-d embedding (B, 1024) of each 0.975 s waveform."""
+        return self.features(self.frontend(waveform[..., -PATCH_SAMPLES:])).mean(dim=(2, 3))
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        embedding = self.embed(waveform)
+        return self.dense(hybrid_input(embedding, per_row=True) if self.tflite_kernels else embedding)
+
+
+class YamnetCry(Yamnet):
+    """YAMNet as a window-form cry detector: the logit of its ``Baby cry, infant cry`` output for the 0.975 s
+    window ending at the last sample (B, N ≥ 15,600) → (B,). Same weights as :class:`Yamnet`."""
+
+    window_samples = PATCH_SAMPLES
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        return super().forward(waveform)[:, CRY_CLASS]

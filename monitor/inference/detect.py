@@ -7,7 +7,7 @@ from its own ring buffer and gates quiet windows (score 0).
 
 - :class:`CryDetector` with a ``cnn10-stream`` model (the shipped detector) computes each 80 ms frame of the CNN
   once, so its cost per second of audio does not depend on the hop, which must be a multiple of 80 ms; with a
-  window-form model (``cnn10``, the previous detectors) it scores each window on its own. A ``.onnx`` model file
+  window-form model (``yamnet-cry``, or ``cnn10``, the previous detectors) it scores each window on its own. A ``.onnx`` model file
   (``tools/export_onnx.py``) runs the same stream in ONNX Runtime (:mod:`monitor.inference.onnx_runtime`): the file says
   which runtime it needs, so no setting can contradict it. Its presets are its own manifest entry's. torch is
   imported only for a ``.pt`` model (:mod:`monitor.inference.torch_runtime`).
@@ -89,8 +89,8 @@ class CryDetector:
         return ModelStream(self.runtime.frame_stream(), hop // FRAME)
 
     def score_windows(self, windows: np.ndarray) -> np.ndarray:
-        """Cry probabilities (B,) for windows (B, N), each scored on its own (the reference streaming must equal;
-        torch models only)."""
+        """Cry probabilities (B,) for windows (B, N), each scored on its own: a window-form model's scores, and
+        the reference a streaming torch model must equal."""
         return self.runtime.score_windows(windows)
 
 

@@ -1,6 +1,6 @@
 """The ONNX runtime: exported models run by ONNX Runtime with numpy only (no torch), the edge path.
 
-Two kinds of export (``tools/export_onnx.py``), each with the interface of its torch twin in
+Two kinds of model export (``tools/export_onnx.py``), each with the interface of its torch twin in
 :mod:`monitor.inference.torch_runtime` (:func:`monitor.inference.weights.open_model` picks the runtime by the file's suffix):
 :class:`Detector` and :class:`ReasonModel` (the reason classifier: a graph
 from a prepared log-mel of any length (and, for a metadata model, the baby's metadata vector) to calibrated
@@ -75,15 +75,22 @@ def _device(session) -> str:
 
 
 class Detector:
-    streaming = True
-    window_samples = WINDOW_SAMPLES
+    """A step-graph export (``onnx-frame-step*``: the streaming CNN10) streams; a window export (``onnx-window*``:
+    YAMNet) scores each window it is given, of the length its manifest entry records."""
 
     def __init__(self, path: Path, device: str = "cpu", threads: int = 1) -> None:
         self.session, self.entry = load_session(path, threads, device)
         self.device = _device(self.session)
+        self.streaming = not self.entry.arch.startswith("onnx-window")
+        self.window_samples = WINDOW_SAMPLES if self.streaming else int(self.entry.kwargs["window_samples"])
 
     def frame_stream(self) -> OnnxStream:
         return OnnxStream(self.session)
+
+    def score_windows(self, windows: np.ndarray) -> np.ndarray:
+        """Cry probabilities (B,) for windows (B, window_samples), each scored on its own."""
+        (logits,) = self.session.run(None, {"windows": np.ascontiguousarray(windows, dtype=np.float32)})
+        return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
 
 
 class ReasonModel:

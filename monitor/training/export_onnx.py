@@ -54,6 +54,50 @@ TOLERANCE = 1e-4
 CLASSIFIER_CHECK_CRIES = 24  # real cries of every length the data has, through both runtimes
 
 
+def export_window(model: torch.nn.Module, out: Path) -> None:
+    """A window-form detector (YAMNet) as one graph: windows (B, window_samples) → cry logits (B,)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.zeros(2, model.window_samples),), str(out), input_names=["windows"],
+                          output_names=["logits"], dynamic_axes={"windows": {0: "batch"}, "logits": {0: "batch"}},
+                          opset_version=17, dynamo=False)
+
+
+def window_difference(model: torch.nn.Module, onnx_path: Path, audio: np.ndarray) -> float:
+    """Largest |p_onnx − p_torch| over windows of ``audio`` every 0.24 s."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    n = model.window_samples
+    windows = np.stack([audio[i : i + n] for i in range(0, audio.size - n + 1, 3840)]).astype(np.float32)
+    with torch.inference_mode():
+        expected = torch.sigmoid(model(torch.from_numpy(windows))).numpy()
+    got = 1 / (1 + np.exp(-session.run(None, {"windows": windows})[0]))
+    return float(np.max(np.abs(got - expected)))
+
+
+def main_window(args: argparse.Namespace, model: torch.nn.Module, entry) -> int:
+    """Export a window-form detector, check it against torch on real audio, and with ``--int8`` also quantize it
+    (calibrated on windows of training audio) and print its difference from fp32."""
+    out = args.model.with_suffix(".onnx")
+    audio = read_file(args.check)[: 30 * 16000]
+    if not checked_export(out, lambda path: export_window(model, path),
+                          lambda path: window_difference(model, path, audio), f"{args.check.name} (30 s)"):
+        return 1
+    record(out, "onnx-window", args.model, entry, presets=True, window_samples=model.window_samples)
+    load_session(out)
+    if args.int8:
+        quantized = args.model.parent / f"{args.model.stem}-int8.onnx"
+        calibration = calibration_audio(args.data)
+        n = model.window_samples
+        feeds = [{"windows": calibration[None, i : i + n]} for i in range(0, calibration.size - n, n // 2)]
+        quantize_graph(out, quantized, feeds)
+        record(quantized, "onnx-window-int8", args.model, entry, presets=False, window_samples=n)
+        print(f"{quantized}: {quantized.stat().st_size / 1e6:.1f} MB; largest probability difference from torch "
+              f"fp32 on {args.check.name} (30 s): {window_difference(model, quantized, audio):.3f}", flush=True)
+    return 0
+
+
 def export(model: torch.nn.Module, out: Path) -> None:
     step = FrameStep(model).eval()
     shapes = step.state_shapes()
@@ -170,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     model, entry = load_model(args.model)
     if entry.arch == "reason":
         return main_classifier(args, model, entry)
+    if entry.arch == "yamnet-cry":
+        return main_window(args, model, entry)
     out = args.model.with_suffix(".onnx")
     audio = read_file(args.check)[: 30 * 16000]
     if not checked_export(out, lambda path: export(model, path), lambda path: largest_difference(model, path, audio),
@@ -295,8 +341,6 @@ def quantize(source: Path, out: Path, audio: np.ndarray) -> None:
     """Static QDQ quantization of the step graph's convolutions, calibrated on the step inputs (samples and
     state) that streaming ``audio`` through the fp32 graph produces."""
     import onnxruntime
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     session = onnxruntime.InferenceSession(str(source), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
@@ -307,6 +351,14 @@ def quantize(source: Path, out: Path, audio: np.ndarray) -> None:
         state = session.run(None, feed)[1:]
         if step >= WARM_STEPS and step % 3 == 0:
             feeds.append(feed)
+    quantize_graph(source, out, feeds)
+
+
+def quantize_graph(source: Path, out: Path, feeds: list[dict]) -> None:
+    """Static QDQ quantization of a graph's convolutions but the log-mel's DFT (module docstring), calibrated on
+    ``feeds``."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:

@@ -47,11 +47,12 @@ def _upload_key(clip: Clip) -> str:
     return "-".join(clip.path.stem.split("-")[:6]).lower()
 
 
-def wideband_cries(clips: list[Clip]) -> list[Clip]:
-    """Held-out 16 kHz raw uploads that have a cleaned twin (so they hold crying)."""
-    split = split_groups(clips)
+def wideband_cries(clips: list[Clip], split: str = "val") -> list[Clip]:
+    """16 kHz raw uploads of the ``split`` babies (held-out by default) that have a cleaned twin (so they hold
+    crying)."""
+    side = split_groups(clips)
     cleaned = {_upload_key(c) for c in clips if c.source == "donateacry-cleaned"}
-    return sorted((c for c in clips if c.source == "donateacry-raw" and split[c.group] == "val"
+    return sorted((c for c in clips if c.source == "donateacry-raw" and side[c.group] == split
                    and _upload_key(c) in cleaned and c.path.suffix == ".ogg" and _is_wideband(c)),
                   key=lambda c: str(c.path))
 

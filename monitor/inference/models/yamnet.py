@@ -72,7 +72,9 @@ class YamnetFrontEnd(nn.Module):
         self.register_buffer("mel_offset", torch.zeros(MELS))  # log(mel + 0.001): the file adds it as a bias
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        frames = waveform.unfold(-1, WINDOW, HOP) * self.window
+        count = (waveform.shape[-1] - WINDOW) // HOP + 1
+        index = torch.arange(count, device=waveform.device)[:, None] * HOP + torch.arange(WINDOW, device=waveform.device)
+        frames = waveform[..., index] * self.window  # a gather, not unfold: the ONNX exporter mis-shapes unfold
         frames = F.pad(frames, ((DFT - WINDOW) // 2, (DFT - WINDOW) // 2))  # centred, as the file pads
         if self.tflite_kernels:
             frames = hybrid_input(frames, per_row=True)
@@ -114,20 +116,28 @@ class Yamnet(nn.Module):
                                     for (a, _), (b, stride) in zip(LAYERS[:-1], LAYERS[1:]))
         self.dense = nn.Linear(LAYERS[-1][0], CLASSES)
 
-    def features(self, logmel: torch.Tensor) -> torch.Tensor:
-        """Log-mel patches (B, 96, 64) → the last layer's map (B, 1024, 3, 2)."""
+    def trunk(self, logmel: torch.Tensor, blocks: int = len(LAYERS) - 1) -> torch.Tensor:
+        """Log-mel patches (B, 96, 64) through layer 1 and the first ``blocks`` separable blocks (all: the last
+        layer's map, (B, 1024, 3, 2))."""
         x = F.relu(self.conv1(_same_pad(logmel.unsqueeze(1), LAYERS[0][1])))
-        for block in self.blocks:
+        for block in self.blocks[:blocks]:
             x = block(x)
         return x
 
+    def top(self, x: torch.Tensor, first_block: int) -> torch.Tensor:
+        """The rest of the network from block ``first_block``'s input to the 521 logits (fine-tuning trains this
+        part on cached :meth:`trunk` outputs)."""
+        for block in self.blocks[first_block:]:
+            x = block(x)
+        embedding = x.mean(dim=(2, 3))
+        return self.dense(hybrid_input(embedding, per_row=True) if self.tflite_kernels else embedding)
+
     def embed(self, waveform: torch.Tensor) -> torch.Tensor:
         """The 1024-d embedding (B, 1024) of each 0.975 s waveform."""
-        return self.features(self.frontend(waveform[..., -PATCH_SAMPLES:])).mean(dim=(2, 3))
+        return self.trunk(self.frontend(waveform[..., -PATCH_SAMPLES:])).mean(dim=(2, 3))
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        embedding = self.embed(waveform)
-        return self.dense(hybrid_input(embedding, per_row=True) if self.tflite_kernels else embedding)
+        return self.top(self.trunk(self.frontend(waveform[..., -PATCH_SAMPLES:])), len(self.blocks))
 
 
 class YamnetCry(Yamnet):

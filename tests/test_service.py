@@ -72,7 +72,7 @@ def test_home_assistant_discovery_and_rediscovery(broker, subscriber_factory, tm
         validate_ha_device_discovery(config)
         assert config["cmps"]["crying"]["device_class"] == "sound"
         assert config["cmps"]["cry"]["event_types"] == list(EVENT_TYPES)
-        assert config["avty"] == [{"t": "crymonitor/ha1/status"}]
+        assert config["avty"] == [{"t": "crymonitor/ha1/status", "pl_avail": "online", "pl_not_avail": "offline"}]
         assert "qos" not in config and all(c["qos"] == 1 for c in config["cmps"].values())  # HA reads it here
         assert config["cmps"]["cries_today"]["state_class"] == "total_increasing"  # midnight reset is no drop
         publish(broker.port, "homeassistant/status", b"online")  # Home Assistant restarted
@@ -217,6 +217,14 @@ def test_a_cry_left_open_by_sigkill_is_ended_and_counted_at_the_next_start(broke
     assert (end["id"], end["ended_by"], end["duration_s"], end["started_ts"]) == (start["id"], "restart", None,
                                                                                  start["ts"])
     assert sub.payloads("crying")[-1] == "OFF"
+    # Issue 23: from the will on, Home Assistant must never see the device available with the dead run's Crying ON
+    # (an automation "Crying turns on → notify" rang again at each restart)
+    live = [(t.rsplit("/", 1)[-1], p) for t, p, retained in sub.messages if not retained]
+    crying = "ON"
+    for leaf, payload in live[live.index(("status", "offline")):]:
+        crying = payload if leaf == "crying" else crying
+        assert (leaf, payload, crying) != ("status", "online", "ON")
+    assert live.count(("status", "online")) == 2  # the restart was checked
     third = DaemonProcess(config, "--input", str(quiet_file(tmp_path / "q.wav", 60)))  # ended once, not again
     try:
         third.wait_log("daemon_started")
@@ -241,18 +249,29 @@ def test_measurements_are_retained_for_a_restarted_home_assistant(broker, subscr
     assert float(retained["crymonitor/keep/level"]) < -40 and "problem" in json.loads(retained["crymonitor/keep/diagnostics"])
 
 
-def test_digital_silence_is_reported_as_deaf(broker, subscriber_factory, tmp_path):
+def test_digital_silence_is_reported_as_deaf_on_the_problem_sensor_only(broker, subscriber_factory, tmp_path):
+    """Issue 23: ``status: deaf`` is neither of Home Assistant's availability payloads, so a HA restarted while the
+    microphone was deaf showed every entity unavailable, *Microphone problem* too. ``status`` says the daemon is
+    there; the deafness is the problem sensor's."""
     sub = subscriber_factory(broker.port, "crymonitor/deaf/#")
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(16000 * 30, np.float32), 16000)
     config = write_config(tmp_path / "c.yaml", broker.port, "deaf", "audio:\n  deaf_after_seconds: 2\n")
     daemon = DaemonProcess(config, "--input", str(silent))
     try:
-        sub.wait_for(lambda m: "deaf" in sub.payloads("status"), timeout=60)
-        sub.wait_for(lambda m: any(json.loads(p)["problem"] for p in sub.payloads("diagnostics")))
+        sub.wait_for(lambda m: any(json.loads(p)["problem"] for p in sub.payloads("diagnostics")), timeout=60)
+        restarted_ha = subscriber_factory(broker.port, "#", client_id="restarted-ha")
+        seen = restarted_ha.wait_for(lambda m: {"crymonitor/deaf/status", "crymonitor/deaf/diagnostics",
+                                                "homeassistant/device/crymonitor_deaf/config"} <= {t for t, _, _ in m})
     finally:
         daemon.stop(signal.SIGTERM)
-    diagnostics = json.loads(sub.payloads("diagnostics")[-1])
+    retained = {t: p for t, p, _ in seen}
+    availability = json.loads(retained["homeassistant/device/crymonitor_deaf/config"])["avty"][0]
+    assert retained["crymonitor/deaf/status"] == availability["pl_avail"]
+    assert json.loads(retained["crymonitor/deaf/diagnostics"])["problem"] is True
+    sub.wait_for(lambda m: sub.payloads("status")[-1] == "offline")
+    assert set(sub.payloads("status")) == {availability["pl_avail"], availability["pl_not_avail"]}
+    diagnostics = json.loads([p for p in sub.payloads("diagnostics") if json.loads(p)["problem"]][-1])
     assert {"level_dbfs", "last_score", "inference_ms", "dropped_frames", "models", "uptime_s"} <= diagnostics.keys()
     assert diagnostics["level_dbfs"] == -120.0
 

@@ -160,8 +160,7 @@ class Daemon:
             self._capture.reopen()
             self._reopen_at = now + self._reopen_backoff
             self._reopen_backoff = min(2 * self._reopen_backoff, self.config.audio.reopen_backoff_max_seconds)
-        if change and self.mqtt:
-            self.mqtt.availability("deaf" if change == "deaf" else "online")
+        if change:  # on the problem sensor at once; status stays online: it says the daemon is there
             self._publish_diagnostics()
 
     def _publish_diagnostics(self) -> None:

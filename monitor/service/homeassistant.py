@@ -3,7 +3,9 @@
 Built from the same topic layout the publisher uses, so the entities always point at live topics. HA requires
 ``dev`` with identifiers, and ``platform`` plus ``unique_id`` on every component; an empty retained payload on
 the same topic deletes the device (``crymonitor ha-remove``). ``qos`` is set on every component: HA reads it
-there, not at the device level (a real HA 2026.2 subscribed at QoS 0 when it was only at the top).
+there, not at the device level (a real HA 2026.2 subscribed at QoS 0 when it was only at the top). Availability
+is ``status`` with its two payloads spelled out: it says whether the daemon is there, so a deaf microphone
+leaves every entity available and shows on *Microphone problem*.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from monitor import __version__
 from monitor.config import SENSITIVITIES
 from monitor.core.events import DONT_KNOW, PARENT_REASONS, UNCERTAIN
+from monitor.service.publish import OFFLINE, ONLINE
 
 FEEDBACK_CONTROL = "last_cry_reason"  # <topic>/set/last_cry_reason; the select's state is <topic>/last_cry_reason
 FEEDBACK_OPTIONS = (*PARENT_REASONS, DONT_KNOW)  # the "Last cry was" select
@@ -42,7 +45,7 @@ def discovery_payload(topic: str, device_id: str, name: str, controls: bool = Tr
     config = {
         "dev": {"ids": [uid], "name": name, "mf": "crymonitor", "mdl": "CNN10 cry detector", "sw": __version__},
         "o": {"name": "crymonitor", "sw": __version__},
-        "avty": [{"t": f"{topic}/status"}],
+        "avty": [{"t": f"{topic}/status", "pl_avail": ONLINE, "pl_not_avail": OFFLINE}],
         "cmps": {
             "crying": entity("binary_sensor", "crying", "Crying", device_class="sound", state_topic=f"{topic}/crying"),
             # HA's event entity wants {"event_type": …}; the template maps our event JSON onto it

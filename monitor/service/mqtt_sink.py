@@ -73,11 +73,8 @@ class MqttSink(Sink):
     def level(self, level_dbfs: float) -> None:
         self.publisher.publish_level(level_dbfs)
 
-    def availability(self, availability: str) -> None:
-        self.publisher.set_availability(availability)
-
     def republish(self) -> None:
-        """Discovery, availability and every state again (Home Assistant restarted)."""
+        """Discovery and every state again, then ``online`` (Home Assistant restarted)."""
         self.publisher.republish()
 
     def start(self) -> None:

@@ -63,7 +63,7 @@ def publish(port: int, topic: str, payload: bytes, retain: bool = False) -> None
 
 
 def test_home_assistant_discovery_and_rediscovery(broker, subscriber_factory, tmp_path):
-    sub = subscriber_factory(broker.port, "homeassistant/#")
+    sub = subscriber_factory(broker.port, "#")
     daemon = DaemonProcess(write_config(tmp_path / "c.yaml", broker.port, "ha1"),
                            "--input", str(quiet_file(tmp_path / "q.wav", 60)))
     try:
@@ -81,6 +81,9 @@ def test_home_assistant_discovery_and_rediscovery(broker, subscriber_factory, tm
         code, _ = daemon.stop(signal.SIGTERM)
     assert code == 0
     assert json.loads(sub.payloads("config")[-1]) == config
+    # no cry yet: "uncertain", not HA's "unknown" (no data), and before the device is available
+    first_online = [(t, p) for t, p, _ in sub.messages].index(("crymonitor/ha1/status", "online"))
+    assert ("crymonitor/ha1/reason", "uncertain") in [(t, p) for t, p, _ in sub.messages[:first_online]]
 
     removed = subscriber_factory(broker.port, "homeassistant/device/crymonitor_ha1/config", client_id="rm")
     from monitor.cli import main
@@ -176,7 +179,8 @@ def test_broker_restart_mid_cry_loses_no_event(broker, subscriber_factory, cry_t
 
 def test_daemon_sigkill_mid_cry_is_made_good_by_the_outbox(broker, subscriber_factory, cry_then_quiet, tmp_path):
     sub = subscriber_factory(broker.port, "crymonitor/kill/#")
-    config = write_config(tmp_path / "c.yaml", broker.port, "kill")
+    # min_confidence 0: the cry gets a real reason, which "uncertain" (at each start and cry_start) cannot pass for
+    config = write_config(tmp_path / "c.yaml", broker.port, "kill", "classifier:\n  min_confidence: 0.0\n")
     first = DaemonProcess(config, "--input", str(cry_then_quiet))
     try:
         sub.wait_for(lambda m: any(json.loads(p)["type"] == "cry_start" for p in sub.payloads("event")), timeout=60)
@@ -195,6 +199,9 @@ def test_daemon_sigkill_mid_cry_is_made_good_by_the_outbox(broker, subscriber_fa
         second.stop(signal.SIGTERM)
     received = [(e["type"], e["id"], e["t"]) for e in map(json.loads, sub.payloads("event"))]
     assert sorted(set(received), key=received.index) == lost
+    # the last cry's reason survives the restart (state.json), though the broker never heard it from the first run
+    reason = [r["reason"] for r in first.logs() if r["event"] == "cry_reason"][-1]
+    assert reason != "uncertain" and sub.payloads("reason")[-1] == reason
 
 
 def test_a_cry_left_open_by_sigkill_is_ended_and_counted_at_the_next_start(broker, subscriber_factory,

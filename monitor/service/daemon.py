@@ -99,6 +99,8 @@ class Daemon:
         sink = MqttSink(cfg, publisher, controls=cfg.mqtt.accept_commands, reasons=self.classifier is not None)
         sink.controls(self.state.controls.to_payload(datetime.now()))
         sink.stats(self.state.stats.to_payload())
+        if self.classifier is not None:
+            sink.reason(self.state.last_reason)
         return sink
 
     def _source(self) -> AsyncIterator[np.ndarray]:

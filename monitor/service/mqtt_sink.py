@@ -31,13 +31,15 @@ def replay_identity(config: Config) -> Config:
 
 class MqttSink(Sink):
     """``controls``: the device obeys ``set/*`` commands (the live daemon), so its discovery offers the switch and
-    the selects; a replay device has none. ``reasons``: a reason classifier runs, so ``reason`` is reset at each
-    ``cry_start`` (and, with ``controls``, the "Last cry was" select is offered)."""
+    the selects; a replay device has none. ``reasons``: a reason classifier runs, so ``reason`` is ``uncertain``
+    from the start and at each ``cry_start`` (and, with ``controls``, the "Last cry was" select is offered)."""
 
     def __init__(self, config: Config, publisher: MqttPublisher, controls: bool, reasons: bool) -> None:
         self.config, self.publisher, self.has_controls, self.reasons = config, publisher, controls, reasons
         self.publish_discovery()
         publisher.set_state("crying", "OFF")
+        if reasons:  # HA shows "unknown" (no data) until a first value; the daemon then sets the last cry's
+            self.reason(UNCERTAIN)
 
     def publish_discovery(self) -> None:
         ha = self.config.homeassistant
@@ -51,11 +53,15 @@ class MqttSink(Sink):
         self.publisher.publish_event(payload)
         self.publisher.set_state("crying", "ON" if payload["type"] == "cry_start" else "OFF")
         if payload["type"] == "cry_start" and self.reasons:
-            self.publisher.set_state("reason", UNCERTAIN)  # not the previous cry's reason
+            self.reason(UNCERTAIN)  # not the previous cry's reason
 
     def reason_event(self, payload: dict) -> None:
         self.publisher.publish_event(payload)
-        self.publisher.set_state("reason", payload["reason"])
+        self.reason(payload["reason"])
+
+    def reason(self, reason: str) -> None:
+        """The *Cry reason* state: the current or last cry's reason."""
+        self.publisher.set_state("reason", reason)
 
     def last_cry_reason(self, answer: str) -> None:
         """The "Last cry was" select's state: the parents' answer for the latest cry, ``"None"`` before one."""

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -62,7 +63,7 @@ def publish(port: int, topic: str, payload: bytes, retain: bool = False) -> None
     client.loop_stop()
 
 
-def test_home_assistant_discovery_and_rediscovery(broker, subscriber_factory, tmp_path):
+def test_home_assistant_discovery_and_rediscovery(broker, subscriber_factory, tmp_path, capsys):
     sub = subscriber_factory(broker.port, "#")
     daemon = DaemonProcess(write_config(tmp_path / "c.yaml", broker.port, "ha1"),
                            "--input", str(quiet_file(tmp_path / "q.wav", 60)))
@@ -88,8 +89,12 @@ def test_home_assistant_discovery_and_rediscovery(broker, subscriber_factory, tm
     removed = subscriber_factory(broker.port, "homeassistant/device/crymonitor_ha1/config", client_id="rm")
     from monitor.cli import main
 
+    capsys.readouterr()
     assert main(["ha-remove", "--config", str(tmp_path / "c.yaml")]) == 0
     removed.wait_for(lambda m: any(p == "" for _, p, _ in m))
+    assert capsys.readouterr().out.splitlines() == [
+        "removed device ha1 (homeassistant/device/crymonitor_ha1/config)",
+        "no device ha1-replay to remove (homeassistant/device/crymonitor_ha1-replay/config was empty)"]
 
 
 def test_controls_apply_echo_persist_and_survive_fuzzing(broker, subscriber_factory, tmp_path):
@@ -321,7 +326,7 @@ def test_cry_clip_saved_with_pre_roll_and_named_in_events(broker, subscriber_fac
 
 
 def test_replay_publish_is_its_own_device_beside_a_running_daemon(broker, subscriber_factory, cry_then_quiet,
-                                                                  tmp_path):
+                                                                  tmp_path, capsys):
     """A replay speaks the whole protocol as ``<device>-replay`` with its own client id: the live daemon on the
     same config keeps its session and its topics see nothing of the file (a real HA showed 36 forced
     disconnects when both used one client id)."""
@@ -352,6 +357,66 @@ def test_replay_publish_is_its_own_device_beside_a_running_daemon(broker, subscr
     live = [(t, p) for t, p, _ in sub.messages if t.startswith("crymonitor/both/")]
     assert not [p for t, p in live if t.endswith("/event")] and "offline" not in [p for t, p in live[:-1]
                                                                                     if t.endswith("/status")]
+
+    from monitor.cli import main  # the service is stopped, as the README asks
+
+    capsys.readouterr()
+    assert main(["ha-remove", "--config", str(config)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "removed device both (homeassistant/device/crymonitor_both/config)",
+        "removed device both-replay (homeassistant/device/crymonitor_both-replay/config)"]
+    sub.wait_for(lambda m: {(f"homeassistant/device/crymonitor_{d}/config", "") for d in ("both", "both-replay")}
+                 <= {(t, p) for t, p, _ in m})
+
+
+def test_replay_events_reach_a_subscriber_that_subscribes_300_ms_after_the_discovery(broker, cry_then_quiet,
+                                                                                     tmp_path):
+    """Issue 23: Home Assistant subscribes to a new device's topics about 0.1 s after its discovery, and a fast
+    replay had sent its first events by then (HA got 5–6 of 8). A slower subscriber than HA misses none; a second
+    replay, whose discovery HA has already seen, does not wait."""
+    config = write_config(tmp_path / "c.yaml", broker.port, "late")
+    events: list[dict] = []
+    discovered = threading.Event()
+
+    def on_message(client, userdata, message):
+        if message.topic == "homeassistant/device/crymonitor_late-replay/config" and not discovered.is_set():
+            discovered.set()
+            threading.Timer(0.3, client.subscribe, ("crymonitor/late-replay/event",), {"qos": 1}).start()
+        elif message.topic.endswith("/event"):
+            events.append(json.loads(message.payload))
+
+    slow_ha = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="slow-ha")
+    slow_ha.on_message = on_message
+    slow_ha.connect("127.0.0.1", broker.port)
+    slow_ha.subscribe("homeassistant/device/+/config", qos=1)
+    slow_ha.loop_start()
+    try:
+        runs = [subprocess.run([sys.executable, "-m", "monitor", "replay", str(cry_then_quiet), "--publish",
+                                "--config", str(config)], capture_output=True, text=True, timeout=120)
+                for _ in range(2)]
+        time.sleep(0.5)
+    finally:
+        slow_ha.loop_stop()
+        slow_ha.disconnect()
+    assert [run.returncode for run in runs] == [0, 0], runs[0].stderr
+    printed = [json.loads(line) for run in runs for line in run.stdout.splitlines()]
+    assert len(printed) >= 6 and [(e["type"], e["id"]) for e in events] == [(e["type"], e["id"]) for e in printed]
+    announced = [next(json.loads(line) for line in run.stderr.splitlines() if "discovery_published" in line)
+                 for run in runs]
+    assert [(a["new"], a["paused_s"]) for a in announced] == [(True, 2.0), (False, 0.0)]
+
+
+def test_replay_publish_to_a_broker_it_cannot_reach_is_a_one_line_error(cry_then_quiet, tmp_path, capsys):
+    from conftest import free_port
+    from monitor.cli import main
+
+    port = free_port()
+    config = write_config(tmp_path / "c.yaml", port, "nobroker")
+    assert main(["replay", str(cry_then_quiet), "--publish", "--config", str(config)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err  # not a single event replayed into the void
+    assert (f"crymonitor: error: cannot reach the broker at localhost:{port} (connection refused: nothing listens "
+            f"on localhost:{port})") in err.splitlines()
 
 
 def test_three_rooms_on_one_broker_are_three_devices_with_nothing_crossed(broker, subscriber_factory, cry_then_quiet,

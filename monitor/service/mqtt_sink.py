@@ -11,12 +11,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 
-from monitor.config import Config, MqttConfig
+import structlog
+
+from monitor.config import Config, ConfigError, MqttConfig
 from monitor.core.events import UNCERTAIN
 from monitor.service.driver import Sink
 from monitor.service.homeassistant import FEEDBACK_CONTROL, discovery_payload, discovery_topic
-from monitor.service.publish import MqttPublisher
+from monitor.service.publish import MqttPublisher, RetainedProbe, connection_problem
+
+log = structlog.get_logger(__name__)
+NEW_DEVICE_PAUSE_SECONDS = 2.0  # HA subscribes to a new device's topics ~0.1 s after its discovery; 20 times that
+CONNECT_TIMEOUT_SECONDS = 5.0  # paho retries every 1–2 s: three attempts
 
 
 def replay_identity(config: Config) -> Config:
@@ -36,6 +43,7 @@ class MqttSink(Sink):
 
     def __init__(self, config: Config, publisher: MqttPublisher, controls: bool, reasons: bool) -> None:
         self.config, self.publisher, self.has_controls, self.reasons = config, publisher, controls, reasons
+        self.discovery: str | None = None  # the discovery config published last
         self.publish_discovery()
         publisher.set_state("crying", "OFF")
         if reasons:  # HA shows "unknown" (no data) until a first value; the daemon then sets the last cry's
@@ -44,9 +52,26 @@ class MqttSink(Sink):
     def publish_discovery(self) -> None:
         ha = self.config.homeassistant
         if ha.enabled:
-            payload = discovery_payload(self.publisher.topic, self.config.mqtt.device_id, ha.name, self.has_controls,
-                                        feedback=self.has_controls and self.reasons)
-            self.publisher.set_retained(discovery_topic(ha.prefix, self.config.mqtt.device_id), json.dumps(payload))
+            self.discovery = json.dumps(discovery_payload(
+                self.publisher.topic, self.config.mqtt.device_id, ha.name, self.has_controls,
+                feedback=self.has_controls and self.reasons))
+            self.publisher.set_retained(discovery_topic(ha.prefix, self.config.mqtt.device_id), self.discovery)
+
+    def wait_until_discovered(self, probe: RetainedProbe) -> None:
+        """Block until the broker has our discovery config (``probe`` watches its topic) and, if it is new or
+        changed, :data:`NEW_DEVICE_PAUSE_SECONDS` more: long enough for Home Assistant to subscribe to the
+        device's topics before the first event, which it would otherwise miss (retained states it gets anyway).
+        A fixed pause, not HA's birth message: HA sends that when it starts, not when it has subscribed to a new
+        device. An unchanged config needs none: HA subscribed when it first saw it. A broker that cannot be
+        reached is a one-line error."""
+        if not probe.echoed.wait(CONNECT_TIMEOUT_SECONDS):
+            self.disconnect(timeout=0.0)
+            mqtt = self.config.mqtt
+            raise ConfigError(f"cannot reach the broker at {mqtt.host}:{mqtt.port} ({connection_problem(mqtt)})")
+        new = probe.before != self.discovery.encode()
+        log.info("discovery_published", topic=probe.topic, new=new, paused_s=NEW_DEVICE_PAUSE_SECONDS if new else 0.0)
+        if new:
+            time.sleep(NEW_DEVICE_PAUSE_SECONDS)
 
     def cry_event(self, payload: dict) -> None:
         """A ``cry_start`` or ``cry_end`` payload: the event, and the *Crying* state it implies."""

@@ -155,10 +155,11 @@ class MqttPublisher:
         since, self._unreachable_since = self._unreachable_since, None
         self.last_outage_s = round(time.monotonic() - since, 1) if since is not None else None
         log.info("mqtt_connected", host=self.config.host, port=self.config.port, unreachable_s=self.last_outage_s)
-        self.connected.set()  # before republishing, so a state set meanwhile is sent rather than missed
-        self._call_soon(self.republish)
+        # subscribed before anything is published: a RetainedProbe on our own topics relies on that order
         for topic in self._subscriptions:
             client.subscribe(topic, qos=1)
+        self.connected.set()  # before republishing, so a state set meanwhile is sent rather than missed
+        self._call_soon(self.republish)
 
     def republish(self) -> None:
         """Every retained state again, then ``online`` once the broker has acknowledged them all (on connect, and
@@ -296,3 +297,23 @@ class MqttPublisher:
         self.client.disconnect()
         self.client.loop_stop()
         return unacked
+
+
+class RetainedProbe:
+    """What the broker held retained on ``topic`` before a publish of ours to it. Subscribed to the topic before
+    publishing on the same connection, we receive the broker's retained copy, if it has one, before our own
+    message comes back (a broker handles one connection's packets in order, and sends what matches a new
+    subscription at once). ``on_message`` has :class:`MqttPublisher`'s signature."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.before: bytes | None = None  # the retained payload the broker had; None: none
+        self.echoed = threading.Event()  # our own publish came back: ``before`` is final
+
+    def on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        if topic != self.topic or self.echoed.is_set():
+            return
+        if retained:  # sent because we subscribed; a live message has the flag cleared (MQTT 3.1.1, 3.3.1.3)
+            self.before = payload
+        else:
+            self.echoed.set()

@@ -104,7 +104,7 @@ def replay_device(config, reasons: bool):
     probe = RetainedProbe(discovery_topic(ha.prefix, config.mqtt.device_id)) if ha.enabled else None
     publisher = MqttPublisher(config.mqtt, on_message=probe.on_message if probe else None,
                               subscriptions=(probe.topic,) if probe else ())
-    mqtt = MqttSink(config, publisher, controls=False, reasons=reasons)
+    mqtt = MqttSink(config, publisher, live=False, reasons=reasons)
     mqtt.start()
     if probe:
         mqtt.wait_until_discovered(probe)

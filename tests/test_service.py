@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import threading
 import time
 
+import jinja2
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
@@ -52,6 +54,14 @@ def validate_ha_device_discovery(config: dict) -> None:
             assert comp["command_topic"]
         if platform == "select":
             assert comp["options"]
+        if platform == "text":
+            assert comp["command_topic"] and re.compile(comp.get("pattern", ""))
+
+
+def ha_state(component: dict, payload: str) -> str:
+    """What Home Assistant makes of a state ``payload`` for a discovered ``component``: its value_template
+    rendered (HA's templates are Jinja2)."""
+    return jinja2.Template(component["value_template"]).render(value_json=json.loads(payload))
 
 
 def publish(port: int, topic: str, payload: bytes, retain: bool = False) -> None:
@@ -98,18 +108,25 @@ def test_home_assistant_discovery_and_rediscovery(broker, subscriber_factory, tm
 
 
 def test_controls_apply_echo_persist_and_survive_fuzzing(broker, subscriber_factory, tmp_path):
-    sub = subscriber_factory(broker.port, "crymonitor/ctl/#")
+    sub = subscriber_factory(broker.port, "#")
     config = write_config(tmp_path / "c.yaml", broker.port, "ctl")
     daemon = DaemonProcess(config, "--input", str(quiet_file(tmp_path / "q.wav", 120)))
     try:
         sub.wait_for(lambda m: "online" in sub.payloads("status"), timeout=60)
+        components = json.loads(sub.payloads("config")[-1])["cmps"]
+        quiet_hours, listening, switch = components["quiet_hours"], components["listening"], components["enabled"]
         publish(broker.port, "crymonitor/ctl/set/sensitivity", b"high")
         sub.wait_for(lambda m: any(json.loads(p)["sensitivity"] == "high" for p in sub.payloads("state")))
-        publish(broker.port, "crymonitor/ctl/set/quiet_hours", b"00:00-23:59")
+        assert re.match(quiet_hours["pattern"], "00:00-23:59") and not re.match(quiet_hours["pattern"], "24:00-1")
+        publish(broker.port, quiet_hours["command_topic"], b"00:00-23:59")  # as HA's text entity sends it
         sub.wait_for(lambda m: any(json.loads(p)["monitoring"] == "OFF" for p in sub.payloads("state")))
-        publish(broker.port, "crymonitor/ctl/set/quiet_hours", b"OFF")
+        paused = sub.payloads("state")[-1]  # paused by the quiet hours while the switch stays on
+        assert (ha_state(quiet_hours, paused), ha_state(listening, paused), ha_state(switch, paused)) == (
+            "00:00-23:59", "OFF", "ON")
+        publish(broker.port, quiet_hours["command_topic"], b"OFF")
         sub.wait_for(lambda m: json.loads(sub.payloads("state")[-1])["quiet_hours"] == "OFF")
         settled = json.loads(sub.payloads("state")[-1])
+        assert ha_state(listening, sub.payloads("state")[-1]) == "ON"
 
         rng = np.random.default_rng(7)
         fuzz = [rng.integers(0, 256, int(rng.integers(0, 300)), dtype=np.uint8).tobytes() for _ in range(280)]
@@ -354,6 +371,10 @@ def test_replay_publish_is_its_own_device_beside_a_running_daemon(broker, subscr
     device = json.loads(next(p for t, p, _ in sub.messages if t == "homeassistant/device/crymonitor_both-replay/config"))
     validate_ha_device_discovery(device)
     assert device["dev"]["name"].endswith("(replay)") and "enabled" not in device["cmps"]  # nothing to command
+    assert "listening" not in device["cmps"] and "quiet_hours" not in device["cmps"]
+    # a replay's count restarts at every replay: not a meter whose drop HA would read as a reset
+    assert device["cmps"]["cries_today"]["name"] == "Cries in this replay"
+    assert "state_class" not in device["cmps"]["cries_today"]
     live = [(t, p) for t, p, _ in sub.messages if t.startswith("crymonitor/both/")]
     assert not [p for t, p in live if t.endswith("/event")] and "offline" not in [p for t, p in live[:-1]
                                                                                     if t.endswith("/status")]

@@ -96,7 +96,7 @@ class Daemon:
         outbox = Outbox(self.state_dir / "outbox.sqlite", cfg.state.outbox_max_events, cfg.state.stale_after_seconds)
         publisher = MqttPublisher(cfg.mqtt, outbox, on_message=self._on_mqtt_thread, subscriptions=subscriptions,
                                   call_soon=self._call_soon)
-        sink = MqttSink(cfg, publisher, controls=cfg.mqtt.accept_commands, reasons=self.classifier is not None)
+        sink = MqttSink(cfg, publisher, live=True, reasons=self.classifier is not None)
         sink.controls(self.state.controls.to_payload(datetime.now()))
         sink.stats(self.state.stats.to_payload())
         if self.classifier is not None:

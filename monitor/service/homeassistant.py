@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from monitor import __version__
 from monitor.config import SENSITIVITIES
+from monitor.core.control import QUIET_HOURS_PATTERN
 from monitor.core.events import DONT_KNOW, PARENT_REASONS, UNCERTAIN
 from monitor.service.publish import OFFLINE, ONLINE
 
@@ -32,10 +33,13 @@ def _object_id(device_id: str) -> str:
     return "crymonitor_" + "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in device_id)
 
 
-def discovery_payload(topic: str, device_id: str, name: str, controls: bool = True, feedback: bool = False) -> dict:
-    """The device config for the daemon publishing under ``topic`` (``<base>/<device_id>``); ``controls``: with
-    the switch and select that command it (not for a device that does not listen, like a replay); ``feedback``:
-    with the "Last cry was" select (a reason classifier runs and listens for the answers)."""
+def discovery_payload(topic: str, device_id: str, name: str, live: bool = True, controls: bool = True,
+                      feedback: bool = False) -> dict:
+    """The device config for the daemon publishing under ``topic`` (``<base>/<device_id>``). ``live``: the
+    daemon, which publishes its ``state`` (*Listening*) and counts the day's cries; not a replay, whose count is
+    of that replay only (no ``total_increasing``: a count restarting at 0 at every replay would read as a meter
+    reset). ``controls``: with the switch, selects and text that command it; ``feedback``: with the "Last cry
+    was" select (a reason classifier runs and listens for the answers)."""
     uid = _object_id(device_id)
 
     def entity(platform: str, key: str, label: str, **options) -> dict:
@@ -56,7 +60,8 @@ def discovery_payload(topic: str, device_id: str, name: str, controls: bool = Tr
             "level": entity("sensor", "level", "Sound level", device_class="sound_pressure", unit_of_measurement="dB",
                             state_class="measurement", entity_category="diagnostic", state_topic=f"{topic}/level"),
             # total_increasing: the midnight reset to 0 is a new cycle in HA's long-term statistics, not a drop
-            "cries_today": entity("sensor", "cries_today", "Cries today", state_class="total_increasing",
+            "cries_today": entity("sensor", "cries_today", "Cries today" if live else "Cries in this replay",
+                                  **({"state_class": "total_increasing"} if live else {}),
                                   icon="mdi:emoticon-cry-outline", state_topic=f"{topic}/stats",
                                   value_template="{{ value_json.cries_today }}"),
             "last_cry_duration": entity("sensor", "last_cry_duration", "Last cry duration", device_class="duration",
@@ -64,6 +69,13 @@ def discovery_payload(topic: str, device_id: str, name: str, controls: bool = Tr
                                         value_template="{{ value_json.last_cry_duration_s }}"),
             "enabled": entity("switch", "enabled", "Monitoring enabled", command_topic=f"{topic}/set/enabled",
                               state_topic=state, value_template="{{ value_json.enabled }}"),
+            "quiet_hours": entity("text", "quiet_hours", "Quiet hours", command_topic=f"{topic}/set/quiet_hours",
+                                  state_topic=state, value_template="{{ value_json.quiet_hours }}",
+                                  pattern=QUIET_HOURS_PATTERN, max=11, entity_category="config",
+                                  icon="mdi:sleep"),
+            # off while detection is paused for any reason: switched off, or inside the quiet hours
+            "listening": entity("binary_sensor", "listening", "Listening", device_class="running",
+                                state_topic=state, value_template="{{ value_json.monitoring }}"),
             "sensitivity": entity("select", "sensitivity", "Sensitivity", options=list(SENSITIVITIES),
                                   command_topic=f"{topic}/set/sensitivity", state_topic=state,
                                   value_template="{{ value_json.sensitivity }}", entity_category="config"),
@@ -80,6 +92,8 @@ def discovery_payload(topic: str, device_id: str, name: str, controls: bool = Tr
             "select", "last_cry_reason", "Last cry was", options=list(FEEDBACK_OPTIONS),
             command_topic=f"{topic}/set/{FEEDBACK_CONTROL}", state_topic=f"{topic}/{FEEDBACK_CONTROL}",
             icon="mdi:comment-question-outline")
+    if not live:
+        del config["cmps"]["listening"]
     if not controls:
-        del config["cmps"]["enabled"], config["cmps"]["sensitivity"]
+        del config["cmps"]["enabled"], config["cmps"]["sensitivity"], config["cmps"]["quiet_hours"]
     return config

@@ -37,12 +37,14 @@ def replay_identity(config: Config) -> Config:
 
 
 class MqttSink(Sink):
-    """``controls``: the device obeys ``set/*`` commands (the live daemon), so its discovery offers the switch and
-    the selects; a replay device has none. ``reasons``: a reason classifier runs, so ``reason`` is ``uncertain``
-    from the start and at each ``cry_start`` (and, with ``controls``, the "Last cry was" select is offered)."""
+    """``live``: the daemon, which publishes its controls' ``state`` and, with ``mqtt.accept_commands``, obeys
+    ``set/*`` commands, so its discovery offers the switch, selects and text; a replay device has none.
+    ``reasons``: a reason classifier runs, so ``reason`` is ``uncertain`` from the start and at each
+    ``cry_start`` (and, with the controls, the "Last cry was" select is offered)."""
 
-    def __init__(self, config: Config, publisher: MqttPublisher, controls: bool, reasons: bool) -> None:
-        self.config, self.publisher, self.has_controls, self.reasons = config, publisher, controls, reasons
+    def __init__(self, config: Config, publisher: MqttPublisher, live: bool, reasons: bool) -> None:
+        self.config, self.publisher, self.live, self.reasons = config, publisher, live, reasons
+        self.has_controls = live and config.mqtt.accept_commands
         self.discovery: str | None = None  # the discovery config published last
         self.publish_discovery()
         publisher.set_state("crying", "OFF")
@@ -53,7 +55,7 @@ class MqttSink(Sink):
         ha = self.config.homeassistant
         if ha.enabled:
             self.discovery = json.dumps(discovery_payload(
-                self.publisher.topic, self.config.mqtt.device_id, ha.name, self.has_controls,
+                self.publisher.topic, self.config.mqtt.device_id, ha.name, self.live, self.has_controls,
                 feedback=self.has_controls and self.reasons))
             self.publisher.set_retained(discovery_topic(ha.prefix, self.config.mqtt.device_id), self.discovery)
 

@@ -61,6 +61,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from monitor.inference.classify import ReasonClassifier
     from monitor.inference.detect import make_detector
     from monitor.offline.replay import JsonLines, ScoresCsv, replay_file
+    from monitor.service.picture import CryPictureSink
     from monitor.service.sinks import StatsSink
 
     config = _config(args)
@@ -69,6 +70,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     classifier = ReasonClassifier(config.classifier) if reasons_enabled(config) else None
     mqtt = replay_device(config, reasons=classifier is not None) if args.publish else None
     published = [mqtt, StatsSink(CryStats(), mqtt.stats)] if mqtt else []
+    if mqtt and config.clips.picture:
+        published.append(CryPictureSink(config.classifier.lookback_seconds, mqtt.last_cry_picture))
     events_out = sys.stdout if args.events_out == "-" else open(args.events_out, "w")
     scores_out = open(args.scores_out, "w") if args.scores_out else None
     if scores_out:

@@ -1,5 +1,6 @@
 """Issue 5 behaviour of the real daemon process: Home Assistant discovery, control, durability, signals, health."""
 
+import io
 import json
 import os
 import re
@@ -15,11 +16,12 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 import soundfile as sf
+from PIL import Image
 
 from daemon_helpers import DaemonProcess, quiet_file, write_config
 from monitor.service.homeassistant import EVENT_TYPES, REASON_STATES
 
-HA_PLATFORMS = {"binary_sensor", "event", "sensor", "switch", "select", "number", "button", "text"}
+HA_PLATFORMS = {"binary_sensor", "event", "sensor", "switch", "select", "number", "button", "text", "image"}
 BINARY_SENSOR_CLASSES = {"sound", "problem", "connectivity", "running"}
 SENSOR_CLASSES = {"enum", "sound_pressure", "duration", "timestamp", None}
 
@@ -56,6 +58,8 @@ def validate_ha_device_discovery(config: dict) -> None:
             assert comp["options"]
         if platform == "text":
             assert comp["command_topic"] and re.compile(comp.get("pattern", ""))
+        if platform == "image":
+            assert comp["image_topic"] and comp["content_type"].startswith("image/")
 
 
 def ha_state(component: dict, payload: str) -> str:
@@ -84,6 +88,7 @@ def test_home_assistant_discovery_and_rediscovery(broker, subscriber_factory, tm
         assert config["cmps"]["crying"]["device_class"] == "sound"
         assert config["cmps"]["cry"]["event_types"] == list(EVENT_TYPES)
         assert config["avty"] == [{"t": "crymonitor/ha1/status", "pl_avail": "online", "pl_not_avail": "offline"}]
+        assert config["cmps"]["last_cry"]["image_topic"] == "crymonitor/ha1/last_cry_picture"  # clips.picture on
         assert "qos" not in config and all(c["qos"] == 1 for c in config["cmps"].values())  # HA reads it here
         assert config["cmps"]["cries_today"]["state_class"] == "total_increasing"  # midnight reset is no drop
         publish(broker.port, "homeassistant/status", b"online")  # Home Assistant restarted
@@ -325,14 +330,25 @@ def test_systemd_notify_ready_status_and_watchdog(broker, tmp_path):
         assert "STOPPING=1" in server.recv(4096).decode()
 
 
-def test_cry_clip_saved_with_pre_roll_and_named_in_events(broker, subscriber_factory, cry_then_quiet, tmp_path):
+def test_cry_clip_saved_with_pre_roll_and_the_cry_published_as_a_picture(broker, subscriber_factory, cry_then_quiet,
+                                                                         tmp_path):
     sub = subscriber_factory(broker.port, "crymonitor/clip/#")
     config = write_config(tmp_path / "c.yaml", broker.port, "clip", "clips:\n  enabled: true\n  pre_roll_seconds: 3\n")
     daemon = DaemonProcess(config, "--input", str(cry_then_quiet))
+    picture = "crymonitor/clip/last_cry_picture"
     try:
         sub.wait_for(lambda m: any(json.loads(p)["type"] == "cry_end" for p in sub.payloads("event")), timeout=60)
+        sub.wait_for(lambda m: picture in sub.raw, timeout=10)
+        late_ha = subscriber_factory(broker.port, picture, client_id="late-ha")
+        late_ha.wait_for(lambda m: m and m[0][2], timeout=10)  # retained
     finally:
         daemon.stop(signal.SIGTERM)
+    topics = [t for t, _, _ in sub.messages]
+    cry_end = next(n for n, (t, p, _) in enumerate(sub.messages) if t.endswith("/event") and '"cry_end"' in p)
+    assert topics.count(picture) == 1 and topics.index(picture) > cry_end  # drawn once the cry is over
+    image = Image.open(io.BytesIO(sub.raw[picture]))
+    image.load()
+    assert image.size == (320, 146) and late_ha.raw[picture] == sub.raw[picture]
     received = [json.loads(p) for p in sub.payloads("event")]
     start, end = (next(e for e in received if e["type"] == kind) for kind in ("cry_start", "cry_end"))
     assert start["clip"] == end["clip"] and start["clip"].endswith(".flac")
@@ -340,6 +356,23 @@ def test_cry_clip_saved_with_pre_roll_and_named_in_events(broker, subscriber_fac
     seconds = sf.info(clip).duration
     expected = min(3.0, start["t"]) + end["t"] - start["t"]
     assert seconds == pytest.approx(expected, abs=0.3)
+
+
+def test_with_clips_picture_off_nothing_drawn_from_the_audio_is_published(broker, subscriber_factory,
+                                                                        cry_then_quiet, tmp_path):
+    """``clips.picture: false``: no *Last cry* entity, no picture at cry_end, and the one an earlier run published
+    is deleted from the broker."""
+    publish(broker.port, "crymonitor/private/last_cry_picture", b"\x89PNG from an earlier run", retain=True)
+    sub = subscriber_factory(broker.port, "#")
+    config = write_config(tmp_path / "c.yaml", broker.port, "private", "clips:\n  picture: false\n")
+    daemon = DaemonProcess(config, "--input", str(cry_then_quiet))
+    try:
+        sub.wait_for(lambda m: any(json.loads(p)["type"] == "cry_end" for p in sub.payloads("event")), timeout=60)
+        time.sleep(1.0)  # a picture would follow the cry_end at once
+    finally:
+        daemon.stop(signal.SIGTERM)
+    assert sub.payloads("last_cry_picture") == ["\ufffdPNG from an earlier run", ""]  # retained, then deleted
+    assert "last_cry" not in json.loads(sub.payloads("config")[-1])["cmps"]
 
 
 def test_replay_publish_is_its_own_device_beside_a_running_daemon(broker, subscriber_factory, cry_then_quiet,

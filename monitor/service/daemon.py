@@ -4,7 +4,7 @@ Audio arrives on the event loop from the capture callback thread (or a file pace
 driver, which scores it on its inference thread and classifies on its own (a reason is an awaited task), to the
 sinks: clips, the state file with the statistics (so the open cry is saved before its alarm is published; at a
 ``cry_end`` the new statistics go out just before the event), the parents' answers (:mod:`monitor.service.feedback`:
-which cries can be labelled), log, MQTT and systemd status, in that order. MQTT runs on paho's
+which cries can be labelled), log, MQTT, systemd status and the *Last cry* picture, in that order. MQTT runs on paho's
 network thread and hands commands back to the loop, where :class:`~monitor.service.commands.Controller`
 applies them (and SIGHUP's reloads). A watch loop, once a second, notices a microphone that
 stopped delivering, publishes diagnostics, rolls the daily count over and watches the broker. Signals:
@@ -40,6 +40,7 @@ from monitor.service.feedback import Feedback
 from monitor.service.mqtt_sink import MqttSink
 from monitor.service.notify import Notifier
 from monitor.service.outbox import Outbox
+from monitor.service.picture import CryPictureSink
 from monitor.service.publish import MqttPublisher
 from monitor.service.sinks import ClipSink, LogSink, NotifySink
 from monitor.service.state import DaemonState, lock_state_dir
@@ -72,6 +73,8 @@ class Daemon:
                  ] if config.clips.enabled else []
         sinks += [self.state, *([self.feedback] if self.feedback else []), LogSink(), *([self.mqtt] if self.mqtt else []),
                   NotifySink(self.notifier)]
+        if self.mqtt and config.clips.picture:
+            sinks.append(CryPictureSink(config.classifier.lookback_seconds, self.mqtt.last_cry_picture))
         self.driver = Driver(self.pipeline, sinks, WallClock(), self.classifier)
         self._capture: MicCapture | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -23,6 +23,7 @@ REASON_STATES = (*PARENT_REASONS, UNCERTAIN)  # the reason sensor's options: the
 # reason; "uncertain" below classifier.min_confidence and before the first classification ("unknown" means "no data"
 # to Home Assistant)
 EVENT_TYPES = ("cry_start", "cry_end", "cry_reason")
+PICTURE = "last_cry_picture"  # <topic>/last_cry_picture: the PNG of the *Last cry* image
 
 
 def discovery_topic(prefix: str, device_id: str) -> str:
@@ -34,12 +35,12 @@ def _object_id(device_id: str) -> str:
 
 
 def discovery_payload(topic: str, device_id: str, name: str, live: bool = True, controls: bool = True,
-                      feedback: bool = False) -> dict:
+                      feedback: bool = False, picture: bool = False) -> dict:
     """The device config for the daemon publishing under ``topic`` (``<base>/<device_id>``). ``live``: the
     daemon, which publishes its ``state`` (*Listening*) and counts the day's cries; not a replay, whose count is
     of that replay only (no ``total_increasing``: a count restarting at 0 at every replay would read as a meter
     reset). ``controls``: with the switch, selects and text that command it; ``feedback``: with the "Last cry
-    was" select (a reason classifier runs and listens for the answers)."""
+    was" select (a reason classifier runs and listens for the answers); ``picture``: with the *Last cry* image."""
     uid = _object_id(device_id)
 
     def entity(platform: str, key: str, label: str, **options) -> dict:
@@ -92,6 +93,9 @@ def discovery_payload(topic: str, device_id: str, name: str, live: bool = True, 
             "select", "last_cry_reason", "Last cry was", options=list(FEEDBACK_OPTIONS),
             command_topic=f"{topic}/set/{FEEDBACK_CONTROL}", state_topic=f"{topic}/{FEEDBACK_CONTROL}",
             icon="mdi:comment-question-outline")
+    if picture:
+        config["cmps"]["last_cry"] = entity("image", "last_cry", "Last cry", image_topic=f"{topic}/{PICTURE}",
+                                            content_type="image/png")
     if not live:
         del config["cmps"]["listening"]
     if not controls:

@@ -1,7 +1,8 @@
 """The whole MQTT protocol of one monitor device, as a sink of events and states (README "MQTT topics").
 
 One object per device over an :class:`~monitor.service.publish.MqttPublisher`: the Home Assistant discovery config, the
-retained states (``crying``, ``reason``, ``state``, ``stats``, ``last_cry_reason``), the events and the measurements. The daemon
+retained states (``crying``, ``reason``, ``state``, ``stats``, ``last_cry_reason``, the *Last cry* picture), the events
+and the measurements. The daemon
 publishes the live nursery through it; ``crymonitor replay --publish`` publishes a file's events through another
 one, as its own device (:func:`replay_identity`), so that a replay can never pretend to be the live nursery.
 """
@@ -18,7 +19,7 @@ import structlog
 from monitor.config import Config, ConfigError, MqttConfig
 from monitor.core.events import UNCERTAIN
 from monitor.service.driver import Sink
-from monitor.service.homeassistant import FEEDBACK_CONTROL, discovery_payload, discovery_topic
+from monitor.service.homeassistant import FEEDBACK_CONTROL, PICTURE, discovery_payload, discovery_topic
 from monitor.service.publish import MqttPublisher, RetainedProbe, connection_problem
 
 log = structlog.get_logger(__name__)
@@ -40,7 +41,8 @@ class MqttSink(Sink):
     """``live``: the daemon, which publishes its controls' ``state`` and, with ``mqtt.accept_commands``, obeys
     ``set/*`` commands, so its discovery offers the switch, selects and text; a replay device has none.
     ``reasons``: a reason classifier runs, so ``reason`` is ``uncertain`` from the start and at each
-    ``cry_start`` (and, with the controls, the "Last cry was" select is offered)."""
+    ``cry_start`` (and, with the controls, the "Last cry was" select is offered). The *Last cry* picture is
+    offered unless ``clips.picture`` is off, which also deletes one published before."""
 
     def __init__(self, config: Config, publisher: MqttPublisher, live: bool, reasons: bool) -> None:
         self.config, self.publisher, self.live, self.reasons = config, publisher, live, reasons
@@ -50,13 +52,15 @@ class MqttSink(Sink):
         publisher.set_state("crying", "OFF")
         if reasons:  # HA shows "unknown" (no data) until a first value; the daemon then sets the last cry's
             self.reason(UNCERTAIN)
+        if not config.clips.picture:
+            publisher.set_state(PICTURE, "")  # an empty retained message deletes the retained one
 
     def publish_discovery(self) -> None:
         ha = self.config.homeassistant
         if ha.enabled:
             self.discovery = json.dumps(discovery_payload(
                 self.publisher.topic, self.config.mqtt.device_id, ha.name, self.live, self.has_controls,
-                feedback=self.has_controls and self.reasons))
+                feedback=self.has_controls and self.reasons, picture=self.config.clips.picture))
             self.publisher.set_retained(discovery_topic(ha.prefix, self.config.mqtt.device_id), self.discovery)
 
     def wait_until_discovered(self, probe: RetainedProbe) -> None:
@@ -89,6 +93,10 @@ class MqttSink(Sink):
     def reason(self, reason: str) -> None:
         """The *Cry reason* state: the current or last cry's reason."""
         self.publisher.set_state("reason", reason)
+
+    def last_cry_picture(self, png: bytes) -> None:
+        """The *Last cry* image (:mod:`monitor.service.picture`), retained until the next cry's."""
+        self.publisher.set_state(PICTURE, png)
 
     def last_cry_reason(self, answer: str) -> None:
         """The "Last cry was" select's state: the parents' answer for the latest cry, ``"None"`` before one."""

@@ -94,7 +94,7 @@ class MqttPublisher:
         self.config = config
         self.topic = config.topic
         self.outbox = outbox
-        self._retained: dict[str, str] = {}  # full topic → payload, re-sent on every connect
+        self._retained: dict[str, str | bytes] = {}  # full topic → payload, re-sent on every connect
         self._on_message = on_message
         self._subscriptions = subscriptions
         self._call_soon = call_soon or (lambda fn: fn())
@@ -219,7 +219,7 @@ class MqttPublisher:
         if self._on_message is not None:
             self._on_message(message.topic, message.payload, bool(message.retain))
 
-    def _publish(self, topic: str, payload: str, qos: int, retain: bool = False, row: int | None = None,
+    def _publish(self, topic: str, payload: str | bytes, qos: int, retain: bool = False, row: int | None = None,
                  before_online: bool = False) -> None:
         """``row``: the outbox row its PUBACK deletes; ``before_online``: ``online`` waits for its PUBACK."""
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
@@ -238,11 +238,11 @@ class MqttPublisher:
             if acked and row is not None and self.outbox is not None:
                 self.outbox.remove(row)
 
-    def set_state(self, leaf: str, payload: str) -> None:
+    def set_state(self, leaf: str, payload: str | bytes) -> None:
         """Publish a retained state under the device topic and remember it for reconnects."""
         self.set_retained(f"{self.topic}/{leaf}", payload)
 
-    def set_retained(self, topic: str, payload: str) -> None:
+    def set_retained(self, topic: str, payload: str | bytes) -> None:
         """Only the latest value of a state matters: while offline it is just remembered for the reconnect."""
         with self._lock:
             self._retained[topic] = payload

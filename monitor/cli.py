@@ -61,6 +61,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from monitor.inference.classify import ReasonClassifier
     from monitor.inference.detect import make_detector
     from monitor.offline.replay import JsonLines, ScoresCsv, replay_file
+    from monitor.service.picture import CryPictureSink
     from monitor.service.sinks import StatsSink
 
     config = _config(args)
@@ -69,6 +70,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     classifier = ReasonClassifier(config.classifier) if reasons_enabled(config) else None
     mqtt = replay_device(config, reasons=classifier is not None) if args.publish else None
     published = [mqtt, StatsSink(CryStats(), mqtt.stats)] if mqtt else []
+    if mqtt and config.clips.picture:
+        published.append(CryPictureSink(config.classifier.lookback_seconds, mqtt.last_cry_picture))
     events_out = sys.stdout if args.events_out == "-" else open(args.events_out, "w")
     scores_out = open(args.scores_out, "w") if args.scores_out else None
     if scores_out:
@@ -94,13 +97,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def replay_device(config, reasons: bool):
     """``replay --publish``: the whole protocol (discovery, availability, states, events) as a device of its own,
     ``<device_id>-replay`` with its own client id, never as the live nursery (README, "A file instead of a
-    microphone")."""
+    microphone"). Returns once Home Assistant can have subscribed to it (:meth:`MqttSink.wait_until_discovered`)."""
+    from monitor.service.homeassistant import discovery_topic
     from monitor.service.mqtt_sink import MqttSink, replay_identity
-    from monitor.service.publish import MqttPublisher
+    from monitor.service.publish import MqttPublisher, RetainedProbe
 
     config = replay_identity(config)
-    mqtt = MqttSink(config, MqttPublisher(config.mqtt), controls=False, reasons=reasons)
+    ha = config.homeassistant
+    probe = RetainedProbe(discovery_topic(ha.prefix, config.mqtt.device_id)) if ha.enabled else None
+    publisher = MqttPublisher(config.mqtt, on_message=probe.on_message if probe else None,
+                              subscriptions=(probe.topic,) if probe else ())
+    mqtt = MqttSink(config, publisher, live=False, reasons=reasons)
     mqtt.start()
+    if probe:
+        mqtt.wait_until_discovered(probe)
     return mqtt
 
 
@@ -145,9 +155,11 @@ def _public(config: Config) -> dict:
 
 
 def cmd_ha_remove(args: argparse.Namespace) -> int:
-    """Publish the empty retained discovery config that makes Home Assistant delete the device."""
+    """Delete the device and its replay twin from Home Assistant: an empty retained discovery config for each,
+    and a line for each saying whether Home Assistant had it (the broker's retained copy, read first)."""
     from monitor.service.homeassistant import discovery_topic
-    from monitor.service.publish import make_client
+    from monitor.service.mqtt_sink import replay_identity
+    from monitor.service.publish import RetainedProbe, make_client
 
     config = _config(args)
     client = make_client(config.mqtt, f"crymonitor-{config.mqtt.device_id}-remove")
@@ -155,12 +167,28 @@ def cmd_ha_remove(args: argparse.Namespace) -> int:
         client.connect(config.mqtt.host, config.mqtt.port)
     except OSError as exc:
         raise ConfigError(f"cannot reach the broker at {config.mqtt.host}:{config.mqtt.port} ({exc})") from None
+    devices = [(c.mqtt.device_id, RetainedProbe(discovery_topic(c.homeassistant.prefix, c.mqtt.device_id)))
+               for c in (config, replay_identity(config))]
+
+    def on_message(client, userdata, message) -> None:
+        for _, probe in devices:
+            probe.on_message(message.topic, message.payload, bool(message.retain))
+
+    client.on_message = on_message
     client.loop_start()
-    topic = discovery_topic(config.homeassistant.prefix, config.mqtt.device_id)
-    client.publish(topic, b"", qos=1, retain=True).wait_for_publish(timeout=10)
+    for _, probe in devices:  # subscribed first: the probe needs its retained copy before the echo
+        client.subscribe(probe.topic, qos=1)
+        client.publish(probe.topic, b"", qos=1, retain=True)
+    answered = all(probe.echoed.wait(10) for _, probe in devices)
     client.disconnect()
     client.loop_stop()
-    print(f"removed {topic}")
+    if not answered:
+        raise ConfigError(f"the broker at {config.mqtt.host}:{config.mqtt.port} did not answer within 10 s")
+    for device_id, probe in devices:
+        if probe.before is None:
+            print(f"no device {device_id} to remove ({probe.topic} was empty)")
+        else:
+            print(f"removed device {device_id} ({probe.topic})")
     return 0
 
 

@@ -233,6 +233,12 @@ class StateConfig:
 @dataclass(frozen=True)
 class ClipsConfig:
     enabled: bool = False
+    # The *Last cry* picture (a spectrogram, monitor/service/picture.py) published to the broker at each cry_end.
+    # On by default: it cannot be played back (96 bands of magnitude without phase, a column per 32 ms or more),
+    # and it goes only to the broker that gets the level, scores and reasons already; a parent sees what the
+    # monitor heard. false: nothing drawn from the audio but those numbers leaves the box (a picture published
+    # before is deleted).
+    picture: bool = True
     pre_roll_seconds: float = field(default=5.0, metadata=_range(0.0, 60.0))
     max_seconds: float = field(default=120.0, metadata=_range(1.0, 3600.0))
     retention_days: float = field(default=7.0, metadata=_range(0.01, 3650.0))

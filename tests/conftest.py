@@ -75,10 +75,12 @@ def broker(tmp_path):
 
 
 class Subscriber:
-    """Collects (topic, payload, retain) from a persistent-session QoS 1 subscription."""
+    """Collects (topic, payload, retain) from a persistent-session QoS 1 subscription; ``raw`` keeps the latest
+    payload of each topic as bytes (a PNG is not text)."""
 
     def __init__(self, port: int, topic: str, client_id: str = "test-sub", ca_file: Path | None = None) -> None:
         self.messages: list[tuple[str, str, bool]] = []
+        self.raw: dict[str, bytes] = {}
         self.cond = threading.Condition()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
         if ca_file is not None:  # a TLS listener; connecting to 127.0.0.1 needs the address in the certificate
@@ -92,6 +94,7 @@ class Subscriber:
     def _on_message(self, client, userdata, msg) -> None:
         with self.cond:
             self.messages.append((msg.topic, msg.payload.decode(errors="replace"), bool(msg.retain)))
+            self.raw[msg.topic] = msg.payload
             self.cond.notify_all()
 
     def wait_for(self, predicate, timeout: float = 15.0) -> list[tuple[str, str, bool]]:

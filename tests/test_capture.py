@@ -83,14 +83,14 @@ def test_a_silent_microphone_is_reported_deaf_reopened_and_recovers(pulse, broke
     config = write_config(tmp_path / "c.yaml", broker.port, "deafmic", "audio:\n  deaf_after_seconds: 2\n")
     daemon = DaemonProcess(config)
     try:
-        sub.wait_for(lambda m: "deaf" in sub.payloads("status"), timeout=60)
+        sub.wait_for(lambda m: any(json.loads(p)["problem"] for p in sub.payloads("diagnostics")), timeout=60)
         daemon.wait_log("capture_reopening", timeout=15)
         player = play(cry_then_quiet)  # sound again: the monitor can hear
-        sub.wait_for(lambda m: sub.payloads("status")[-1] == "online", timeout=30)
+        sub.wait_for(lambda m: not json.loads(sub.payloads("diagnostics")[-1])["problem"], timeout=30)
         player.wait(30)
     finally:
         code, _ = daemon.stop(signal.SIGTERM)
-    assert code == 0
+    assert code == 0 and set(sub.payloads("status")) == {"online", "offline"}  # the daemon was there throughout
     assert daemon.wait_log("microphone_ok")
 
 

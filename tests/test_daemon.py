@@ -37,7 +37,8 @@ def test_daemon_on_the_default_onnx_models_without_torch_publishes_a_cry_and_exi
     reasons = events(sub, "cry_reason")  # classified off the detector's thread, published as they come
     assert reasons and {r["id"] for r in reasons} == {start["id"]}
     assert reasons[0]["t"] - start["t"] <= 5.0
-    assert sub.payloads("reason") == [UNCERTAIN] + [r["reason"] for r in reasons]  # reset at the start, then set
+    # before the first cry (not HA's "unknown"), reset at the start, then set
+    assert sub.payloads("reason") == [UNCERTAIN, UNCERTAIN] + [r["reason"] for r in reasons]
     assert code == 0 and seconds < 2.0, daemon.stderr
     sub.wait_for(lambda m: "offline" in sub.payloads("status"))
     assert sub.payloads("status")[0] == "online"

@@ -108,3 +108,25 @@ def test_a_corrupt_outbox_is_set_aside_not_fatal(tmp_path):
     box = Outbox(path)
     box.add("t", {"id": "x"})
     assert len(box) == 1 and len(list(tmp_path.glob("outbox.sqlite.corrupt-*"))) == 1
+
+
+def test_retained_states_are_acknowledged_before_online_at_every_connect(broker, subscriber_factory):
+    """Issue 23: ``online`` first made Home Assistant show a state left by a dead run (Crying still ON after a
+    kill -9) until the fresh one arrived, and an automation rang the parents again. The states go first, on the
+    first connect and on the reconnect after a broker restart."""
+    sub = subscriber_factory(broker.port)
+    publisher = MqttPublisher(MqttConfig(port=broker.port, device_id="order"))
+    states = {f"crymonitor/order/state{n}" for n in range(20)}
+    for topic in sorted(states):
+        publisher.set_retained(topic, "x" * 1000)
+    publisher.start()
+    sub.wait_for(lambda m: "online" in sub.payloads("status"))
+    time.sleep(1.2)  # the broker autosaves the subscriber's session every second
+    broker.stop()
+    broker.start()
+    sub.wait_for(lambda m: [p for t, p, r in m if t.endswith("/status") and not r].count("online") == 2, timeout=20)
+    assert publisher.close(timeout=5) == 0
+    live = [(t, p) for t, p, retained in sub.messages if not retained]  # what was published, in order
+    onlines = [n for n, message in enumerate(live) if message == ("crymonitor/order/status", "online")]
+    for previous, online in zip([-1, *onlines], onlines):
+        assert {t for t, _ in live[previous + 1 : online]} >= states

@@ -31,7 +31,9 @@ from monitor.config import SENSITIVITIES
 
 CONTROLS = ("enabled", "sensitivity", "quiet_hours")
 MAX_PAYLOAD = 64
-_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+_HH_MM = r"([01]\d|2[0-3]):([0-5]\d)"
+_HOURS = re.compile(rf"^{_HH_MM}-{_HH_MM}$")
+QUIET_HOURS_PATTERN = rf"^(OFF|{_HH_MM}-{_HH_MM})$"  # what Home Assistant's text entity lets the parents send
 
 
 class CommandError(ValueError):

@@ -4,7 +4,7 @@ Audio arrives on the event loop from the capture callback thread (or a file pace
 driver, which scores it on its inference thread and classifies on its own (a reason is an awaited task), to the
 sinks: clips, the state file with the statistics (so the open cry is saved before its alarm is published; at a
 ``cry_end`` the new statistics go out just before the event), the parents' answers (:mod:`monitor.service.feedback`:
-which cries can be labelled), log, MQTT and systemd status, in that order. MQTT runs on paho's
+which cries can be labelled), log, MQTT, systemd status and the *Last cry* picture, in that order. MQTT runs on paho's
 network thread and hands commands back to the loop, where :class:`~monitor.service.commands.Controller`
 applies them (and SIGHUP's reloads). A watch loop, once a second, notices a microphone that
 stopped delivering, publishes diagnostics, rolls the daily count over and watches the broker. Signals:
@@ -40,6 +40,7 @@ from monitor.service.feedback import Feedback
 from monitor.service.mqtt_sink import MqttSink
 from monitor.service.notify import Notifier
 from monitor.service.outbox import Outbox
+from monitor.service.picture import CryPictureSink
 from monitor.service.publish import MqttPublisher
 from monitor.service.sinks import ClipSink, LogSink, NotifySink
 from monitor.service.state import DaemonState, lock_state_dir
@@ -72,6 +73,8 @@ class Daemon:
                  ] if config.clips.enabled else []
         sinks += [self.state, *([self.feedback] if self.feedback else []), LogSink(), *([self.mqtt] if self.mqtt else []),
                   NotifySink(self.notifier)]
+        if self.mqtt and config.clips.picture:
+            sinks.append(CryPictureSink(config.classifier.lookback_seconds, self.mqtt.last_cry_picture))
         self.driver = Driver(self.pipeline, sinks, WallClock(), self.classifier)
         self._capture: MicCapture | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -96,9 +99,11 @@ class Daemon:
         outbox = Outbox(self.state_dir / "outbox.sqlite", cfg.state.outbox_max_events, cfg.state.stale_after_seconds)
         publisher = MqttPublisher(cfg.mqtt, outbox, on_message=self._on_mqtt_thread, subscriptions=subscriptions,
                                   call_soon=self._call_soon)
-        sink = MqttSink(cfg, publisher, controls=cfg.mqtt.accept_commands, reasons=self.classifier is not None)
+        sink = MqttSink(cfg, publisher, live=True, reasons=self.classifier is not None)
         sink.controls(self.state.controls.to_payload(datetime.now()))
         sink.stats(self.state.stats.to_payload())
+        if self.classifier is not None:
+            sink.reason(self.state.last_reason)
         return sink
 
     def _source(self) -> AsyncIterator[np.ndarray]:
@@ -160,8 +165,7 @@ class Daemon:
             self._capture.reopen()
             self._reopen_at = now + self._reopen_backoff
             self._reopen_backoff = min(2 * self._reopen_backoff, self.config.audio.reopen_backoff_max_seconds)
-        if change and self.mqtt:
-            self.mqtt.availability("deaf" if change == "deaf" else "online")
+        if change:  # on the problem sensor at once; status stays online: it says the daemon is there
             self._publish_diagnostics()
 
     def _publish_diagnostics(self) -> None:

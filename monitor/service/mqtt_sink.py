@@ -1,7 +1,8 @@
 """The whole MQTT protocol of one monitor device, as a sink of events and states (README "MQTT topics").
 
 One object per device over an :class:`~monitor.service.publish.MqttPublisher`: the Home Assistant discovery config, the
-retained states (``crying``, ``reason``, ``state``, ``stats``, ``last_cry_reason``), the events and the measurements. The daemon
+retained states (``crying``, ``reason``, ``state``, ``stats``, ``last_cry_reason``, the *Last cry* picture), the events
+and the measurements. The daemon
 publishes the live nursery through it; ``crymonitor replay --publish`` publishes a file's events through another
 one, as its own device (:func:`replay_identity`), so that a replay can never pretend to be the live nursery.
 """
@@ -11,12 +12,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 
-from monitor.config import Config, MqttConfig
+import structlog
+
+from monitor.config import Config, ConfigError, MqttConfig
 from monitor.core.events import UNCERTAIN
 from monitor.service.driver import Sink
-from monitor.service.homeassistant import FEEDBACK_CONTROL, discovery_payload, discovery_topic
-from monitor.service.publish import MqttPublisher
+from monitor.service.homeassistant import FEEDBACK_CONTROL, PICTURE, discovery_payload, discovery_topic
+from monitor.service.publish import MqttPublisher, RetainedProbe, connection_problem
+
+log = structlog.get_logger(__name__)
+NEW_DEVICE_PAUSE_SECONDS = 2.0  # HA subscribes to a new device's topics ~0.1 s after its discovery; 20 times that
+CONNECT_TIMEOUT_SECONDS = 5.0  # paho retries every 1–2 s: three attempts
 
 
 def replay_identity(config: Config) -> Config:
@@ -30,32 +38,65 @@ def replay_identity(config: Config) -> Config:
 
 
 class MqttSink(Sink):
-    """``controls``: the device obeys ``set/*`` commands (the live daemon), so its discovery offers the switch and
-    the selects; a replay device has none. ``reasons``: a reason classifier runs, so ``reason`` is reset at each
-    ``cry_start`` (and, with ``controls``, the "Last cry was" select is offered)."""
+    """``live``: the daemon, which publishes its controls' ``state`` and, with ``mqtt.accept_commands``, obeys
+    ``set/*`` commands, so its discovery offers the switch, selects and text; a replay device has none.
+    ``reasons``: a reason classifier runs, so ``reason`` is ``uncertain`` from the start and at each
+    ``cry_start`` (and, with the controls, the "Last cry was" select is offered). The *Last cry* picture is
+    offered unless ``clips.picture`` is off, which also deletes one published before."""
 
-    def __init__(self, config: Config, publisher: MqttPublisher, controls: bool, reasons: bool) -> None:
-        self.config, self.publisher, self.has_controls, self.reasons = config, publisher, controls, reasons
+    def __init__(self, config: Config, publisher: MqttPublisher, live: bool, reasons: bool) -> None:
+        self.config, self.publisher, self.live, self.reasons = config, publisher, live, reasons
+        self.has_controls = live and config.mqtt.accept_commands
+        self.discovery: str | None = None  # the discovery config published last
         self.publish_discovery()
         publisher.set_state("crying", "OFF")
+        if reasons:  # HA shows "unknown" (no data) until a first value; the daemon then sets the last cry's
+            self.reason(UNCERTAIN)
+        if not config.clips.picture:
+            publisher.set_state(PICTURE, "")  # an empty retained message deletes the retained one
 
     def publish_discovery(self) -> None:
         ha = self.config.homeassistant
         if ha.enabled:
-            payload = discovery_payload(self.publisher.topic, self.config.mqtt.device_id, ha.name, self.has_controls,
-                                        feedback=self.has_controls and self.reasons)
-            self.publisher.set_retained(discovery_topic(ha.prefix, self.config.mqtt.device_id), json.dumps(payload))
+            self.discovery = json.dumps(discovery_payload(
+                self.publisher.topic, self.config.mqtt.device_id, ha.name, self.live, self.has_controls,
+                feedback=self.has_controls and self.reasons, picture=self.config.clips.picture))
+            self.publisher.set_retained(discovery_topic(ha.prefix, self.config.mqtt.device_id), self.discovery)
+
+    def wait_until_discovered(self, probe: RetainedProbe) -> None:
+        """Block until the broker has our discovery config (``probe`` watches its topic) and, if it is new or
+        changed, :data:`NEW_DEVICE_PAUSE_SECONDS` more: long enough for Home Assistant to subscribe to the
+        device's topics before the first event, which it would otherwise miss (retained states it gets anyway).
+        A fixed pause, not HA's birth message: HA sends that when it starts, not when it has subscribed to a new
+        device. An unchanged config needs none: HA subscribed when it first saw it. A broker that cannot be
+        reached is a one-line error."""
+        if not probe.echoed.wait(CONNECT_TIMEOUT_SECONDS):
+            self.disconnect(timeout=0.0)
+            mqtt = self.config.mqtt
+            raise ConfigError(f"cannot reach the broker at {mqtt.host}:{mqtt.port} ({connection_problem(mqtt)})")
+        new = probe.before != self.discovery.encode()
+        log.info("discovery_published", topic=probe.topic, new=new, paused_s=NEW_DEVICE_PAUSE_SECONDS if new else 0.0)
+        if new:
+            time.sleep(NEW_DEVICE_PAUSE_SECONDS)
 
     def cry_event(self, payload: dict) -> None:
         """A ``cry_start`` or ``cry_end`` payload: the event, and the *Crying* state it implies."""
         self.publisher.publish_event(payload)
         self.publisher.set_state("crying", "ON" if payload["type"] == "cry_start" else "OFF")
         if payload["type"] == "cry_start" and self.reasons:
-            self.publisher.set_state("reason", UNCERTAIN)  # not the previous cry's reason
+            self.reason(UNCERTAIN)  # not the previous cry's reason
 
     def reason_event(self, payload: dict) -> None:
         self.publisher.publish_event(payload)
-        self.publisher.set_state("reason", payload["reason"])
+        self.reason(payload["reason"])
+
+    def reason(self, reason: str) -> None:
+        """The *Cry reason* state: the current or last cry's reason."""
+        self.publisher.set_state("reason", reason)
+
+    def last_cry_picture(self, png: bytes) -> None:
+        """The *Last cry* image (:mod:`monitor.service.picture`), retained until the next cry's."""
+        self.publisher.set_state(PICTURE, png)
 
     def last_cry_reason(self, answer: str) -> None:
         """The "Last cry was" select's state: the parents' answer for the latest cry, ``"None"`` before one."""
@@ -73,11 +114,8 @@ class MqttSink(Sink):
     def level(self, level_dbfs: float) -> None:
         self.publisher.publish_level(level_dbfs)
 
-    def availability(self, availability: str) -> None:
-        self.publisher.set_availability(availability)
-
     def republish(self) -> None:
-        """Discovery, availability and every state again (Home Assistant restarted)."""
+        """Discovery and every state again, then ``online`` (Home Assistant restarted)."""
         self.publisher.republish()
 
     def start(self) -> None:

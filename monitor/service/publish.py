@@ -4,7 +4,7 @@ Topics under ``<base_topic>/<device_id>/`` (the README lists them with payloads)
 
 | topic                  | payload                                   | QoS | retained |
 |------------------------|-------------------------------------------|-----|----------|
-| status                 | ``online`` / ``deaf`` / ``offline`` (will)  | 1   | yes      |
+| status                 | ``online`` / ``offline`` (will): the daemon is there | 1 | yes |
 | crying, reason, state, stats | current states                        | 1   | yes      |
 | event                  | one JSON object per event (via the outbox) | 1   | no       |
 | level, diagnostics     | measurements (the latest kept for a restarted Home Assistant) | 0 | yes |
@@ -12,8 +12,10 @@ Topics under ``<base_topic>/<device_id>/`` (the README lists them with payloads)
 The client connects asynchronously and retries every 1–2 s on its own network thread, so a broker that is down
 at start or goes away later never blocks the daemon, and an alarm raised during an outage goes out within about
 2 s of the broker's return (paho's default backoff grows to 30 s). A failed attempt is logged with its reason
-(:func:`connection_problem`): at once, then at most every :data:`FAILURE_LOG_SECONDS` with the count. On every (re)connect it publishes the
-availability, every retained state, the discovery config, and subscribes again. Events go through the
+(:func:`connection_problem`): at once, then at most every :data:`FAILURE_LOG_SECONDS` with the count. On every
+(re)connect it subscribes again, publishes every retained state (the discovery config among them) and, once the
+broker has acknowledged them all, ``online``: a subscriber never sees the device available with a state left by a
+run that died (a cry still ``ON`` after kill -9 would ring the parents' phone again). Events go through the
 :class:`~monitor.service.outbox.Outbox` when one is given: rows left by an earlier run are queued first, each row is
 deleted when its PUBACK arrives, and :meth:`close` reports what was never acknowledged.
 """
@@ -37,6 +39,7 @@ from monitor.service.outbox import Outbox
 log = structlog.get_logger(__name__)
 FAILURE_LOG_SECONDS = 30.0
 PROBE_TIMEOUT_SECONDS = 3.0
+ONLINE, OFFLINE = "online", "offline"  # the only payloads of ``status``: Home Assistant's default availability
 
 
 def connection_problem(config: MqttConfig) -> str:
@@ -91,8 +94,7 @@ class MqttPublisher:
         self.config = config
         self.topic = config.topic
         self.outbox = outbox
-        self.availability = "online"
-        self._retained: dict[str, str] = {}  # full topic → payload, re-sent on every connect
+        self._retained: dict[str, str | bytes] = {}  # full topic → payload, re-sent on every connect
         self._on_message = on_message
         self._subscriptions = subscriptions
         self._call_soon = call_soon or (lambda fn: fn())
@@ -100,11 +102,13 @@ class MqttPublisher:
         self._lock = threading.Lock()
         self._unacked: dict[int, int | None] = {}  # mid → outbox row (None: not an outbox message)
         self._acked_early: set[int] = set()  # PUBACKs that beat publish() back to us
+        self._before_online: set[int] = set()  # retained states of this connect not yet acknowledged
+        self._online_due = False  # ``online`` goes out once _before_online empties
         self.connected = threading.Event()
         self._unreachable_since: float | None = time.monotonic()  # not connected since then (None: connected)
         self.last_outage_s: float | None = None  # how long the broker was unreachable before the last connect
         client = make_client(config, config.client_id or f"crymonitor-{config.device_id}")
-        client.will_set(f"{self.topic}/status", "offline", qos=1, retain=True)
+        client.will_set(f"{self.topic}/status", OFFLINE, qos=1, retain=True)
         client.reconnect_delay_set(min_delay=1, max_delay=2)
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect
@@ -151,18 +155,36 @@ class MqttPublisher:
         since, self._unreachable_since = self._unreachable_since, None
         self.last_outage_s = round(time.monotonic() - since, 1) if since is not None else None
         log.info("mqtt_connected", host=self.config.host, port=self.config.port, unreachable_s=self.last_outage_s)
-        self.connected.set()  # before republishing, so a state set meanwhile is sent rather than missed
-        self._call_soon(self.republish)
+        # subscribed before anything is published: a RetainedProbe on our own topics relies on that order
         for topic in self._subscriptions:
             client.subscribe(topic, qos=1)
+        self.connected.set()  # before republishing, so a state set meanwhile is sent rather than missed
+        self._call_soon(self.republish)
 
     def republish(self) -> None:
-        """Availability and every retained state again (on connect, and when Home Assistant restarts)."""
-        self._publish(f"{self.topic}/status", self.availability, qos=1, retain=True)
+        """Every retained state again, then ``online`` once the broker has acknowledged them all (on connect, and
+        when Home Assistant restarts)."""
+        if not self.connected.is_set():  # queued in paho, these values could arrive after newer ones at the
+            return  # reconnect, which republishes anyway
         with self._lock:
             retained = list(self._retained.items())
+            self._online_due = False  # not while the states are still being handed to paho
+            self._before_online = set()  # a previous connect's states are re-sent here anyway
         for topic, payload in retained:
-            self._publish(topic, payload, qos=1, retain=True)
+            self._publish(topic, payload, qos=1, retain=True, before_online=True)
+        with self._lock:
+            self._online_due = True
+        self._online_when_acknowledged()
+
+    def _online_when_acknowledged(self) -> None:
+        """``online``, once, when the states of this connect are all acknowledged (on paho's thread when the
+        last PUBACK arrives, or at once if they all came back before republish() finished)."""
+        with self._lock:
+            ready = self._online_due and not self._before_online
+            if ready:
+                self._online_due = False
+        if ready:
+            self._publish(f"{self.topic}/status", ONLINE, qos=1, retain=True)
 
     @property
     def unreachable_s(self) -> float:
@@ -175,6 +197,8 @@ class MqttPublisher:
             self._unreachable_since = time.monotonic()
         was_connected = self.connected.is_set()  # not after a refused login: that was logged as such
         self.connected.clear()
+        with self._lock:
+            self._online_due = False  # the next connect's states must be acknowledged first
         if reason_code != 0 and was_connected:
             log.warning("mqtt_disconnected", reason=str(reason_code), unacked=len(self._unacked))
 
@@ -186,14 +210,18 @@ class MqttPublisher:
                 self._acked_early.add(mid)
                 return
             row = self._unacked.pop(mid)
+            self._before_online.discard(mid)
         if row is not None and self.outbox is not None:
             self.outbox.remove(row)
+        self._online_when_acknowledged()
 
     def _on_paho_message(self, client, userdata, message) -> None:
         if self._on_message is not None:
             self._on_message(message.topic, message.payload, bool(message.retain))
 
-    def _publish(self, topic: str, payload: str, qos: int, retain: bool = False, row: int | None = None) -> None:
+    def _publish(self, topic: str, payload: str | bytes, qos: int, retain: bool = False, row: int | None = None,
+                 before_online: bool = False) -> None:
+        """``row``: the outbox row its PUBACK deletes; ``before_online``: ``online`` waits for its PUBACK."""
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
         # For QoS 1, MQTT_ERR_NO_CONN still queues the message; it goes out after reconnection.
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
@@ -205,24 +233,21 @@ class MqttPublisher:
                     self._acked_early.remove(info.mid)
                 else:
                     self._unacked[info.mid] = row
+                    if before_online:
+                        self._before_online.add(info.mid)
             if acked and row is not None and self.outbox is not None:
                 self.outbox.remove(row)
 
-    def set_state(self, leaf: str, payload: str) -> None:
+    def set_state(self, leaf: str, payload: str | bytes) -> None:
         """Publish a retained state under the device topic and remember it for reconnects."""
         self.set_retained(f"{self.topic}/{leaf}", payload)
 
-    def set_retained(self, topic: str, payload: str) -> None:
+    def set_retained(self, topic: str, payload: str | bytes) -> None:
         """Only the latest value of a state matters: while offline it is just remembered for the reconnect."""
         with self._lock:
             self._retained[topic] = payload
         if self.connected.is_set():
             self._publish(topic, payload, qos=1, retain=True)
-
-    def set_availability(self, availability: str) -> None:
-        self.availability = availability
-        if self.connected.is_set():
-            self._publish(f"{self.topic}/status", availability, qos=1, retain=True)
 
     def _publish_pending(self) -> None:
         for seq, topic, payload in self.outbox.pending(now=time.time()):
@@ -259,7 +284,9 @@ class MqttPublisher:
 
     def close(self, timeout: float = 1.0) -> int:
         """Publish ``offline``, wait up to ``timeout`` for acknowledgements, disconnect; returns unacked count."""
-        self._publish(f"{self.topic}/status", "offline", qos=1, retain=True)
+        with self._lock:
+            self._online_due = False  # a late PUBACK must not announce us after this
+        self._publish(f"{self.topic}/status", OFFLINE, qos=1, retain=True)
         deadline = time.monotonic() + timeout
         while self._unacked and self.connected.is_set() and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -270,3 +297,23 @@ class MqttPublisher:
         self.client.disconnect()
         self.client.loop_stop()
         return unacked
+
+
+class RetainedProbe:
+    """What the broker held retained on ``topic`` before a publish of ours to it. Subscribed to the topic before
+    publishing on the same connection, we receive the broker's retained copy, if it has one, before our own
+    message comes back (a broker handles one connection's packets in order, and sends what matches a new
+    subscription at once). ``on_message`` has :class:`MqttPublisher`'s signature."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        self.before: bytes | None = None  # the retained payload the broker had; None: none
+        self.echoed = threading.Event()  # our own publish came back: ``before`` is final
+
+    def on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        if topic != self.topic or self.echoed.is_set():
+            return
+        if retained:  # sent because we subscribed; a live message has the flag cleared (MQTT 3.1.1, 3.3.1.3)
+            self.before = payload
+        else:
+            self.echoed.set()

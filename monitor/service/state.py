@@ -1,5 +1,6 @@
 """What survives a restart, in the state folder: one daemon per folder (:func:`lock_state_dir`), and
-``state.json`` (:class:`DaemonState`): the controls set over MQTT, the cry statistics, and the cry open now.
+``state.json`` (:class:`DaemonState`): the controls set over MQTT, the cry statistics, the cry open now and the last
+cry's reason.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import structlog
 
 from monitor.config import Config, ConfigError
 from monitor.core.control import ControlState
-from monitor.core.events import CryEvent, event_payload
+from monitor.core.events import PARENT_REASONS, UNCERTAIN, CryEvent, event_payload
 from monitor.core.stats import CryStats
 from monitor.service.sinks import StatsSink
 
@@ -79,6 +80,7 @@ class DaemonState(StatsSink):
         self.controls = ControlState.from_payload(from_config)
         super().__init__(CryStats(), on_stats)
         self.open_cry: dict | None = None
+        self.last_reason = UNCERTAIN  # what *Cry reason* shows after a restart: the last cry's
         if self.path.exists():
             try:
                 saved = json.loads(self.path.read_text())
@@ -90,6 +92,8 @@ class DaemonState(StatsSink):
                 open_cry = saved.get("open_cry")
                 if open_cry is not None:
                     self.open_cry = {"id": str(open_cry["id"]), "started_ts": str(open_cry["started_ts"])}
+                if saved.get("last_reason") in (*PARENT_REASONS, UNCERTAIN):
+                    self.last_reason = saved["last_reason"]
             except (OSError, ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:  # 1e999 → inf
                 log.error("state_file_ignored", path=str(self.path), error=str(exc))
 
@@ -97,13 +101,20 @@ class DaemonState(StatsSink):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write_json(self.path, {"controls": self.controls.to_payload(), "stats": self.stats.to_payload(),
-                                   "from_config": config_controls(self.config), "open_cry": self.open_cry})
+                                   "from_config": config_controls(self.config), "open_cry": self.open_cry,
+                                   "last_reason": self.last_reason})
         except OSError as exc:
             log.error("state_file_unwritable", path=str(self.path), error=str(exc))
 
     def cry_event(self, payload: dict) -> None:
         self.open_cry = {"id": payload["id"], "started_ts": payload["ts"]} if payload["type"] == "cry_start" else None
+        if payload["type"] == "cry_start":
+            self.last_reason = UNCERTAIN  # as MqttSink publishes it: not the previous cry's
         super().cry_event(payload)
+        self.save()
+
+    def reason_event(self, payload: dict) -> None:
+        self.last_reason = payload["reason"]
         self.save()
 
     def end_crashed_cry(self) -> dict | None:

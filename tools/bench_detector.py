@@ -52,7 +52,10 @@ DEFAULT = ROOT.parent / "shared/data/notcry/music/asterisk-moh/manolo_camp-morni
 VARIANTS = [("detector, window by window", "detector.pt"), ("detector, streamed (torch)", "detector.pt"),
             ("detector, streamed (ONNX Runtime fp32)", "detector.onnx"),
             ("detector int8, streamed (ONNX Runtime)", "detector-int8.onnx"),
-            ("student, streamed (torch)", "detector-small.pt")]
+            ("student, streamed (torch)", "detector-small.pt"),
+            ("YAMNet fine-tuned, window by window", "detector-yamnet-lwf.pt"),
+            ("YAMNet fine-tuned (default), windows through the pipeline (ONNX Runtime fp32)",
+             "detector-yamnet-lwf.onnx")]
 
 
 def config_for(model: Path) -> Config:
@@ -102,7 +105,7 @@ def measure(variant: str, model: Path, path: str, seconds: float, repeats: int) 
     ref_ends, reference = window_by_window(reference_detector, audio, hop)
     difference = float(np.max(np.abs(probs - reference))) if np.array_equal(ends, ref_ends) else float("inf")
     macs = (count_macs(reference_detector.runtime.model, torch.zeros(1, detector.window_samples)) * SAMPLE_RATE / hop
-            if by_window else streamed_macs_per_second(reference_detector.runtime.model, hop))
+            if by_window or not detector.streaming else streamed_macs_per_second(reference_detector.runtime.model, hop))
     return {"variant": variant, "model": detector.model_id, "ms_per_s": 1000 * took / (audio.size / SAMPLE_RATE),
             "x_realtime": audio.size / SAMPLE_RATE / took, "replay_x": audio.size / SAMPLE_RATE / replay_took,
             "gmacs_per_s": macs / 1e9, "difference": difference, "hop": hop / SAMPLE_RATE}
@@ -121,9 +124,11 @@ def child(variant: str, model: Path, path: str, seconds: float) -> float:
 EDGE = """
 import sys, time
 import numpy as np, soundfile as sf
-from monitor.inference.onnx_runtime import OnnxStream, load_session
+from monitor.config import DetectorConfig
+from monitor.inference.detect import CryDetector
 audio = sf.read({wav!r}, dtype="float32")[0]
-stream = OnnxStream(load_session({model!r})[0])
+detector = CryDetector(DetectorConfig(model={model!r}))
+stream = detector.stream(round(detector.hop_seconds * 16000))
 started = time.process_time()
 for i in range(0, audio.size, 1600):
     stream.push(audio[i : i + 1600])
@@ -134,7 +139,8 @@ print(took, hwm, any(m.split(".")[0] == "torch" for m in sys.modules))
 
 
 def edge(model: Path, audio: np.ndarray) -> tuple[float, float, bool]:
-    """The ONNX stream alone in a fresh process that imports no torch: (CPU seconds, peak RSS MB, torch seen)."""
+    """The ONNX model's score stream alone (no level gate) in a fresh process that imports no torch: (CPU seconds,
+    peak RSS MB, torch seen)."""
     import tempfile
 
     import soundfile as sf
@@ -219,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {variant} | {row['model']} | {row['hop']:g} | {row['ms_per_s']:.1f} | {row['x_realtime']:.0f} | "
               f"{row['replay_x']:.0f} | {row['gmacs_per_s']:.2f} | {rss:.0f} | {row['difference']:.1e} |", flush=True)
     audio = read_file(args.file)[: round(args.seconds * SAMPLE_RATE)]
-    for name in ("detector-int8.onnx", "detector.onnx"):
+    for name in ("detector-yamnet-lwf.onnx", "detector-int8.onnx", "detector.onnx"):
         if (MODELS_DIR / name).exists():
             took, rss, torch_seen = edge(MODELS_DIR / name, audio)
             seconds = audio.size / SAMPLE_RATE

@@ -22,9 +22,9 @@ from monitor.config import Config
 
 
 def reasons_enabled(config: Config) -> bool:
-    """Reasons are classified for cries from the CNN10 detector; loudness mode fires on any sound, and a
-    "reason" for a slammed door would be noise."""
-    return config.classifier.enabled and config.detector.kind == "cnn10"
+    """Reasons are classified for cries from the cry model; loudness mode fires on any sound, and a "reason" for a
+    slammed door would be noise."""
+    return config.classifier.enabled and config.detector.kind != "loudness"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,13 @@ pointwise 1×1; batch norm folded into the convolutions' biases by the converter
 to the 1024-d embedding and a dense layer to 521 logits. TensorFlow's ``SAME`` padding is asymmetric for a
 stride of 2 on an even size (0 before, 1 after); :func:`_same_pad` reproduces it.
 
+Why YAMNet runs window by window, not streamed like CNN10: each window's convolutions are zero-padded at its own
+edges ("SAME"), and the top layers see 315 log-mel frames (3.15 s) of context. A frame of its feature map
+therefore depends on where the window was cut, so overlapping windows share nothing exactly; the streaming
+trick of :mod:`monitor.inference.models.streaming_cnn10` (convolutions valid in time) would change what the
+released weights compute and need 3.15 s of audio per output, about 1.1 s more delay before a cry can be
+called. The window form costs one full pass per hop instead (``tools/bench_detector.py``).
+
 Example:
     >>> import torch
     >>> model = Yamnet().eval()

@@ -20,8 +20,10 @@ What is stored, written atomically: ``feedback.json``, each labelled cry's id, r
 came from and when (written when an answer comes: up to a few MB); ``recent_cries.json``, the recent cries' ids,
 end times and embeddings (small; written at each cry). Never audio (that is the clips feature's, if enabled). Only
 labels from the running classifier's weights are used (another model's embeddings live in another space; a
-``.pt`` and its ONNX export share one); the others stay in the file. A file with any entry of the wrong shape is
-moved aside (``<name>.corrupt-<time>``) with a warning, and the daemon starts without what it held.
+``.pt`` and its ONNX export share one); the others stay in the file. A file that is not strict JSON
+(:func:`~monitor.service.state.read_json`), or has any entry of the wrong shape, or embeddings of one model with
+different lengths, is moved aside (``<name>.corrupt-<time>``) with a warning, and the daemon starts without what
+it held.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from monitor.core.control import CommandError, command_text
 from monitor.core.events import DONT_KNOW, PARENT_REASONS
 from monitor.service.driver import Sink
 from monitor.service.homeassistant import FEEDBACK_CONTROL, FEEDBACK_OPTIONS
-from monitor.service.state import write_json
+from monitor.service.state import StateFileError, read_json, set_aside, write_json
 
 log = structlog.get_logger(__name__)
 
@@ -105,18 +107,20 @@ class Feedback(Sink):
     # --- the store: labels are written when an answer comes, the recent cries (small) at each cry ------------
     def _read(self, path: Path, key: str, valid: Callable[[object], bool]) -> list[dict]:
         try:
-            items = json.loads(path.read_text())[key]
+            data = read_json(path)
+            items = data.get(key) if isinstance(data, dict) else None
             if not isinstance(items, list) or not all(valid(item) for item in items):
-                raise ValueError(f"a {key} entry of the wrong shape")
+                raise StateFileError(f"a {key} entry of the wrong shape")
+            lengths = {}  # one model's embeddings have one length: BabyAdaptation stacks them
+            for item in items:
+                if item.get("embedding") is not None and lengths.setdefault(
+                        item["model"], len(item["embedding"])) != len(item["embedding"]):
+                    raise StateFileError(f"embeddings of model {item['model'][:20]} differ in length")
             return items
         except FileNotFoundError:
             return []
-        except (OSError, ValueError, TypeError, KeyError) as exc:
-            aside = path.with_name(f"{path.name}.corrupt-{int(self.clock())}")
-            try:
-                path.replace(aside)
-            except OSError:
-                aside = None
+        except (OSError, StateFileError) as exc:
+            aside = set_aside(path)
             log.warning("feedback_store_corrupt", path=str(path), error=str(exc)[:200],
                         moved_to=str(aside) if aside else None, detail=f"starting with no {key}")
             return []

@@ -1,11 +1,17 @@
 """What survives a restart, in the state folder: one daemon per folder (:func:`lock_state_dir`), and
 ``state.json`` (:class:`DaemonState`): the controls set over MQTT, the cry statistics, and the cry open now.
+
+Every JSON file in the folder is read by :func:`read_json` and checked whole before anything in it is used: a
+file that does not parse, or holds a value out of shape (NaN, a 400-digit number, nesting 1,000 deep, a negative
+count), is set aside as ``<name>.corrupt-<time>`` (:func:`set_aside`) with a warning, never a crash; what is still
+sound in it is kept where that is safe (here: each of the three sections on its own).
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -52,6 +58,63 @@ def lock_state_dir(folder: Path) -> int:
     return fd
 
 
+MAX_JSON_INT = 2**53  # a stored count or time beyond this is damage (and a float could not hold it exactly)
+
+
+class StateFileError(ValueError):
+    """A state file that cannot be used as it is; the message says why, in one line."""
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999
+        raise StateFileError(f"number out of range: {text[:40]}")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > 20 or abs(int(text)) > MAX_JSON_INT:  # 400 digits would parse (4,300 would raise)
+        raise StateFileError(f"number out of range: {text[:40]}")
+    return int(text)
+
+
+def _no_constant(name: str) -> None:
+    raise StateFileError(f"{name} is not a number JSON allows")
+
+
+def read_json(path: Path) -> object:
+    """The JSON in ``path`` (:func:`parse_json`). FileNotFoundError and other OSErrors propagate: a missing or
+    unreadable file is not a corrupt one."""
+    return parse_json(path.read_bytes())
+
+
+def parse_json(text: str | bytes) -> object:
+    """JSON, strictly: NaN, infinities, numbers out of a float's exact range and nesting deeper than the parser's
+    recursion limit are :class:`StateFileError`, as is text that is not JSON or not UTF-8."""
+    try:
+        return json.loads(text, parse_float=_finite_float, parse_int=_bounded_int, parse_constant=_no_constant)
+    except RecursionError:
+        raise StateFileError("nested too deep") from None
+    except StateFileError:
+        raise
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise StateFileError(str(exc).splitlines()[0][:200]) from None
+
+
+def set_aside(path: Path, companions: tuple[str, ...] = ()) -> Path | None:
+    """Move a damaged state file (and its ``companions``, suffixes of its name: SQLite's ``-wal``) out of the way
+    as ``<name>.corrupt-<time>``, kept for a human; None if it could not be moved (it is then left in place)."""
+    aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+    try:
+        for suffix in ("", *companions):
+            companion = path.with_name(path.name + suffix)
+            if suffix == "" or companion.exists():
+                companion.replace(aside.with_name(aside.name + suffix))
+    except OSError:
+        return None
+    return aside
+
+
 def write_json(path: Path, data: object) -> None:
     """``data`` as JSON at ``path``, all or nothing: written beside it, then renamed over it, so a crash mid-write
     leaves the old file, never half a new one. Raises OSError (the caller logs it: a full disk never stops us)."""
@@ -79,19 +142,48 @@ class DaemonState(StatsSink):
         self.controls = ControlState.from_payload(from_config)
         super().__init__(CryStats(), on_stats)
         self.open_cry: dict | None = None
-        if self.path.exists():
+        try:
+            saved = read_json(self.path)
+        except FileNotFoundError:
+            return
+        except (OSError, StateFileError) as exc:
+            self._set_aside(str(exc), kept=[])
+            return
+        if not isinstance(saved, dict):
+            self._set_aside("expected a JSON object", kept=[])
+            return
+        problems, kept = [], []
+        for section, load in (("controls", lambda: self._load_controls(saved, from_config)),
+                              ("stats", lambda: self._load_stats(saved)), ("open_cry", lambda: self._load_open_cry(saved))):
             try:
-                saved = json.loads(self.path.read_text())
-                remembered = saved.get("controls", {})
-                file_then = saved.get("from_config", {})
-                merged = {k: (remembered.get(k, v) if file_then.get(k) == v else v) for k, v in from_config.items()}
-                self.controls = ControlState.from_payload({**remembered, **merged})
-                self.stats = CryStats.from_payload(saved.get("stats", {}))
-                open_cry = saved.get("open_cry")
-                if open_cry is not None:
-                    self.open_cry = {"id": str(open_cry["id"]), "started_ts": str(open_cry["started_ts"])}
-            except (OSError, ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:  # 1e999 → inf
-                log.error("state_file_ignored", path=str(self.path), error=str(exc))
+                load()
+                kept.append(section)
+            except (ValueError, TypeError, AttributeError, KeyError) as exc:  # CommandError is a ValueError
+                problems.append(f"{section}: {str(exc)[:120]}")
+        if problems:
+            self._set_aside("; ".join(problems), kept)
+
+    def _load_controls(self, saved: dict, from_config: dict) -> None:
+        remembered, file_then = saved.get("controls", {}), saved.get("from_config", {})
+        merged = {k: (remembered.get(k, v) if file_then.get(k) == v else v) for k, v in from_config.items()}
+        self.controls = ControlState.from_payload({**remembered, **merged})
+
+    def _load_stats(self, saved: dict) -> None:
+        self.stats = CryStats.from_payload(saved.get("stats", {}))
+
+    def _load_open_cry(self, saved: dict) -> None:
+        open_cry = saved.get("open_cry")
+        if open_cry is not None:
+            if not (isinstance(open_cry.get("id"), str) and isinstance(open_cry.get("started_ts"), str)):
+                raise ValueError("expected an id and a start time")
+            self.open_cry = {"id": open_cry["id"], "started_ts": open_cry["started_ts"]}
+
+    def _set_aside(self, error: str, kept: list[str]) -> None:
+        """The file is moved aside for a human; what was sound in it stays in use, and is saved at the next
+        change."""
+        aside = set_aside(self.path)
+        log.warning("state_file_corrupt", path=str(self.path), error=error, kept=kept,
+                    moved_to=str(aside) if aside else None)
 
     def save(self) -> None:
         try:

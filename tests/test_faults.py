@@ -4,11 +4,15 @@ in a subprocess, a real broker, real files)."""
 import json
 import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import ROOT
 from daemon_helpers import DaemonProcess, quiet_file, write_config
+from monitor.config import ConfigError, parse_config
 from monitor.service.feedback import FEEDBACK_FILE, RECENT_FILE
 
 
@@ -113,3 +117,31 @@ def test_a_malformed_state_file_is_set_aside_with_a_warning_and_the_daemon_runs(
     if damage is negative_count:  # the sound sections of the file are kept
         assert events["state_file_corrupt"]["kept"] == ["controls", "open_cry"]
         assert json.loads(sub.payloads("state")[-1])["sensitivity"] == "high"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("classifier:\n  baby:\n    birth_date: 2026-02-30\n", "x.yaml:3: invalid YAML ('2026-02-30': day is out of range"),
+    ("audio:\n  channels: " + "1" * 4301 + "\n", "x.yaml:2: invalid YAML ('1111"),
+    ("mqtt:\n  ? [a, b]\n  : 1\n", "x.yaml:2: a key must be a name, not a list"),
+    ("? {a: 1}\n: 1\n", "x.yaml:1: a key must be a name, not a mapping"),
+    ("mqtt:\n  host: a\n  base_topic: $SYS\n", "x.yaml:3: mqtt.base_topic: '$SYS' starts with $"),
+    ("homeassistant:\n  prefix: $ha\n", "x.yaml:2: homeassistant.prefix: '$ha' starts with $"),
+    ("mqtt:\n  device_id: 'a/#'\n", "x.yaml:2: mqtt.device_id: 'a/#' is not a valid MQTT topic level"),
+])
+def test_config_values_that_ended_in_a_traceback_are_one_error_with_file_and_line(text, message):
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "x.yaml")
+    assert str(info.value).startswith(message) and "\n" not in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("key, model, message", [
+    ("classifier", "detector-int8.onnx", "classifier.model: detector-int8.onnx is a cry detector"),
+    ("detector", "classifier.pt", "detector.model: classifier.pt is a reason classifier"),
+])
+def test_check_config_refuses_a_model_of_the_wrong_kind(tmp_path, key, model, message):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"logging:\n  level: info\n{key}:\n  model: {ROOT / 'models' / model}\n")
+    out = subprocess.run([sys.executable, "-m", "monitor", "check-config", str(config)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2 and out.stderr.startswith(f"crymonitor: error: {config}:4: {message}")
+    assert out.stderr.count("\n") == 1, out.stderr

@@ -154,7 +154,8 @@ class DaemonState(StatsSink):
             return
         problems, kept = [], []
         for section, load in (("controls", lambda: self._load_controls(saved, from_config)),
-                              ("stats", lambda: self._load_stats(saved)), ("open_cry", lambda: self._load_open_cry(saved))):
+                              ("stats", lambda: self._load_stats(saved)),
+                              ("open_cry", lambda: self._load_open_cry(saved))):
             try:
                 load()
                 kept.append(section)

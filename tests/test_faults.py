@@ -6,6 +6,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,25 @@ def test_check_config_refuses_a_model_of_the_wrong_kind(tmp_path, key, model, me
                          text=True, timeout=60)
     assert out.returncode == 2 and out.stderr.startswith(f"crymonitor: error: {config}:4: {message}")
     assert out.stderr.count("\n") == 1, out.stderr
+
+
+def test_a_sighup_a_tenth_of_a_second_after_start_is_a_reload_not_a_death(broker, tmp_path):
+    # From 0.05 s: before about 0.03 s (here) the interpreter itself is starting and no Python code has run, so
+    # the kernel's default action is all there is; the handler used to come only after 0.2-0.4 s of imports.
+    daemons = []
+    for delay in (0.05, 0.1, 0.15):
+        folder = tmp_path / str(delay)
+        folder.mkdir()
+        config = write_config(folder / "c.yaml", broker.port, f"early{len(daemons)}")
+        audio = quiet_file(folder / "q.wav", 60)
+        started = time.monotonic()
+        daemons.append(DaemonProcess(config, "--input", str(audio)))
+        time.sleep(max(0.0, started + delay - time.monotonic()))
+        daemons[-1].proc.send_signal(signal.SIGHUP)
+    try:
+        for daemon in daemons:
+            daemon.wait_log("reload_requested_while_starting", timeout=60)
+            daemon.wait_log("config_reloaded")
+    finally:
+        codes = [daemon.stop(signal.SIGTERM)[0] for daemon in daemons]
+    assert codes == [0, 0, 0], [d.stderr[-500:] for d in daemons]

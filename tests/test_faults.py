@@ -3,10 +3,12 @@ in a subprocess, a real broker, real files)."""
 
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -168,3 +170,20 @@ def test_a_sighup_a_tenth_of_a_second_after_start_is_a_reload_not_a_death(broker
     finally:
         codes = [daemon.stop(signal.SIGTERM)[0] for daemon in daemons]
     assert codes == [0, 0, 0], [d.stderr[-500:] for d in daemons]
+
+
+def test_a_broker_that_accepts_tcp_but_never_answers_is_logged_with_a_reason_promptly(tmp_path):
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel does) and never says a word
+    port = silent.getsockname()[1]
+    config = write_config(tmp_path / "c.yaml", port, "mute")  # keepalive_seconds: 5
+    daemon = DaemonProcess(config, "--input", str(quiet_file(tmp_path / "q.wav", 60)))
+    try:
+        started = daemon.wait_log("mqtt_connecting")
+        record = daemon.wait_log("mqtt_connect_failed", timeout=20)
+    finally:
+        daemon.stop(signal.SIGTERM)
+        silent.close()
+    assert f"no answer from localhost:{port}" not in record["reason"]  # the probe's TCP timeout is not why
+    assert "CONNACK" in record["reason"] and "5 s" in record["reason"], record
+    waited = (datetime.fromisoformat(record["timestamp"]) - datetime.fromisoformat(started["timestamp"]))
+    assert waited.total_seconds() < 10  # within the keepalive and a bit, not the 60 s of mqtt_unreachable

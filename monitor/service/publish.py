@@ -37,6 +37,7 @@ from monitor.service.outbox import Outbox
 log = structlog.get_logger(__name__)
 FAILURE_LOG_SECONDS = 30.0
 PROBE_TIMEOUT_SECONDS = 3.0
+KEEPALIVE_TIMEOUT = 141  # paho's disconnect reason when nothing came from the broker for a keepalive
 
 
 def connection_problem(config: MqttConfig) -> str:
@@ -110,6 +111,7 @@ class MqttPublisher:
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         self._failures, self._failure_logged = 0, float("-inf")
+        self._connack = False  # the broker answered this attempt's CONNECT (accepted or refused)
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_paho_message
@@ -137,6 +139,7 @@ class MqttPublisher:
             log.error(event, host=self.config.host, port=self.config.port, reason=reason(), attempts=self._failures)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._connack = True
         if reason_code.is_failure:
             hint = ""
             if self.config.username and self.config.password() is None:
@@ -177,6 +180,12 @@ class MqttPublisher:
         self.connected.clear()
         if reason_code != 0 and was_connected:
             log.warning("mqtt_disconnected", reason=str(reason_code), unacked=len(self._unacked))
+        elif reason_code == KEEPALIVE_TIMEOUT and not self._connack:  # TCP accepted, then silence until paho
+            self._log_failure("mqtt_connect_failed", lambda: (  # gave up waiting, a keepalive later
+                f"no MQTT answer (CONNACK) from {self.config.host}:{self.config.port} within "
+                f"{self.config.keepalive_seconds} s: it accepts TCP but does not speak MQTT there (another "
+                "service? a TLS listener without mqtt.tls? a hung broker?)"))
+        self._connack = False
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._lock:

@@ -11,12 +11,13 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from conftest import ROOT
 from daemon_helpers import DaemonProcess, quiet_file, write_config
 from monitor.config import ConfigError, parse_config
-from monitor.service.feedback import FEEDBACK_FILE, RECENT_FILE
+from monitor.service.feedback import FEEDBACK_FILE, FLOOD_LIMIT, RECENT_FILE
 
 
 def strict_json(text: str):
@@ -187,3 +188,37 @@ def test_a_broker_that_accepts_tcp_but_never_answers_is_logged_with_a_reason_pro
     assert "CONNACK" in record["reason"] and "5 s" in record["reason"], record
     waited = (datetime.fromisoformat(record["timestamp"]) - datetime.fromisoformat(started["timestamp"]))
     assert waited.total_seconds() < 10  # within the keepalive and a bit, not the 60 s of mqtt_unreachable
+
+
+def publish_many(port: int, topic: str, payloads: list[bytes]) -> None:
+    """Each payload in order, from one client (a busy automation)."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"many-{time.monotonic_ns()}")
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    for payload in payloads:
+        client.publish(topic, payload, qos=1).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+
+
+def test_garbage_on_the_answer_topic_does_not_lock_the_parents_out(broker, subscriber_factory, cry_then_quiet,
+                                                                   tmp_path):
+    sub = subscriber_factory(broker.port, "crymonitor/budget/#")
+    topic = "crymonitor/budget/set/last_cry_reason"
+    daemon = DaemonProcess(write_config(tmp_path / "c.yaml", broker.port, "budget"), "--input", str(cry_then_quiet))
+    try:
+        sub.wait_for(lambda m: any(json.loads(p)["type"] == "cry_reason" for p in sub.payloads("event")), timeout=60)
+        publish_many(broker.port, topic, [b'{"reason": 5}'] * (2 * FLOOD_LIMIT))  # a broken automation
+        publish_many(broker.port, topic, [b"tired"] + [b"hungry"] * (FLOOD_LIMIT - 1) + [b"burping"])
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not any("flood" in r.get("error", "") for r in daemon.logs()):
+            time.sleep(0.05)
+        sub.wait_for(lambda m: sub.payloads("last_cry_reason")[-2:] == ["hungry", "hungry"])
+    finally:
+        daemon.stop(signal.SIGTERM)
+    rejected = [r for r in daemon.logs() if r["event"] == "feedback_rejected"]
+    assert len(rejected) == 2 and "expected a reason" in rejected[0]["error"]  # the garbage: logged once
+    assert "flood" in rejected[1]["error"]  # the one answer past the budget: said, not silently dropped
+    assert sum(r["event"] == "feedback_accepted" for r in daemon.logs()) == FLOOD_LIMIT
+    labels = json.loads((tmp_path / "state" / FEEDBACK_FILE).read_text())["labels"]
+    assert [label["reason"] for label in labels] == ["hungry"]  # and the select shows it, again, after the refusal

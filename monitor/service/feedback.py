@@ -5,15 +5,18 @@ automation may name the cry instead: ``{"id": "<cry id>", "reason": "tired"}``. 
 Donate-a-cry app (:data:`monitor.core.events.PARENT_REASONS`) and "don't know" (which clears an earlier answer for
 that cry and teaches nothing).
 
-Rules (``tests/test_feedback.py``); a rejected answer is logged (``feedback_rejected`` with the reason) and changes
-nothing stored:
+Rules (``tests/test_feedback.py``); a rejected answer changes nothing stored. A well-formed one is logged every time
+(``feedback_rejected`` with why), and the select is set again to the answer that counts for the latest cry (Home
+Assistant may show the option tapped). A malformed message is logged at once, then at most once a minute with the
+count since, so a broken automation cannot fill the disk with logs:
 
 * the cry must be one of the recent ones this daemon heard (kept with their embeddings, across restarts) and must
   have ended at most ``classifier.feedback_window_hours`` ago (a cry still going on can be labelled);
 * the reason must be one of the options, the payload UTF-8 text or that JSON object, at most 512 bytes;
 * the cry must have been classified (its embedding is what is learned; a cry too short to classify has none);
 * at most :data:`FLOOD_LIMIT` answers per :data:`FLOOD_SECONDS`: more is a stuck automation or a flood, not a
-  parent, and is rejected (logged once a minute with the count since, so a flood cannot fill the disk with logs);
+  parent, and is rejected. Only well-formed answers count: a broken automation publishing garbage must not lock
+  the parents out;
 * a new answer for a cry replaces the old one (a mis-tap is corrected, not counted twice).
 
 What is stored, written atomically: ``feedback.json``, each labelled cry's id, reason, embedding, the classifier it
@@ -74,11 +77,12 @@ def _valid_recent(item: object) -> bool:
 
 
 class FeedbackRejected(Exception):
-    """An answer that is not taken; the message says why, in one line. ``flood``: rejected for coming too fast."""
+    """An answer that is not taken; the message says why, in one line. ``malformed``: not an answer at all (not
+    one of the options, or not that JSON object)."""
 
-    def __init__(self, message: str, flood: bool = False) -> None:
+    def __init__(self, message: str, malformed: bool = False) -> None:
         super().__init__(message)
-        self.flood = flood
+        self.malformed = malformed
 
 
 class Feedback(Sink):
@@ -91,16 +95,14 @@ class Feedback(Sink):
         self.path, self.recent_path = state_dir / FEEDBACK_FILE, state_dir / RECENT_FILE
         self.classifier, self.window_s, self.publish, self.clock = classifier, window_hours * 3600.0, publish, clock
         self._attempts: deque[float] = deque()
-        self._flood_logged_at, self._flood_unlogged = -math.inf, 0
+        self._malformed_logged_at, self._malformed_unlogged = -math.inf, 0
         self.labels = self._read(self.path, "labels", _valid_label)
         self.recent = self._read(self.recent_path, "recent", _valid_recent)
         for item in self.recent:  # a cry open when the daemon stopped ended then (state.py ends it with "restart")
             if item["ended_at"] is None:
                 item["ended_at"] = self.clock()
         self._teach()
-        if publish:
-            answered = {item["id"]: item["reason"] for item in self.labels}
-            publish(answered.get(self.recent[-1]["id"], "None") if self.recent else "None")
+        self._show_answer()
         log.info("feedback_loaded", labels=len(self.labels), usable=self.classifier.adaptation.count,
                  adapting=self.classifier.adapting)
 
@@ -173,14 +175,15 @@ class Feedback(Sink):
         try:
             cry, reason = self._validate(payload)
         except FeedbackRejected as exc:
-            if not exc.flood:
+            if not exc.malformed:
                 log.warning("feedback_rejected", error=str(exc), payload_bytes=len(payload))
-            elif self.clock() - self._flood_logged_at < FLOOD_SECONDS:
-                self._flood_unlogged += 1  # a flood is logged once a minute, with how many went unlogged
+                self._show_answer()
+            elif self.clock() - self._malformed_logged_at < FLOOD_SECONDS:
+                self._malformed_unlogged += 1
             else:
                 log.warning("feedback_rejected", error=str(exc), payload_bytes=len(payload),
-                            unlogged_since_last=self._flood_unlogged)
-                self._flood_logged_at, self._flood_unlogged = self.clock(), 0
+                            unlogged_since_last=self._malformed_unlogged)
+                self._malformed_logged_at, self._malformed_unlogged = self.clock(), 0
             return
         self.labels = [item for item in self.labels if item["id"] != cry["id"]]
         if reason != DONT_KNOW:
@@ -194,18 +197,17 @@ class Feedback(Sink):
         if self.publish and cry is self.recent[-1]:
             self.publish(reason)
 
+    def _show_answer(self) -> None:
+        """The select's state: the answer that counts for the latest cry, ``"None"`` before one."""
+        if self.publish:
+            answered = {item["id"]: item["reason"] for item in self.labels}
+            self.publish(answered.get(self.recent[-1]["id"], "None") if self.recent else "None")
+
     def _validate(self, payload: bytes) -> tuple[dict, str]:
-        now = self.clock()
-        while self._attempts and now - self._attempts[0] > FLOOD_SECONDS:
-            self._attempts.popleft()
-        self._attempts.append(now)
-        if len(self._attempts) > FLOOD_LIMIT:
-            raise FeedbackRejected(f"more than {FLOOD_LIMIT} answers in {FLOOD_SECONDS:.0f} s; ignoring the flood",
-                                   flood=True)
         try:
             text = command_text(payload, MAX_PAYLOAD, FEEDBACK_CONTROL)
         except CommandError as exc:
-            raise FeedbackRejected(str(exc)) from None
+            raise FeedbackRejected(str(exc), malformed=True) from None
         cry_id = None
         if text.startswith("{"):
             try:
@@ -214,9 +216,17 @@ class Feedback(Sink):
                 if not isinstance(cry_id, str) or not isinstance(text, str):
                     raise TypeError
             except (ValueError, KeyError, TypeError):
-                raise FeedbackRejected('expected a reason or {"id": "<cry id>", "reason": "<reason>"}') from None
+                raise FeedbackRejected('expected a reason or {"id": "<cry id>", "reason": "<reason>"}',
+                                       malformed=True) from None
         if text not in FEEDBACK_OPTIONS:
-            raise FeedbackRejected(f"unknown reason {text[:40]!r}; known: {', '.join(FEEDBACK_OPTIONS)}")
+            raise FeedbackRejected(f"unknown reason {text[:40]!r}; known: {', '.join(FEEDBACK_OPTIONS)}",
+                                   malformed=True)
+        now = self.clock()  # only an answer spends the budget
+        while self._attempts and now - self._attempts[0] > FLOOD_SECONDS:
+            self._attempts.popleft()
+        self._attempts.append(now)
+        if len(self._attempts) > FLOOD_LIMIT:
+            raise FeedbackRejected(f"more than {FLOOD_LIMIT} answers in {FLOOD_SECONDS:.0f} s; ignoring the flood")
         self._forget_expired()
         if cry_id is None:  # the select: the latest cry
             if not self.recent:

@@ -14,7 +14,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, cry_then_long_quiet, fill
 from daemon_helpers import DaemonProcess, quiet_file, write_config
 from monitor.config import ConfigError, parse_config
 from monitor.service.feedback import FEEDBACK_FILE, FLOOD_LIMIT, RECENT_FILE
@@ -222,3 +222,29 @@ def test_garbage_on_the_answer_topic_does_not_lock_the_parents_out(broker, subsc
     assert sum(r["event"] == "feedback_accepted" for r in daemon.logs()) == FLOOD_LIMIT
     labels = json.loads((tmp_path / "state" / FEEDBACK_FILE).read_text())["labels"]
     assert [label["reason"] for label in labels] == ["hungry"]  # and the select shows it, again, after the refusal
+
+
+def test_an_answer_taken_while_the_disk_is_full_is_written_once_it_has_room(broker, subscriber_factory, small_disk,
+                                                                           cry_then_quiet, tmp_path):
+    from test_service import publish
+
+    state = small_disk / "state"
+    config = tmp_path / "c.yaml"
+    config.write_text(f"mqtt:\n  port: {broker.port}\n  device_id: full\nstate:\n  dir: {state}\n"
+                      "logging:\n  format: json\n")
+    filler = fill(small_disk)
+    sub = subscriber_factory(broker.port, "crymonitor/full/#")
+    daemon = DaemonProcess(config, "--input", str(cry_then_long_quiet(tmp_path, cry_then_quiet)))
+    try:
+        sub.wait_for(lambda m: any(json.loads(p)["type"] == "cry_reason" for p in sub.payloads("event")), timeout=60)
+        publish(broker.port, "crymonitor/full/set/last_cry_reason", b"tired")
+        daemon.wait_log("feedback_accepted")  # Home Assistant shows it as taken ...
+        unwritable = daemon.wait_log("feedback_store_unwritable")
+        assert not (state / FEEDBACK_FILE).exists()  # ... but the disk did not take it
+        filler.unlink()
+        written = daemon.wait_log("feedback_store_written", timeout=15)  # without a restart
+        labels = json.loads((state / FEEDBACK_FILE).read_text())["labels"]
+    finally:
+        code, _ = daemon.stop(signal.SIGTERM)
+    assert code == 0 and unwritable["level"] == "error" and written["path"] == str(state / FEEDBACK_FILE)
+    assert [label["reason"] for label in labels] == ["tired"]

@@ -14,7 +14,7 @@ import soundfile as sf
 import structlog
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, cry_then_long_quiet, fill
 from daemon_helpers import DaemonProcess, quiet_file, write_config
 from monitor.audio.files import AudioFileError, read_file
 from monitor.config import Config, ConfigError, override, parse_config
@@ -315,30 +315,6 @@ def test_audio_fuzz_every_file_replays_or_is_one_clear_error(tmp_path):
 # --- the outbox on a full or read-only disk: real tmpfs mounts where the machine allows them -------------------
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 1 MiB tmpfs: full when filled, read-only when remounted so (a root-owned folder ignores chmod)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True,
-                          text=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=True)
-
-
-def fill(folder: Path) -> Path:
-    filler = folder / "filler"
-    with open(filler, "wb", buffering=0) as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 4096)
-        except OSError:  # no space left on the device
-            pass
-    return filler
-
-
 def earlier_events(state: Path, device: str) -> list[str]:
     """Events an earlier run left in the outbox (its broker was down when it stopped)."""
     from monitor.service.outbox import Outbox
@@ -350,13 +326,6 @@ def earlier_events(state: Path, device: str) -> list[str]:
                                                "t": float(n)})
     box.close()
     return ids
-
-
-def cry_then_long_quiet(folder: Path, cry_then_quiet: Path) -> Path:
-    path = folder / "cry-long.wav"
-    quiet = np.random.default_rng(0).standard_normal(60 * 16000).astype(np.float32) * 1e-4
-    sf.write(path, np.concatenate([read_file(cry_then_quiet), quiet]), 16000)
-    return path
 
 
 def published_ids(sub) -> list[str]:

@@ -45,7 +45,7 @@ from monitor.service.sinks import ClipSink, LogSink, NotifySink
 from monitor.service.state import DaemonState, lock_state_dir
 
 log = structlog.get_logger(__name__)
-OUTBOX_RETRY_SECONDS = 5.0  # how often an outbox that could not be written is tried again
+WRITE_RETRY_SECONDS = 5.0  # how often an outbox or answers that could not be written are tried again
 
 
 class Daemon:
@@ -81,7 +81,7 @@ class Daemon:
         self._reopen_at, self._reopen_backoff = 0.0, 1.0
         self._last_chunk = time.monotonic()
         self._broker_problem = False
-        self._outbox_retry_at = 0.0
+        self._outbox_retry_at = self._answers_retry_at = 0.0
 
     @property
     def config(self) -> Config:
@@ -198,7 +198,7 @@ class Daemon:
             else:
                 self.notifier.status("listening" if self._monitoring else "paused")
         if not publisher.outbox.available and now >= self._outbox_retry_at:
-            self._outbox_retry_at = now + OUTBOX_RETRY_SECONDS
+            self._outbox_retry_at = now + WRITE_RETRY_SECONDS
             publisher.retry_outbox()
 
     # --- loops ----------------------------------------------------------------------------------------------
@@ -218,7 +218,8 @@ class Daemon:
 
     async def _watch(self) -> None:
         """Once a second, whether or not audio flows: no audio for ``deaf_after_seconds`` (device gone, stream
-        hung) is a microphone problem; diagnostics go out on time; the daily count rolls over at midnight."""
+        hung) is a microphone problem; diagnostics go out on time; the daily count rolls over at midnight; answers
+        that could not be written are tried again."""
         last_diag, day = 0.0, date.today()
         while True:
             await asyncio.sleep(1.0)
@@ -233,6 +234,9 @@ class Daemon:
                 self._publish_stats(self.state.stats.to_payload())
             if self.mqtt:
                 self._check_broker(now)
+            if self.feedback and self.feedback.unwritten and now >= self._answers_retry_at:
+                self._answers_retry_at = now + WRITE_RETRY_SECONDS
+                self.feedback.write_unwritten()
 
     async def run(self, early_reloads: list | None = None) -> int:
         """Until SIGTERM/SIGINT or the end of a file input; ``early_reloads``: SIGHUPs that came while starting

@@ -95,6 +95,7 @@ class Feedback(Sink):
         self.path, self.recent_path = state_dir / FEEDBACK_FILE, state_dir / RECENT_FILE
         self.classifier, self.window_s, self.publish, self.clock = classifier, window_hours * 3600.0, publish, clock
         self._attempts: deque[float] = deque()
+        self.unwritten: set[Path] = set()  # files whose last write failed (disk full), retried
         self._malformed_logged_at, self._malformed_unlogged = -math.inf, 0
         self.labels = self._read(self.path, "labels", _valid_label)
         self.recent = self._read(self.recent_path, "recent", _valid_recent)
@@ -127,11 +128,32 @@ class Feedback(Sink):
                         moved_to=str(aside) if aside else None, detail=f"starting with no {key}")
             return []
 
-    def _write(self, path: Path, key: str, items: list[dict]) -> None:
+    def _write(self, path: Path) -> None:
+        """Write one of the two files as it is now. One that cannot be written (a full disk) is kept in memory and
+        written again by :meth:`write_unwritten`, like the outbox: an answer Home Assistant showed as taken must
+        survive the next restart."""
+        key, items = ("labels", self.labels) if path == self.path else ("recent", self.recent)
         try:
             write_json(path, {key: items})
-        except OSError as exc:  # a full disk loses the newest answer's persistence, never the monitor
-            log.error("feedback_store_unwritable", path=str(path), error=exc.strerror)
+        except OSError as exc:
+            if path not in self.unwritten:  # once per outage, not at every retry
+                log.error("feedback_store_unwritable", path=str(path), error=exc.strerror,
+                          detail="kept in memory; written as soon as the disk takes it")
+            self.unwritten.add(path)
+            return
+        if path in self.unwritten:
+            self.unwritten.discard(path)
+            log.warning("feedback_store_written", path=str(path), detail="after it could not be")
+
+    def write_unwritten(self) -> None:
+        """Try again the files that could not be written."""
+        for path in sorted(self.unwritten):
+            self._write(path)
+
+    def close(self) -> None:
+        self.write_unwritten()
+        for path in self.unwritten:  # the last chance is gone: say what is lost, never silently
+            log.error("feedback_store_lost_at_exit", path=str(path), detail="the disk never took it")
 
     def _teach(self) -> None:
         space = self.classifier.embedding_space
@@ -150,7 +172,7 @@ class Feedback(Sink):
                 if item["id"] == payload["id"]:
                     item["ended_at"] = self.clock()
             self._forget_expired()
-            self._write(self.recent_path, "recent", self.recent)
+            self._write(self.recent_path)
 
     def reason_embedding(self, cry_id: str, embedding: tuple[float, ...]) -> None:
         """The latest reason's embedding is the cry's (a refined reason heard more of it), also for an answer
@@ -159,10 +181,10 @@ class Feedback(Sink):
         for item in self.recent:
             if item["id"] == cry_id:
                 item["embedding"] = rounded
-                self._write(self.recent_path, "recent", self.recent)  # a reason may come after its cry ended
+                self._write(self.recent_path)  # a reason may come after its cry ended
         if any(item["id"] == cry_id for item in self.labels):
             self.labels = [{**item, "embedding": rounded} if item["id"] == cry_id else item for item in self.labels]
-            self._write(self.path, "labels", self.labels)
+            self._write(self.path)
             self._teach()
 
     def _forget_expired(self) -> None:
@@ -190,7 +212,7 @@ class Feedback(Sink):
             self.labels.append({"id": cry["id"], "reason": reason, "embedding": cry["embedding"],
                                 "model": cry["model"], "at": round(self.clock(), 3)})
             self.labels = self.labels[-MAX_LABELS:]
-        self._write(self.path, "labels", self.labels)
+        self._write(self.path)
         self._teach()
         log.info("feedback_accepted", cry_id=cry["id"], reason=reason, labels=len(self.labels),
                  usable=self.classifier.adaptation.count, adapting=self.classifier.adapting)

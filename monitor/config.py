@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import stat
 import types
 import typing
 from collections.abc import Mapping
@@ -487,15 +488,28 @@ def parse_config(text: str, source: str = "<config>", base: Path | None = None) 
     return _build(Config, data or {}, "", _key_lines(node) if node else {}, source, base or Path.cwd())
 
 
+MAX_CONFIG_BYTES = 256 * 1024  # 40 times the documented config; parsing more would take seconds of pure Python
+
+
 def load_config(path: str | Path | None) -> Config:
-    """Load ``path``, or the built-in defaults when ``path`` is None."""
+    """Load ``path``, or the built-in defaults when ``path`` is None. Only a regular file of at most
+    :data:`MAX_CONFIG_BYTES` is read: a FIFO would block the reader until something writes to it, and a huge file
+    takes seconds to parse (a SIGHUP reload reads it while the daemon listens)."""
     if path is None:
         return Config()
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # opening a FIFO without it waits for a writer
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise ConfigError(f"{path}: not a regular file (a folder, FIFO or device); give a config file")
+            data = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; not a config file")
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     return parse_config(text, str(path), path.resolve().parent)

@@ -2,6 +2,7 @@
 in a subprocess, a real broker, real files)."""
 
 import json
+import os
 import signal
 import socket
 import sqlite3
@@ -248,3 +249,23 @@ def test_an_answer_taken_while_the_disk_is_full_is_written_once_it_has_room(brok
         code, _ = daemon.stop(signal.SIGTERM)
     assert code == 0 and unwritable["level"] == "error" and written["path"] == str(state / FEEDBACK_FILE)
     assert [label["reason"] for label in labels] == ["tired"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "huge"])
+def test_a_reload_of_a_fifo_or_a_huge_file_is_refused_and_never_stalls_the_daemon(broker, tmp_path, kind):
+    config = write_config(tmp_path / "c.yaml", broker.port, f"reload-{kind}")
+    daemon = DaemonProcess(config, "--input", str(quiet_file(tmp_path / "q.wav", 60)))
+    try:
+        daemon.wait_log("daemon_started", timeout=60)
+        text = config.read_text()
+        config.unlink()
+        if kind == "fifo":
+            os.mkfifo(config)  # nothing ever writes to it: opening it for reading used to wait forever
+        else:
+            config.write_text(text + "# padding\n" * 2_000_000)  # 20 MB: its parse stalled the loop for 11 s
+        daemon.proc.send_signal(signal.SIGHUP)
+        rejected = daemon.wait_log("reload_rejected")
+    finally:
+        code, seconds = daemon.stop(signal.SIGTERM)
+    assert code == 0 and seconds < 2, (code, seconds)  # the loop was free to handle SIGTERM at once
+    assert ("not a regular file" if kind == "fifo" else "larger than") in rejected["error"], rejected

@@ -12,8 +12,10 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
+import soundfile as sf
 
 from conftest import ROOT, cry_then_long_quiet, fill
 from daemon_helpers import DaemonProcess, quiet_file, write_config
@@ -269,3 +271,14 @@ def test_a_reload_of_a_fifo_or_a_huge_file_is_refused_and_never_stalls_the_daemo
         code, seconds = daemon.stop(signal.SIGTERM)
     assert code == 0 and seconds < 2, (code, seconds)  # the loop was free to handle SIGTERM at once
     assert ("not a regular file" if kind == "fifo" else "larger than") in rejected["error"], rejected
+
+
+def test_classify_on_float_samples_near_1e30_prints_valid_json(tmp_path):
+    samples = (np.random.default_rng(3).standard_normal(4 * 16000) * 1e30).astype(np.float32)  # finite, absurd
+    path = tmp_path / "huge.wav"
+    sf.write(path, samples, 16000, subtype="FLOAT")
+    out = subprocess.run([sys.executable, "-m", "monitor", "classify", str(path)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    answer = strict_json(out.stdout)
+    assert 0.0 <= answer["confidence"] <= 1.0 and "audio_out_of_range" in out.stderr

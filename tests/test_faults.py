@@ -3,6 +3,7 @@ in a subprocess, a real broker, real files)."""
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -282,3 +283,22 @@ def test_classify_on_float_samples_near_1e30_prints_valid_json(tmp_path):
     assert out.returncode == 0, out.stderr
     answer = strict_json(out.stdout)
     assert 0.0 <= answer["confidence"] <= 1.0 and "audio_out_of_range" in out.stderr
+
+
+def test_deleting_the_state_folder_under_a_daemon_frees_no_lock_and_the_folder_comes_back(broker, tmp_path):
+    config = write_config(tmp_path / "c.yaml", broker.port, "gone")
+    audio = quiet_file(tmp_path / "q.wav", 60)
+    first = DaemonProcess(config, "--input", str(audio))
+    try:
+        first.wait_log("daemon_started", timeout=60)
+        shutil.rmtree(tmp_path / "state")
+        second = DaemonProcess(config, "--input", str(audio))  # a fresh folder at the path is a fresh inode
+        assert second.proc.wait(timeout=60) == 2
+        second.stop(signal.SIGTERM)
+        first.wait_log("state_dir_recreated", timeout=5)
+        saved = json.loads((tmp_path / "state" / "state.json").read_text())
+    finally:
+        code, _ = first.stop(signal.SIGTERM)
+    assert f"already used by the crymonitor with PID {first.proc.pid}" in second.stderr
+    assert second.stderr.count("\n") == 1 and code == 0
+    assert saved["controls"]["sensitivity"] == "medium" and (tmp_path / "state" / "outbox.sqlite").exists()

@@ -42,7 +42,7 @@ from monitor.service.notify import Notifier
 from monitor.service.outbox import Outbox
 from monitor.service.publish import MqttPublisher
 from monitor.service.sinks import ClipSink, LogSink, NotifySink
-from monitor.service.state import DaemonState, lock_state_dir
+from monitor.service.state import DaemonState, StateDirLock
 
 log = structlog.get_logger(__name__)
 WRITE_RETRY_SECONDS = 5.0  # how often an outbox or answers that could not be written are tried again
@@ -55,7 +55,7 @@ class Daemon:
         else the microphone."""
         self.input_path, self._given_source = input_path, source
         self.state_dir = config.state.path()
-        self._lock = lock_state_dir(self.state_dir)
+        self._lock = StateDirLock(self.state_dir)
         self.detector = make_detector(config.detector)
         self.classifier = ReasonClassifier(config.classifier) if reasons_enabled(config) else None
         self.pipeline = Pipeline(config, self.detector)
@@ -219,7 +219,7 @@ class Daemon:
     async def _watch(self) -> None:
         """Once a second, whether or not audio flows: no audio for ``deaf_after_seconds`` (device gone, stream
         hung) is a microphone problem; diagnostics go out on time; the daily count rolls over at midnight; answers
-        that could not be written are tried again."""
+        that could not be written are tried again; a state folder deleted under us is made again."""
         last_diag, day = 0.0, date.today()
         while True:
             await asyncio.sleep(1.0)
@@ -234,9 +234,20 @@ class Daemon:
                 self._publish_stats(self.state.stats.to_payload())
             if self.mqtt:
                 self._check_broker(now)
+            if self._lock.recreate_if_gone():
+                self._write_state_dir_again()
             if self.feedback and self.feedback.unwritten and now >= self._answers_retry_at:
                 self._answers_retry_at = now + WRITE_RETRY_SECONDS
                 self.feedback.write_unwritten()
+
+    def _write_state_dir_again(self) -> None:
+        """Everything the state folder held is in memory: written again, so a restart after someone deleted the
+        folder still finds the open cry, the answers and the undelivered events."""
+        self.state.save()
+        if self.feedback:
+            self.feedback.write_all()
+        if self.mqtt:
+            self.mqtt.publisher.outbox.reopen()
 
     async def run(self, early_reloads: list | None = None) -> int:
         """Until SIGTERM/SIGINT or the end of a file input; ``early_reloads``: SIGHUPs that came while starting

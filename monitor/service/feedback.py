@@ -145,6 +145,11 @@ class Feedback(Sink):
             self.unwritten.discard(path)
             log.warning("feedback_store_written", path=str(path), detail="after it could not be")
 
+    def write_all(self) -> None:
+        """Both files as they are now (the state folder was made again)."""
+        self._write(self.path)
+        self._write(self.recent_path)
+
     def write_unwritten(self) -> None:
         """Try again the files that could not be written."""
         for path in sorted(self.unwritten):

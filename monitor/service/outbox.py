@@ -119,6 +119,19 @@ class Outbox:
         self.problem = reason
         return False
 
+    def reopen(self) -> None:
+        """Its file was deleted under us (with the state folder): a new file at the path, with the rows the old one
+        still held open (their own seq numbers, so an acknowledgement in flight still finds its row)."""
+        with self._lock:
+            rows = [] if self._db is None else self._db.execute(
+                "SELECT seq, topic, payload, created FROM outbox ORDER BY seq").fetchall()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+        if self._connect():
+            with self._lock:
+                self._db.executemany("INSERT INTO outbox (seq, topic, payload, created) VALUES (?, ?, ?, ?)", rows)
+
     @staticmethod
     def _open(path: str) -> sqlite3.Connection:
         db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)

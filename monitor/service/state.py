@@ -1,4 +1,4 @@
-"""What survives a restart, in the state folder: one daemon per folder (:func:`lock_state_dir`), and
+"""What survives a restart, in the state folder: one daemon per folder (:class:`StateDirLock`), and
 ``state.json`` (:class:`DaemonState`): the controls set over MQTT, the cry statistics, and the cry open now.
 
 Every JSON file in the folder is read by :func:`read_json` and checked whole before anything in it is used: a
@@ -10,9 +10,12 @@ sound in it is kept where that is safe (here: each of the three sections on its 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import math
 import os
+import socket
+import struct
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -29,33 +32,93 @@ from monitor.service.sinks import StatsSink
 log = structlog.get_logger(__name__)
 
 
-def lock_state_dir(folder: Path) -> int:
+class StateDirLock:
     """One daemon per state folder: two would share an outbox and a client id and take over each other's MQTT
-    session in a loop. An advisory lock on the folder itself (so a full or read-only disk cannot prevent it), held
-    until the process exits (the kernel drops it even after kill -9); returns its descriptor. A second daemon
-    gets a one-line error naming the first one's PID, which the holder writes to ``daemon.lock`` if it can."""
-    pid_file = folder / "daemon.lock"
-    try:
-        if not folder.is_dir():
-            folder.mkdir(parents=True)
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as exc:
-        raise ConfigError(f"state.dir {folder}: cannot use it ({exc.strerror})") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
+    session in a loop. A second daemon gets a one-line error naming the first one's PID. Two locks, both held
+    until the process exits (the kernel drops them even after kill -9):
+
+    * an abstract Unix socket named after the folder's path, in no file system: it holds while the folder is
+      deleted or replaced (a fresh folder at the path would be a fresh inode, free to lock), and whoever finds it
+      taken learns the holder's PID from it;
+    * an advisory lock on the folder itself: the same folder reached by another path (a symlink, a bind mount) is
+      the same inode. It needs no write, so a full or read-only disk cannot prevent it; the holder writes its PID
+      to ``daemon.lock`` if it can, for the error message.
+
+    A folder deleted under the running daemon is made again by :meth:`recreate_if_gone`, and locked again."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        name = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:32]
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            holder = pid_file.read_text().strip() or "?"
+            self._socket.bind(f"\0crymonitor-state-{name}")
+            self._socket.listen(1)
         except OSError:
-            holder = "?"
-        raise ConfigError(f"state.dir {folder}: already used by the crymonitor with PID {holder}; one daemon per "
-                          "state folder (give each room its own: crymonitor@<room>)") from None
-    try:
-        pid_file.write_text(f"{os.getpid()}\n")
-    except OSError as exc:  # full or read-only: the lock holds anyway, only the message loses the PID
-        log.warning("pid_file_unwritable", path=str(pid_file), error=exc.strerror)
-    return fd
+            self._socket.close()
+            raise self._in_use(self._socket_holder(name)) from None
+        try:
+            self._fd = self._lock_folder()
+        except BaseException:
+            self._socket.close()
+            raise
+
+    def _in_use(self, holder: str) -> ConfigError:
+        return ConfigError(f"state.dir {self.folder}: already used by the crymonitor with PID {holder}; one daemon per "
+                           "state folder (give each room its own: crymonitor@<room>)")
+
+    @staticmethod
+    def _socket_holder(name: str) -> str:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(1.0)
+            try:
+                probe.connect(f"\0crymonitor-state-{name}")
+                pid, _, _ = struct.unpack("3i", probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+            except OSError:
+                return "?"
+        return str(pid)
+
+    def _lock_folder(self) -> int:
+        pid_file = self.folder / "daemon.lock"
+        try:
+            if not self.folder.is_dir():
+                self.folder.mkdir(parents=True)
+            fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as exc:
+            raise ConfigError(f"state.dir {self.folder}: cannot use it ({exc.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            try:
+                holder = pid_file.read_text().strip() or "?"
+            except OSError:
+                holder = "?"
+            raise self._in_use(holder) from None
+        try:
+            pid_file.write_text(f"{os.getpid()}\n")
+        except OSError as exc:  # full or read-only: the lock holds anyway, only the message loses the PID
+            log.warning("pid_file_unwritable", path=str(pid_file), error=exc.strerror)
+        return fd
+
+    def recreate_if_gone(self) -> bool:
+        """Whether the folder was deleted or replaced since it was locked; if so it is made (and locked) again,
+        and the caller writes into it what it holds in memory (state, answers, outbox)."""
+        try:
+            same = os.stat(self.folder).st_ino == os.fstat(self._fd).st_ino and os.fstat(self._fd).st_nlink > 0
+        except FileNotFoundError:
+            same = False
+        if same:
+            return False
+        old, self._fd = self._fd, self._lock_folder()
+        os.close(old)
+        log.warning("state_dir_recreated", path=str(self.folder),
+                    detail="it was deleted under the running daemon; writing what it held again")
+        return True
+
+    def release(self) -> None:
+        """What the process's exit does (a restart in-process, in the tests)."""
+        os.close(self._fd)
+        self._socket.close()
 
 
 MAX_JSON_INT = 2**53  # a stored count or time beyond this is damage (and a float could not hold it exactly)

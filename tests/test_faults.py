@@ -302,3 +302,49 @@ def test_deleting_the_state_folder_under_a_daemon_frees_no_lock_and_the_folder_c
     assert f"already used by the crymonitor with PID {first.proc.pid}" in second.stderr
     assert second.stderr.count("\n") == 1 and code == 0
     assert saved["controls"]["sensitivity"] == "medium" and (tmp_path / "state" / "outbox.sqlite").exists()
+
+
+def twin_config(folder: Path, port: int) -> Path:
+    """The same device id as every other twin, a state folder of its own (beside the file)."""
+    folder.mkdir()
+    return write_config(folder / "c.yaml", port, "twin")
+
+
+def test_a_twin_on_the_same_device_id_is_refused_at_start_naming_the_first(broker, subscriber_factory, tmp_path):
+    sub = subscriber_factory(broker.port, "crymonitor/twin/status")
+    audio = quiet_file(tmp_path / "q.wav", 60)
+    first = DaemonProcess(twin_config(tmp_path / "service", broker.port), "--input", str(audio))
+    try:
+        first.wait_log("mqtt_connected", timeout=60)
+        second = DaemonProcess(twin_config(tmp_path / "manual", broker.port), "--input", str(audio))
+        assert second.proc.wait(timeout=60) == 2
+        second.stop(signal.SIGTERM)
+        time.sleep(1.0)  # long enough for a takeover and a reconnect to show on the status topic
+        assert first.proc.poll() is None
+    finally:
+        first.stop(signal.SIGTERM)
+    assert second.stderr == (f"crymonitor: error: mqtt.device_id 'twin' is already used by the crymonitor on "
+                             f"{socket.gethostname()} with PID {first.proc.pid} and state folder "
+                             f"{tmp_path / 'service' / 'state'}; give each monitor its own device_id\n")
+    assert sub.payloads("status")[:-1] == ["online"]  # no takeover: the first never went offline until its stop
+
+
+def test_twins_that_meet_once_the_broker_is_back_leave_one_on_the_device(broker, subscriber_factory, tmp_path):
+    broker.stop()  # both start while the broker is away: neither can ask it
+    audio = quiet_file(tmp_path / "q.wav", 60)
+    first = DaemonProcess(twin_config(tmp_path / "service", broker.port), "--input", str(audio))
+    first.wait_log("daemon_started", timeout=60)
+    second = DaemonProcess(twin_config(tmp_path / "manual", broker.port), "--input", str(audio))
+    try:
+        second.wait_log("daemon_started", timeout=60)
+        broker.start()
+        assert second.proc.wait(timeout=30) == 2  # the later one gives way
+        sub = subscriber_factory(broker.port, "crymonitor/twin/#")
+        sub.wait_for(lambda m: any(json.loads(p)["pid"] == first.proc.pid for p in sub.payloads("instance")))
+        time.sleep(1.0)  # long enough for another takeover to show
+        assert first.proc.poll() is None and sub.payloads("status")[-1] == "online"
+    finally:
+        second.stop(signal.SIGTERM)
+        first.stop(signal.SIGTERM)
+    assert "already used by the crymonitor" in second.stderr.splitlines()[-1]
+    assert "device_id_in_use" in {r["event"] for r in second.logs()}

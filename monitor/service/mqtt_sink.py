@@ -83,7 +83,8 @@ class MqttSink(Sink):
     def start(self) -> None:
         self.publisher.start()
 
-    def disconnect(self, timeout: float = 1.0) -> int:
-        """``offline``, then wait up to ``timeout`` for acknowledgements; returns how many never came. Its owner
-        calls it (the daemon, replay), not the driver: the stats of an ended cry may still be due."""
-        return self.publisher.close(timeout)
+    def disconnect(self, timeout: float = 1.0, offline: bool = True) -> int:
+        """``offline`` (unless another process still speaks for the device), then wait up to ``timeout`` for
+        acknowledgements; returns how many never came. Its owner calls it (the daemon, replay), not the driver: the
+        stats of an ended cry may still be due."""
+        return self.publisher.close(timeout, offline)

@@ -266,9 +266,11 @@ class MqttPublisher:
             self._last_level = now
             self.publish_measurement("level", f"{level_dbfs:.1f}")
 
-    def close(self, timeout: float = 1.0) -> int:
-        """Publish ``offline``, wait up to ``timeout`` for acknowledgements, disconnect; returns unacked count."""
-        self._publish(f"{self.topic}/status", "offline", qos=1, retain=True)
+    def close(self, timeout: float = 1.0, offline: bool = True) -> int:
+        """Publish ``offline`` (unless another process still speaks for the device: ``offline=False``), wait up to
+        ``timeout`` for acknowledgements, disconnect; returns unacked count."""
+        if offline:
+            self._publish(f"{self.topic}/status", "offline", qos=1, retain=True)
         deadline = time.monotonic() + timeout
         while self._unacked and self.connected.is_set() and time.monotonic() < deadline:
             time.sleep(0.02)

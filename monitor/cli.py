@@ -77,7 +77,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     configure_logging(config.logging)
     detector = make_detector(config.detector)
     classifier = ReasonClassifier(config.classifier) if reasons_enabled(config) else None
-    mqtt = replay_device(config, reasons=classifier is not None) if args.publish else None
+    mqtt, roll_call = replay_device(config, reasons=classifier is not None) if args.publish else (None, None)
     published = [mqtt, StatsSink(CryStats(), mqtt.stats)] if mqtt else []
     events_out = sys.stdout if args.events_out == "-" else open(args.events_out, "w")
     scores_out = open(args.scores_out, "w") if args.scores_out else None
@@ -97,21 +97,24 @@ def cmd_replay(args: argparse.Namespace) -> int:
             events_out.close()
         if scores_out:
             scores_out.close()
-        unacked = mqtt.disconnect(timeout=10.0) if mqtt else 0
+        unacked = mqtt.disconnect(timeout=10.0, offline=roll_call.last_one()) if mqtt else 0
     return 2 if failed else (1 if unacked else 0)
 
 
 def replay_device(config, reasons: bool):
     """``replay --publish``: the whole protocol (discovery, availability, states, events) as a device of its own,
     ``<device_id>-replay`` with its own client id, never as the live nursery (README, "A file instead of a
-    microphone")."""
-    from monitor.service.mqtt_sink import MqttSink, replay_identity
+    microphone"); with the roll call that keeps concurrent runs from marking each other's device offline."""
+    from monitor.service.mqtt_sink import MqttSink, ReplayRollCall, replay_identity
     from monitor.service.publish import MqttPublisher
 
     config = replay_identity(config)
-    mqtt = MqttSink(config, MqttPublisher(config.mqtt), controls=False, reasons=reasons)
+    roll_call = ReplayRollCall(config.mqtt.topic)
+    roll_call.publisher = MqttPublisher(config.mqtt, on_message=roll_call.on_message,
+                                        subscriptions=roll_call.subscriptions)
+    mqtt = MqttSink(config, roll_call.publisher, controls=False, reasons=reasons)
     mqtt.start()
-    return mqtt
+    return mqtt, roll_call
 
 
 def cmd_classify(args: argparse.Namespace) -> int:

@@ -348,3 +348,28 @@ def test_twins_that_meet_once_the_broker_is_back_leave_one_on_the_device(broker,
         first.stop(signal.SIGTERM)
     assert "already used by the crymonitor" in second.stderr.splitlines()[-1]
     assert "device_id_in_use" in {r["event"] for r in second.logs()}
+
+
+def test_concurrent_replays_leave_their_device_online_until_the_last_one_ends(broker, subscriber_factory, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(f"mqtt:\n  port: {broker.port}\n  device_id: rp\nlogging:\n  format: json\n")
+    sub = subscriber_factory(broker.port, "crymonitor/rp-replay/status")
+
+    def replay(seconds: float) -> subprocess.Popen:
+        audio = quiet_file(tmp_path / f"{seconds}.wav", seconds)
+        return subprocess.Popen([sys.executable, "-m", "monitor", "replay", "--config", str(config), "--publish",
+                                 "--realtime", "--events-out", os.devnull, str(audio)], stderr=subprocess.PIPE,
+                                text=True)
+
+    long, short = replay(8.0), replay(2.0)
+    try:
+        assert short.wait(timeout=60) == 0, short.stderr.read()
+        time.sleep(1.0)  # an offline from the short one would be here by now
+        assert long.poll() is None and sub.payloads("status")[-1] == "online"
+        assert long.wait(timeout=60) == 0, long.stderr.read()
+    finally:
+        for run in (long, short):
+            run.kill()
+            run.wait()
+    sub.wait_for(lambda m: sub.payloads("status")[-1:] == ["offline"])  # the last one out marks it offline
+    assert sub.payloads("status").count("offline") == 1

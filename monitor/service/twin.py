@@ -55,7 +55,7 @@ def started_later(me: dict, other: dict) -> bool:
     """Whether this daemon is the twin that stops: the one started later (ties: by identity, so exactly one)."""
     try:
         return (float(me["started"]), _identity(me)) > (float(other.get("started")), _identity(other))
-    except (TypeError, ValueError):  # no usable start time: not a crymonitor of this version; keep the device
+    except (TypeError, ValueError, OverflowError):  # no usable start time (not this version): keep the device
         return False
 
 

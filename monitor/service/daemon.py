@@ -7,7 +7,8 @@ sinks: clips, the state file with the statistics (so the open cry is saved befor
 which cries can be labelled), log, MQTT and systemd status, in that order. MQTT runs on paho's
 network thread and hands commands back to the loop, where :class:`~monitor.service.commands.Controller`
 applies them (and SIGHUP's reloads). A watch loop, once a second, notices a microphone that
-stopped delivering, publishes diagnostics, rolls the daily count over and watches the broker. Signals:
+stopped delivering, publishes diagnostics, rolls the daily count over, watches the broker and the state folder. At
+start a twin on the device id is refused, and one met later gives way (:mod:`monitor.service.twin`). Signals:
 SIGTERM/SIGINT stop capture, end an open cry with ``cry_end``, publish ``offline`` and return within about a
 second; SIGHUP reloads the config file (:meth:`Daemon.reload`).
 """

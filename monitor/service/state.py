@@ -61,6 +61,7 @@ class StateDirLock:
         except BaseException:
             self._socket.close()
             raise
+        self._gone_logged = False  # a deleted folder that cannot be made again is logged once
 
     def _in_use(self, holder: str) -> ConfigError:
         return ConfigError(f"state.dir {self.folder}: already used by the crymonitor with PID {holder}; one daemon per "
@@ -109,8 +110,15 @@ class StateDirLock:
             same = False
         if same:
             return False
-        old, self._fd = self._fd, self._lock_folder()
-        os.close(old)
+        try:
+            fd = self._lock_folder()
+        except ConfigError as exc:  # cannot be made now (permissions, a full disk): tried again in a second
+            if not self._gone_logged:
+                log.error("state_dir_gone", path=str(self.folder), error=str(exc))
+            self._gone_logged = True
+            return False
+        os.close(self._fd)
+        self._fd, self._gone_logged = fd, False
         log.warning("state_dir_recreated", path=str(self.folder),
                     detail="it was deleted under the running daemon; writing what it held again")
         return True

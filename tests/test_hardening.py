@@ -532,7 +532,7 @@ def test_instance_fuzz_a_daemon_meets_no_twin_in_garbage(broker, subscriber_fact
         me = json.loads(mine)
         rng = np.random.default_rng(24)
         later = [{"host": "h", "state_dir": f"/s{n}", "pid": 1, "started": value} for n, value in
-                 enumerate([me["started"] + 1, 1e999, "soon", None, [], 10**400, float("nan")])]
+                 enumerate([me["started"] + 1, 1e999, "soon", None, [], 10**400, float("nan"), True])]
         fuzz = [rng.integers(0, 256, int(rng.integers(0, 300)), dtype=np.uint8).tobytes() for _ in range(40)]
         fuzz += [raw.encode() for raw in NASTY_JSON] + [json.dumps(who).encode() for who in later]
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="instance-fuzzer")

@@ -53,10 +53,10 @@ def other_instance(me: dict, payload: bytes) -> dict | None:
 
 def started_later(me: dict, other: dict) -> bool:
     """Whether this daemon is the twin that stops: the one started later (ties: by identity, so exactly one)."""
-    try:
-        return (float(me["started"]), _identity(me)) > (float(other.get("started")), _identity(other))
-    except (TypeError, ValueError, OverflowError):  # no usable start time (not this version): keep the device
-        return False
+    started = other.get("started")
+    if isinstance(started, bool) or not isinstance(started, (int, float)) or not -1e12 < started < 1e12:
+        return False  # no usable start time (garbage, or not this version's): this one keeps the device
+    return (me["started"], _identity(me)) > (started, _identity(other))
 
 
 def in_use(config: MqttConfig, other: dict) -> str:

@@ -72,6 +72,12 @@ def connection_problem(config: MqttConfig) -> str:
     return "the broker closed the connection (it accepts TCP and TLS now: a transient fault, or see its log)"
 
 
+def no_connack(config: MqttConfig, seconds: float) -> str:
+    """Why a connection failed that TCP accepted and MQTT never answered."""
+    return (f"no MQTT answer (CONNACK) from {config.host}:{config.port} within {seconds:g} s: it accepts TCP but "
+            "does not speak MQTT there (another service? a TLS listener without mqtt.tls? a hung broker?)")
+
+
 def make_client(config: MqttConfig, client_id: str) -> mqtt.Client:
     """A paho 2 client with the configured credentials and TLS (the password is read here, never logged)."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
@@ -181,10 +187,8 @@ class MqttPublisher:
         if reason_code != 0 and was_connected:
             log.warning("mqtt_disconnected", reason=str(reason_code), unacked=len(self._unacked))
         elif reason_code == KEEPALIVE_TIMEOUT and not self._connack:  # TCP accepted, then silence until paho
-            self._log_failure("mqtt_connect_failed", lambda: (  # gave up waiting, a keepalive later
-                f"no MQTT answer (CONNACK) from {self.config.host}:{self.config.port} within "
-                f"{self.config.keepalive_seconds} s: it accepts TCP but does not speak MQTT there (another "
-                "service? a TLS listener without mqtt.tls? a hung broker?)"))
+            self._log_failure("mqtt_connect_failed",  # gave up waiting, a keepalive later
+                              lambda: no_connack(self.config, self.config.keepalive_seconds))
         self._connack = False
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:

@@ -10,7 +10,8 @@ the same daemon is no twin of itself).
 * At start, before connecting with the device's client id, :func:`refuse_if_live_twin` asks the broker under a
   client id of its own: a retained ``status`` of ``online`` or ``deaf`` with another identity's ``instance`` is a
   live twin, and the start is refused with a one-line error naming the device id. A broker that does not answer
-  is no answer: the monitor starts anyway (it must work without a broker).
+  is no answer: the monitor starts anyway (it must work without a broker). One that accepts TCP and stays silent
+  is logged at once as a failed attempt: the publisher would notice only a keepalive later.
 * Running, a twin that started while the broker was away shows itself when its ``instance`` arrives live
   (:func:`other_instance`): the one started later stops (:func:`started_later`) with the same error; the other
   publishes its own again and keeps the device.
@@ -25,8 +26,12 @@ import threading
 import time
 from pathlib import Path
 
+import structlog
+
 from monitor.config import MqttConfig
-from monitor.service.publish import make_client
+from monitor.service.publish import make_client, no_connack
+
+log = structlog.get_logger(__name__)
 
 PROBE_SECONDS = 3.0  # the most a start waits for a broker's answer (a loopback broker answers in milliseconds)
 LIVE = (b"online", b"deaf")
@@ -69,9 +74,10 @@ def refuse_if_live_twin(config: MqttConfig, me: dict) -> str | None:
     answer within :data:`PROBE_SECONDS`)."""
     status, who, probe = f"{config.topic}/status", f"{config.topic}/instance", f"{config.topic}/probe/{os.getpid()}"
     seen: dict[str, bytes] = {}
-    answered = threading.Event()
+    answered, connack = threading.Event(), threading.Event()
 
     def on_connect(client, userdata, flags, reason_code, properties) -> None:
+        connack.set()
         if reason_code.is_failure:  # refused: no answer here, and the publisher will say why
             answered.set()
         else:
@@ -97,5 +103,8 @@ def refuse_if_live_twin(config: MqttConfig, me: dict) -> str | None:
         client.loop_stop()
     except (OSError, ValueError):  # unreachable: no answer, and the publisher will say why
         return None
+    if not connack.is_set():
+        log.error("mqtt_connect_failed", host=config.host, port=config.port, reason=no_connack(config, PROBE_SECONDS),
+                  attempts=1)
     other = other_instance(me, seen.get(who, b""))
     return in_use(config, other) if seen.get(status) in LIVE and other is not None else None

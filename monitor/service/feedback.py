@@ -21,7 +21,8 @@ count since, so a broken automation cannot fill the disk with logs:
 
 What is stored, written atomically: ``feedback.json``, each labelled cry's id, reason, embedding, the classifier it
 came from and when (written when an answer comes: up to a few MB); ``recent_cries.json``, the recent cries' ids,
-end times and embeddings (small; written at each cry). Never audio (that is the clips feature's, if enabled). Only
+end times and embeddings (small; written at each cry); a write the disk refuses (full) is tried again every few
+seconds until it takes it (:meth:`Feedback.write_unwritten`). Never audio (the clips feature's, if enabled). Only
 labels from the running classifier's weights are used (another model's embeddings live in another space; a
 ``.pt`` and its ONNX export share one); the others stay in the file. A file that is not strict JSON
 (:func:`~monitor.service.state.read_json`), or has any entry of the wrong shape, or embeddings of one model with

@@ -7,20 +7,33 @@ Known failures (bad config, unreadable audio, missing or tampered model, no audi
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import json
-import os
 import signal
 import sys
-from pathlib import Path
 
-from monitor import __version__
-from monitor.audio.capture import CaptureError
-from monitor.audio.files import AudioFileError
-from monitor.config import Config, ConfigError, load_config, override
-from monitor.inference.weights import ModelFileError
-from monitor.service.log import configure_logging
+
+def _remember_reload(signum, frame) -> None:
+    EARLY_RELOADS.append(signum)
+
+
+# SIGHUP's default action kills the process: one sent while the daemon starts (systemctl reload, a log rotator) is
+# remembered instead, and the running daemon reloads once (Daemon.run). Installed here, before the imports below
+# (numpy, the audio library, asyncio: about 0.1 s), so only the interpreter's own start (~0.02 s) is unprotected.
+EARLY_RELOADS: list[int] = []
+if sys.argv[1:2] == ["run"]:  # the daemon only: a SIGHUP still ends a replay whose terminal closed
+    signal.signal(signal.SIGHUP, _remember_reload)
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from monitor import __version__  # noqa: E402
+from monitor.audio.capture import CaptureError  # noqa: E402
+from monitor.audio.files import AudioFileError  # noqa: E402
+from monitor.config import Config, ConfigError, load_config, override  # noqa: E402
+from monitor.inference.weights import ModelFileError  # noqa: E402
+from monitor.service.log import configure_logging  # noqa: E402
 
 EXPECTED_ERRORS = (ConfigError, AudioFileError, ModelFileError, CaptureError)
 
@@ -38,16 +51,13 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    # SIGHUP's default action kills the process: one sent while the models load (systemctl reload, a log rotator)
-    # is remembered instead, and the running daemon reloads once (Daemon.run)
-    early_reloads: list[int] = []
-    signal.signal(signal.SIGHUP, lambda signum, frame: early_reloads.append(signum))
+    signal.signal(signal.SIGHUP, _remember_reload)  # already, unless main() was called with its own arguments
     from monitor.service.daemon import Daemon
 
     config = _config(args)
     configure_logging(config.logging)
     daemon = Daemon(config, input_path=args.input, config_path=args.config)
-    code = asyncio.run(daemon.run(early_reloads))
+    code = asyncio.run(daemon.run(EARLY_RELOADS))
     # Everything is closed by now (capture, outbox, MQTT). Interpreter teardown with torch loaded takes ~0.8 s
     # on a 2-core box, which would break the promise to exit within 2 s of SIGTERM under load: skip it.
     sys.stdout.flush()
@@ -68,7 +78,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     configure_logging(config.logging)
     detector = make_detector(config.detector)
     classifier = ReasonClassifier(config.classifier) if reasons_enabled(config) else None
-    mqtt = replay_device(config, reasons=classifier is not None) if args.publish else None
+    mqtt, roll_call = replay_device(config, reasons=classifier is not None) if args.publish else (None, None)
     published = [mqtt, StatsSink(CryStats(), mqtt.stats)] if mqtt else []
     if mqtt and config.clips.picture:
         published.append(CryPictureSink(config.classifier.lookback_seconds, mqtt.last_cry_picture))
@@ -90,28 +100,36 @@ def cmd_replay(args: argparse.Namespace) -> int:
             events_out.close()
         if scores_out:
             scores_out.close()
-        unacked = mqtt.disconnect(timeout=10.0) if mqtt else 0
+        unacked = mqtt.disconnect(timeout=10.0, offline=roll_call.last_one()) if mqtt else 0
     return 2 if failed else (1 if unacked else 0)
 
 
 def replay_device(config, reasons: bool):
     """``replay --publish``: the whole protocol (discovery, availability, states, events) as a device of its own,
     ``<device_id>-replay`` with its own client id, never as the live nursery (README, "A file instead of a
-    microphone"). Returns once Home Assistant can have subscribed to it (:meth:`MqttSink.wait_until_discovered`)."""
+    microphone"). Returns once Home Assistant can have subscribed to it (:meth:`MqttSink.wait_until_discovered`),
+    with the roll call that keeps concurrent runs from marking each other's device offline."""
     from monitor.service.homeassistant import discovery_topic
-    from monitor.service.mqtt_sink import MqttSink, replay_identity
+    from monitor.service.mqtt_sink import MqttSink, ReplayRollCall, replay_identity
     from monitor.service.publish import MqttPublisher, RetainedProbe
 
     config = replay_identity(config)
     ha = config.homeassistant
     probe = RetainedProbe(discovery_topic(ha.prefix, config.mqtt.device_id)) if ha.enabled else None
-    publisher = MqttPublisher(config.mqtt, on_message=probe.on_message if probe else None,
-                              subscriptions=(probe.topic,) if probe else ())
-    mqtt = MqttSink(config, publisher, live=False, reasons=reasons)
+    roll_call = ReplayRollCall(config.mqtt.topic)
+
+    def on_message(topic: str, payload: bytes, retained: bool) -> None:
+        roll_call.on_message(topic, payload, retained)
+        if probe:
+            probe.on_message(topic, payload, retained)
+
+    roll_call.publisher = MqttPublisher(config.mqtt, on_message=on_message,
+                                        subscriptions=(*roll_call.subscriptions, *((probe.topic,) if probe else ())))
+    mqtt = MqttSink(config, roll_call.publisher, live=False, reasons=reasons)
     mqtt.start()
     if probe:
         mqtt.wait_until_discovered(probe)
-    return mqtt
+    return mqtt, roll_call
 
 
 def cmd_classify(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import stat
 import types
 import typing
 from collections.abc import Mapping
@@ -57,7 +58,7 @@ class DetectorConfig:
     kind: str = field(default="model", metadata=_choices("model", "cnn10", "loudness"))
     # YAMNet fine-tuned on our cries without forgetting AudioSet, in ONNX Runtime (no torch): on the nursery
     # validation it finds 50 of 66 cries where the int8 CNN10 finds 41 (models/detector-yamnet-lwf.md)
-    model: Path = PACKAGE_ROOT / "models" / "detector-yamnet-lwf.onnx"
+    model: Path = field(default=PACKAGE_ROOT / "models" / "detector-yamnet-lwf.onnx", metadata={"role": "detector"})
     # None: the hop the model's presets were calibrated at (its manifest entry; N of M counts windows, so the two
     # travel together). Set: for the streaming CNN10, a multiple of 0.08 s (its cost does not depend on it); a
     # window-form model (YAMNet) costs one pass per hop.
@@ -112,7 +113,8 @@ class ClassifierConfig:
     """The cry-reason classifier (monitor/inference/classify.py): when it runs, on what audio, and when it says "uncertain"."""
 
     enabled: bool = True
-    model: Path = PACKAGE_ROOT / "models" / "classifier.onnx"  # classifier.pt exported, equal to 1e-7; no torch
+    # classifier.pt exported, equal to 1e-7; no torch
+    model: Path = field(default=PACKAGE_ROOT / "models" / "classifier.onnx", metadata={"role": "classifier"})
     device: str = field(default="auto", metadata=_choices("cpu", "cuda", "auto"))
     first_after_seconds: float = field(default=2.0, metadata=_range(0.0, 60.0))
     refine_after_seconds: float = field(default=6.0, metadata=_range(0.0, 120.0))  # 0 = no second answer
@@ -293,6 +295,10 @@ class Config:
                 raise ConfigError(f"{name}: {value!r} is not a valid MQTT topic level")
             if len(value.encode()) > MAX_NAME_BYTES:  # topics are built from them (MQTT allows 65,535 bytes)
                 raise ConfigError(f"{name}: longer than {MAX_NAME_BYTES} bytes")
+        for name, value in (("mqtt.base_topic", self.mqtt.base_topic),
+                            ("homeassistant.prefix", self.homeassistant.prefix)):
+            if value.startswith("$"):  # $SYS/...: the broker drops a client's publishes there without a word
+                raise ConfigError(f"{name}: {value!r} starts with $, which MQTT keeps for the broker's own topics")
         if self.mqtt.client_id is not None and not 0 < len(self.mqtt.client_id.encode()) <= MAX_NAME_BYTES:
             raise ConfigError(f"mqtt.client_id: must be 1 to {MAX_NAME_BYTES} bytes")
         if not self.mqtt.host.strip():
@@ -360,7 +366,10 @@ def _convert(value: Any, hint: Any, meta: dict, where: str, base: Path) -> Any:
             break
         if option is Path and isinstance(value, str):
             path = Path(value).expanduser()
-            return path if path.is_absolute() else (base / path).resolve()
+            path = path if path.is_absolute() else (base / path).resolve()
+            if "role" in meta:
+                _check_model_role(path, meta["role"], where)
+            return path
     else:
         names = " or ".join("null" if o is type(None) else o.__name__ for o in options)
         raise ConfigError(f"{where}: expected {names}, got {type(value).__name__} {value!r}")
@@ -374,6 +383,21 @@ def _convert(value: Any, hint: Any, meta: dict, where: str, base: Path) -> Any:
         allowed = [*meta["choices"], *(("true or false (unquoted)",) if bool in options else ())]
         raise ConfigError(f"{where}: must be one of {', '.join(allowed)}, got {converted!r}")
     return converted
+
+
+def _check_model_role(path: Path, role: str, where: str) -> None:
+    """A model listed in its manifest must be one of the kind the key wants: a detector where a reason classifier
+    belongs passes every other check and fails only at start (its entry has no ``classes``). A file not listed
+    is left to the model's own loading, whose errors say what to run."""
+    from monitor.inference.weights import ModelFileError, read_manifest
+
+    try:
+        entry = read_manifest(path.parent).get(path.name)
+    except ModelFileError:
+        return
+    if entry is not None and ("classes" in entry.kwargs) != (role == "classifier"):
+        other = "a reason classifier" if role == "detector" else "a cry detector"
+        raise ConfigError(f"{where}: {path.name} is {other} ({entry.arch}), not a {role} model")
 
 
 def _build(cls: type, data: Any, path: str, lines: dict[str, int], source: str, base: Path) -> Any:
@@ -397,8 +421,9 @@ def _build(cls: type, data: Any, path: str, lines: dict[str, int], source: str, 
             values[key] = _convert(value, hints[key], dict(fields[key].metadata), where(full), base)
     try:
         return cls(**values)
-    except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+    except ConfigError as exc:  # a rule across keys, "<key>: …": at the line of that key where it is in the file
+        key, _, rest = str(exc).partition(": ")
+        raise ConfigError(f"{where(key)}: {rest}" if key in lines else f"{source}: {exc}") from None
 
 
 MAX_DEPTH = 8  # the config is two levels deep; anything much deeper is a mistake or an attack
@@ -421,21 +446,46 @@ def _check_tree(node: yaml.Node, source: str) -> None:
         if isinstance(current, yaml.MappingNode):
             keys: set = set()
             for key, value in current.value:
-                if isinstance(key, yaml.ScalarNode) and key.value in keys:
+                if not isinstance(key, yaml.ScalarNode):  # YAML's "? [a, b]": no config key is a list or mapping
+                    raise ConfigError(f"{source}:{key.start_mark.line + 1}: a key must be a name, not a "
+                                      f"{'list' if isinstance(key, yaml.SequenceNode) else 'mapping'}")
+                if key.value in keys:
                     raise ConfigError(f"{source}:{key.start_mark.line + 1}: {key.value}: given twice in the same "
                                       "mapping (the later one would silently win)")
-                keys.add(getattr(key, "value", None))
+                keys.add(key.value)
                 stack += [(key, depth + 1), (value, depth + 1)]
         elif isinstance(current, yaml.SequenceNode):
             stack += [(item, depth + 1) for item in current.value]
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, with the scalars it cannot build as YAML errors at their line rather than a bare
+    ValueError: an impossible date (2026-02-30) and an integer of more than Python's 4,300 digits."""
+
+    def _scalar(self, node: yaml.Node, build) -> Any:
+        try:
+            return build(self, node)
+        except ValueError as exc:
+            raise yaml.constructor.ConstructorError(None, None, f"{node.value[:40]!r}: {str(exc).split(':')[0]}",
+                                                    node.start_mark) from None
+
+    def construct_yaml_timestamp(self, node: yaml.Node) -> Any:
+        return self._scalar(node, yaml.SafeLoader.construct_yaml_timestamp)
+
+    def construct_yaml_int(self, node: yaml.Node) -> Any:
+        return self._scalar(node, yaml.SafeLoader.construct_yaml_int)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+
+
 def parse_config(text: str, source: str = "<config>", base: Path | None = None) -> Config:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)  # nodes only: aliases are shared, not expanded
+        node = yaml.compose(text, Loader=_Loader)  # nodes only: aliases are shared, not expanded
         if node is not None:
             _check_tree(node, source)
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
@@ -446,15 +496,28 @@ def parse_config(text: str, source: str = "<config>", base: Path | None = None) 
     return _build(Config, data or {}, "", _key_lines(node) if node else {}, source, base or Path.cwd())
 
 
+MAX_CONFIG_BYTES = 256 * 1024  # 40 times the documented config; parsing more would take seconds of pure Python
+
+
 def load_config(path: str | Path | None) -> Config:
-    """Load ``path``, or the built-in defaults when ``path`` is None."""
+    """Load ``path``, or the built-in defaults when ``path`` is None. Only a regular file of at most
+    :data:`MAX_CONFIG_BYTES` is read: a FIFO would block the reader until something writes to it, and a huge file
+    takes seconds to parse (a SIGHUP reload reads it while the daemon listens)."""
     if path is None:
         return Config()
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # opening a FIFO without it waits for a writer
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise ConfigError(f"{path}: not a regular file (a folder, FIFO or device); give a config file")
+            data = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB; not a config file")
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     return parse_config(text, str(path), path.resolve().parent)

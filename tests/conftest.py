@@ -165,6 +165,40 @@ def cry_then_quiet(tmp_path_factory, cry_clip) -> Path:
     return path
 
 
+def cry_then_long_quiet(folder: Path, cry_then_quiet: Path) -> Path:
+    """The cry, then a minute of quiet: a daemon still listening while a test changes something."""
+    from monitor.audio.files import read_file
+
+    path = folder / "cry-long.wav"
+    quiet = np.random.default_rng(0).standard_normal(60 * 16000).astype(np.float32) * 1e-4
+    sf.write(path, np.concatenate([read_file(cry_then_quiet), quiet]), 16000)
+    return path
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs: full when filled, read-only when remounted so (a root-owned folder ignores chmod)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True,
+                          text=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill(folder: Path) -> Path:
+    filler = folder / "filler"
+    with open(filler, "wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 4096)
+        except OSError:  # no space left on the device
+            pass
+    return filler
+
+
 @pytest.fixture(scope="session")
 def pulse(tmp_path_factory):
     """Headless PulseAudio whose null sink's monitor is the default capture device (a virtual microphone).

@@ -72,7 +72,7 @@ def test_settings_changed_in_the_file_win_over_remembered_ones(tmp_path):
                                    + yaml_text))
 
     def restarted(yaml_text: str, previous: Daemon) -> Daemon:
-        os.close(previous._lock)  # what the previous process's exit does: one daemon per state folder
+        previous._lock.release()  # what the previous process's exit does: one daemon per state folder
         return daemon(yaml_text)
 
     first = daemon("events:\n  sensitivity: medium\n")

@@ -161,22 +161,26 @@ def test_a_cry_open_when_the_daemon_stopped_expires_a_window_after_the_restart(t
     assert [i["reason"] for i in stored(tmp_path)["labels"]] == ["tired"]
 
 
-def test_a_flood_of_answers_is_rejected(tmp_path, classifier, cries):
-    clock = Clock()
-    feedback = Feedback(tmp_path, classifier, 12, clock=clock)
+def test_garbage_spends_no_answers_and_every_rejected_answer_is_logged(tmp_path, classifier, cries):
+    clock, published = Clock(), []
+    feedback = Feedback(tmp_path, classifier, 12, published.append, clock)
     hear(feedback, classifier, cries[0], "a")
-    for i in range(FLOOD_LIMIT):
-        feedback.answer(PARENT_REASONS[i % len(PARENT_REASONS)].encode())
+    with capture_logs() as logs:
+        for _ in range(300):  # a broken automation, 4 a second: logged once a minute with the count
+            clock.now += 0.25
+            feedback.answer(b"sleepy")
+    assert [r["event"] for r in logs] == ["feedback_rejected"] * 2 and logs[1]["unlogged_since_last"] == 239
+    feedback.answer(b"hungry")  # and the parents are still heard
+    assert [i["reason"] for i in stored(tmp_path)["labels"]] == ["hungry"]
+    for _ in range(FLOOD_LIMIT - 1):
+        feedback.answer(b"tired")
     before = (tmp_path / FEEDBACK_FILE).read_bytes()
     with capture_logs() as logs:
-        feedback.answer(b"hungry")
-    assert "flood" in logs[0]["error"] and (tmp_path / FEEDBACK_FILE).read_bytes() == before
-    with capture_logs() as logs:
-        for _ in range(300):  # a stuck automation, 4 a second: rejected, logged once a minute with the count
-            clock.now += 0.25
-            feedback.answer(b"hungry")
-    assert [r["event"] for r in logs] == ["feedback_rejected"] and logs[0]["unlogged_since_last"] == 239
+        for _ in range(3):  # answers past the budget: each one said, none taken
+            feedback.answer(b"burping")
+    assert [r["event"] for r in logs] == ["feedback_rejected"] * 3 and all("flood" in r["error"] for r in logs)
     assert (tmp_path / FEEDBACK_FILE).read_bytes() == before
+    assert published[-1] == "tired"  # the select is set back to the answer that counts
     clock.now += 61  # a minute later a parent is heard again
     feedback.answer(b"hungry")
     assert [i["reason"] for i in stored(tmp_path)["labels"]] == ["hungry"]

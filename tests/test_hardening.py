@@ -9,12 +9,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import paho.mqtt.client as mqtt
 import pytest
 import soundfile as sf
 import structlog
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, cry_then_long_quiet, fill
 from daemon_helpers import DaemonProcess, quiet_file, write_config
 from monitor.audio.files import AudioFileError, read_file
 from monitor.config import Config, ConfigError, override, parse_config
@@ -25,7 +26,7 @@ def quiet_wav(folder: Path) -> Path:
     return quiet_file(folder / "quiet.wav", 60.0)
 
 
-def test_an_infinite_number_in_the_state_file_is_ignored_with_a_logged_error(tmp_path):
+def test_an_infinite_number_in_the_state_file_sets_it_aside_with_a_warning(tmp_path):
     state = tmp_path / "state"
     state.mkdir()
     (state / "state.json").write_text('{"stats": {"day": "2026-12-02", "cries_today": 1e999}}')
@@ -33,7 +34,7 @@ def test_an_infinite_number_in_the_state_file_is_ignored_with_a_logged_error(tmp
     with structlog.testing.capture_logs() as logs:
         daemon = Daemon(config)
     assert daemon.state.stats.cries_today == 0
-    assert any(r["event"] == "state_file_ignored" and "infinity" in r["error"] for r in logs)
+    assert any(r["event"] == "state_file_corrupt" and "out of range" in r["error"] for r in logs)
 
 
 def catches_sighup(pid: int) -> bool:
@@ -170,16 +171,21 @@ NASTY_VALUES = ["", "  ", "\x00", "\ud800", "a" * 70_000, "#", "+/x", "/lead", "
                 "../models/detector.pt", "/dev/null", "~/x", "tls", "ünïcødé", "\n"]
 
 
+RAW_YAML_VALUES = ["2026-02-30", "2026-13-01", "0000-00-00", "2026-02-29", "1" * 4301, "-" + "9" * 5000, "$SYS",
+                   "$SYS/broker", "'$x'", "[a, b]", "{a: 1}", ".inf", "-.nan", "0x" + "f" * 5000, "1_000", "0o777"]
+
+
 def yaml_variants(count: int, seed: int = 12):
-    """Seeded variants of the shipped config: one key set to a nasty value, a section duplicated, aliases, deep
-    nesting, or plain garbage."""
+    """Seeded variants of the shipped config: one key set to a nasty value (as JSON, or as raw YAML: impossible
+    dates, integers past 4,300 digits, $ topics, lists and mappings), a section duplicated, aliases, deep nesting,
+    or a list or mapping as a key."""
     rng = np.random.default_rng(seed)
     shipped = yaml.safe_load((ROOT / "config" / "crymonitor.yaml").read_text())
     keys = [(section, key) for section, values in shipped.items() for key in values]
     keys += [(section, f"{key}:\n    {sub}") for section, values in shipped.items() for key, inner in values.items()
              if isinstance(inner, dict) for sub in inner]  # nested sections (classifier.baby) too
     for i in range(count):
-        kind = i % 6
+        kind = i % 8
         if kind <= 2:
             section, key = keys[rng.integers(len(keys))]
             value = NASTY_VALUES[rng.integers(len(NASTY_VALUES))]
@@ -190,6 +196,12 @@ def yaml_variants(count: int, seed: int = 12):
         elif kind == 4:
             depth = int(rng.integers(5, 600))
             yield "".join(f"{'  ' * d}k{d}:\n" for d in range(depth)) + "  " * depth + "v: 1\n"
+        elif kind == 6:
+            section, key = keys[rng.integers(len(keys))]
+            yield f"{section}:\n  {key}: {RAW_YAML_VALUES[rng.integers(len(RAW_YAML_VALUES))]}\n"
+        elif kind == 7:
+            section = keys[rng.integers(len(keys))][0]
+            yield f"{section}:\n  ? {['[a, b]', '{a: 1}', '[]'][rng.integers(3)]}\n  : 1\n"
         else:
             levels = int(rng.integers(2, 10))
             lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
@@ -199,7 +211,7 @@ def yaml_variants(count: int, seed: int = 12):
 
 def test_config_fuzz_every_variant_loads_or_is_one_config_error():
     outcomes = {"loaded": 0, "rejected": 0}
-    for text in yaml_variants(360):
+    for text in yaml_variants(480):
         started = time.monotonic()
         try:
             parse_config(text, "fuzz.yaml")
@@ -315,30 +327,6 @@ def test_audio_fuzz_every_file_replays_or_is_one_clear_error(tmp_path):
 # --- the outbox on a full or read-only disk: real tmpfs mounts where the machine allows them -------------------
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 1 MiB tmpfs: full when filled, read-only when remounted so (a root-owned folder ignores chmod)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True,
-                          text=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=True)
-
-
-def fill(folder: Path) -> Path:
-    filler = folder / "filler"
-    with open(filler, "wb", buffering=0) as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 4096)
-        except OSError:  # no space left on the device
-            pass
-    return filler
-
-
 def earlier_events(state: Path, device: str) -> list[str]:
     """Events an earlier run left in the outbox (its broker was down when it stopped)."""
     from monitor.service.outbox import Outbox
@@ -350,13 +338,6 @@ def earlier_events(state: Path, device: str) -> list[str]:
                                                "t": float(n)})
     box.close()
     return ids
-
-
-def cry_then_long_quiet(folder: Path, cry_then_quiet: Path) -> Path:
-    path = folder / "cry-long.wav"
-    quiet = np.random.default_rng(0).standard_normal(60 * 16000).astype(np.float32) * 1e-4
-    sf.write(path, np.concatenate([read_file(cry_then_quiet), quiet]), 16000)
-    return path
 
 
 def published_ids(sub) -> list[str]:
@@ -416,3 +397,153 @@ def test_a_malformed_outbox_is_set_aside_and_the_events_it_still_holds_are_salva
     set_aside = [p.name for p in tmp_path.glob("outbox.sqlite.corrupt-*") if re.fullmatch(r".*-\d+", p.name)]
     assert len(set_aside) == 1  # with its WAL, if it had one: the rows of the last write may be there
     assert [r for r in logs if r["event"] == "outbox_corrupt"][0]["salvaged"] == len(salvaged)
+
+
+# --- issue 24: the state folder's files in every shape a fault or a hand could leave -----------------------------
+
+NASTY_JSON = ["NaN", "Infinity", "-Infinity", "1e999", "-1", "-1e-300", "9" * 400, "-" + "9" * 400, "0.5", "true",
+              "null", '""', '"x"', '"2026-02-30"', "[]", "{}", "[1, [2]]", "[" * 1000 + "]" * 1000,
+              '{"a": ' * 1000 + "1" + "}" * 1000, '"\\ud800"', "[0.1, 0.2, 0.3]"]
+VALID_STATE = {"controls": {"enabled": "ON", "sensitivity": "high", "quiet_hours": "OFF"},
+               "from_config": {"sensitivity": "medium", "quiet_hours": "OFF"},
+               "stats": {"day": "2026-01-01", "cries_today": 2, "last_cry_duration_s": 4.5},
+               "open_cry": {"id": "c", "started_ts": "2026-01-01T00:00:00+00:00"}}
+VALID_LABELS = {"labels": [{"id": "a", "reason": "tired", "embedding": [0.5, 0.1], "model": "m", "at": 1.0},
+                           {"id": "b", "reason": "hungry", "embedding": [0.2, 0.3], "model": "m", "at": 2.0}]}
+VALID_RECENT = {"recent": [{"id": "a", "ended_at": 5.0, "embedding": [0.5, 0.1], "model": "m"}]}
+
+
+def leaves(value, path=()):
+    """Every place in a JSON document where a value can be replaced, the document itself included."""
+    yield path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from leaves(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from leaves(item, (*path, index))
+
+
+def with_raw(document, path: tuple, raw: str) -> str:
+    """The document as JSON text, with the raw JSON ``raw`` (which may not even parse) at ``path``."""
+    if not path:
+        return raw
+    marker = "\u0000MARK\u0000"
+    copy = json.loads(json.dumps(document))
+    target = copy
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = marker
+    return json.dumps(copy).replace(json.dumps(marker), raw)
+
+
+def json_variants(document, count: int, rng):
+    """Seeded damage to a valid document: one value replaced by a nasty one; a cut; a stray byte."""
+    places = list(leaves(document))
+    for i in range(count):
+        text = with_raw(document, places[rng.integers(len(places))], NASTY_JSON[rng.integers(len(NASTY_JSON))])
+        if i % 7 == 5:
+            text = text[: int(rng.integers(len(text) + 1))]
+        elif i % 7 == 6 and text:
+            at = int(rng.integers(len(text)))
+            text = text[:at] + chr(int(rng.integers(0, 256))) + text[at + 1:]
+        yield text
+
+
+def outbox_variants(folder: Path, count: int, rng):
+    """Seeded outbox files: the right table or another one, rows with every kind of payload and time."""
+    import sqlite3
+
+    schemas = ["CREATE TABLE outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, "
+               "payload TEXT NOT NULL, created REAL NOT NULL)",
+               "CREATE TABLE outbox (seq INTEGER PRIMARY KEY, topic TEXT, payload TEXT, created REAL)",
+               "CREATE TABLE outbox (seq INTEGER PRIMARY KEY, topic TEXT, payload BLOB, created TEXT, extra TEXT)",
+               "CREATE TABLE outbox (id INTEGER PRIMARY KEY, data BLOB)"]
+    payloads = [json.dumps({"type": "cry_start", "id": "ok", "t": 1.0}), *NASTY_JSON, "not json", b"\xff\xfe"]
+    times = [1.0, 1e12, -5.0, "yesterday", "1.0", None, float("inf"), float("nan"), 2**62]
+    for i in range(count):
+        path = folder / f"{i}" / "outbox.sqlite"
+        path.parent.mkdir()
+        db = sqlite3.connect(path)
+        schema = schemas[i % len(schemas)]
+        db.execute(schema)
+        for _ in range(int(rng.integers(0, 6))):
+            row = ("crymonitor/x/event", payloads[rng.integers(len(payloads))], times[rng.integers(len(times))])
+            try:
+                if "data BLOB" in schema:
+                    db.execute("INSERT INTO outbox (data) VALUES (?)", (row[1],))
+                else:
+                    db.execute("INSERT INTO outbox (topic, payload, created) VALUES (?, ?, ?)", row)
+            except sqlite3.IntegrityError:  # NOT NULL
+                pass
+        db.commit()
+        db.close()
+        yield path
+
+
+@pytest.fixture(scope="module")
+def shipped_classifier():
+    from monitor.config import ClassifierConfig
+    from monitor.inference.classify import ReasonClassifier
+
+    return ReasonClassifier(ClassifierConfig(device="cpu", adaptation=True))
+
+
+def test_state_file_fuzz_every_shape_loads_or_is_set_aside(tmp_path, shipped_classifier):
+    from monitor.service.feedback import Feedback
+    from monitor.service.outbox import Outbox
+    from monitor.service.state import DaemonState
+
+    rng = np.random.default_rng(24)
+    outcomes = {"kept": 0, "set aside": 0}
+    cases = [("state.json", text) for text in json_variants(VALID_STATE, 150, rng)]
+    cases += [("feedback.json", text) for text in json_variants(VALID_LABELS, 150, rng)]
+    cases += [("recent_cries.json", text) for text in json_variants(VALID_RECENT, 100, rng)]
+    for n, (name, text) in enumerate(cases):
+        folder = tmp_path / f"j{n}"
+        folder.mkdir()
+        (folder / name).write_text(text, errors="surrogatepass")
+        with structlog.testing.capture_logs() as logs:
+            state = DaemonState(folder, Config(), lambda payload: None)
+            feedback = Feedback(folder, shipped_classifier, 12)
+        stats = json.loads(json.dumps(state.stats.to_payload(), allow_nan=False))
+        duration = stats["last_cry_duration_s"]
+        assert stats["cries_today"] >= 0 and (duration is None or duration >= 0), (name, text[:200])
+        json.dumps({"labels": feedback.labels, "recent": feedback.recent}, allow_nan=False)
+        set_aside = list(folder.glob(f"{name}.corrupt-*"))
+        warned = [r for r in logs if r["event"] in ("state_file_corrupt", "feedback_store_corrupt")]
+        assert len(set_aside) == len(warned) <= 1, (name, text[:200])  # a bad file is never silently used
+        outcomes["set aside" if set_aside else "kept"] += 1
+    for path in outbox_variants(tmp_path, 80, rng):
+        box = Outbox(path)
+        for _, _, payload in box.pending(now=time.time()):
+            assert isinstance(json.loads(payload, parse_constant=pytest.fail), dict)  # only events go out
+        box.close()
+    assert outcomes["kept"] >= 30 and outcomes["set aside"] >= 200, outcomes
+
+
+def test_instance_fuzz_a_daemon_meets_no_twin_in_garbage(broker, subscriber_factory, tmp_path):
+    sub = subscriber_factory(broker.port, "crymonitor/inst/instance")
+    daemon = DaemonProcess(write_config(tmp_path / "c.yaml", broker.port, "inst"),
+                           "--input", str(quiet_file(tmp_path / "q.wav", 60)))
+    try:
+        sub.wait_for(lambda m: sub.payloads("instance"), timeout=60)
+        mine = sub.payloads("instance")[-1]
+        me = json.loads(mine)
+        rng = np.random.default_rng(24)
+        later = [{"host": "h", "state_dir": f"/s{n}", "pid": 1, "started": value} for n, value in
+                 enumerate([me["started"] + 1, 1e999, "soon", None, [], 10**400, float("nan"), True])]
+        fuzz = [rng.integers(0, 256, int(rng.integers(0, 300)), dtype=np.uint8).tobytes() for _ in range(40)]
+        fuzz += [raw.encode() for raw in NASTY_JSON] + [json.dumps(who).encode() for who in later]
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="instance-fuzzer")
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
+        for payload in fuzz:
+            client.publish("crymonitor/inst/instance", payload, qos=1).wait_for_publish(5)
+        client.disconnect()
+        client.loop_stop()
+        sub.wait_for(lambda m: sub.payloads("instance")[-1] == mine)  # it says again that the device is its
+        assert daemon.proc.poll() is None  # none of it started before this daemon: no twin to give way to
+    finally:
+        code, _ = daemon.stop(signal.SIGTERM)
+    assert code == 0 and "device_id_in_use" not in {r["event"] for r in daemon.logs()}

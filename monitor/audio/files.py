@@ -122,13 +122,23 @@ def _filter_table(orig: int, new: int) -> np.ndarray:
     return np.where(inside, cutoff * np.sinc(u) * window, 0.0).astype(np.float32)
 
 
-def finite(samples: np.ndarray, path: Path) -> np.ndarray:
-    """NaN and infinite samples (a float file can hold them) become silence, with a warning: one would make every
-    score and level after it NaN, and a NaN confidence is not valid JSON."""
+def in_range(samples: np.ndarray, path: Path, warned: set[str]) -> np.ndarray:
+    """Samples as every stage after capture expects them, in [-1, 1], with a warning the first time in a file
+    (``warned``: the warnings given so far) for what a float file held beyond: NaN and infinities become silence
+    (one would make every score and level after it NaN, and a NaN confidence is not valid JSON), larger values
+    are clipped (near 1e30 the log-mel's power overflows to NaN)."""
+    def warn_once(event: str, detail: str) -> None:
+        if event not in warned:
+            warned.add(event)
+            log.warning(event, path=str(path), detail=detail)
+
     bad = ~np.isfinite(samples)
     if bad.any():
-        log.warning("audio_not_finite", path=str(path), samples=int(bad.sum()), detail="replaced by silence")
+        warn_once("audio_not_finite", "replaced by silence")
         samples = np.where(bad, np.float32(0.0), samples)
+    if (np.abs(samples) > 1.0).any():
+        warn_once("audio_out_of_range", "clipped to [-1, 1]")
+        samples = np.clip(samples, -1.0, 1.0)
     return samples
 
 
@@ -158,11 +168,12 @@ def iter_file(path: str | Path, block_seconds: float = 1.0) -> Iterator[np.ndarr
         except ValueError as exc:
             raise AudioFileError(f"{path}: {exc}") from None
         block = max(1, int(block_seconds * handle.samplerate))
+        warned: set[str] = set()
         try:
             # read() rather than blocks(): libsndfile calls some files (GSM 6.10 WAV) non-seekable, and blocks()
             # refuses those
             while (frames := handle.read(block, dtype="float32", always_2d=True)).size:
-                out = resampler.process(finite(to_mono(frames), path))
+                out = resampler.process(in_range(to_mono(frames), path, warned))
                 if out.size:
                     yield out
         except (sf.LibsndfileError, RuntimeError, ValueError) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -31,6 +32,24 @@ class CryStats:
 
     @classmethod
     def from_payload(cls, data: dict) -> CryStats:
-        duration = data.get("last_cry_duration_s")
-        return cls(str(data.get("day", "")), int(data.get("cries_today", 0)),
-                   float(duration) if duration is not None else None)
+        """Rebuild from :meth:`to_payload` output (the state file); ValueError for a field out of shape: a negative
+        count would reach a ``total_increasing`` sensor as a drop, a NaN duration would be invalid JSON."""
+        if not isinstance(data, dict):
+            raise ValueError("stats: expected an object")
+        day, count, duration = data.get("day", ""), data.get("cries_today", 0), data.get("last_cry_duration_s")
+        if not isinstance(day, str) or (day and not _iso_date(day)):
+            raise ValueError(f"stats.day: expected YYYY-MM-DD, got {str(day)[:40]!r}")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"stats.cries_today: expected a count, got {str(count)[:40]!r}")
+        if duration is not None and (isinstance(duration, bool) or not isinstance(duration, (int, float))
+                                     or not math.isfinite(duration) or duration < 0):
+            raise ValueError(f"stats.last_cry_duration_s: expected seconds or null, got {str(duration)[:40]!r}")
+        return cls(day, count, None if duration is None else float(duration))
+
+
+def _iso_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True

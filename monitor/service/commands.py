@@ -6,6 +6,7 @@ Assistant's status) and SIGHUP reloads of the config file. A change is applied t
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Mapping
 from datetime import datetime
@@ -30,6 +31,8 @@ class Controller:
         self.config, self.config_path, self.state, self.events = config, config_path, state, events
         self.presets, self.mqtt, self.feedback = presets, mqtt, feedback
         self.events.reconfigure(self._events_config(config, state.controls))
+        self._reloading: asyncio.Task | None = None
+        self._reload_again = False
 
     def _events_config(self, config: Config, controls: ControlState):
         return effective_events(config.events, controls.sensitivity, config.detector, self.presets)
@@ -71,21 +74,40 @@ class Controller:
             self.mqtt.controls(self.state.controls.to_payload(datetime.now()))
 
     def reload(self) -> None:
-        """SIGHUP: re-read the config file. Thresholds, sensitivity, quiet hours and names apply now; an invalid
-        file is rejected and the running config kept. Other changes (device, broker, model) need a restart."""
+        """SIGHUP (on the event loop): re-read the config file. Thresholds, sensitivity, quiet hours and names apply
+        now; an invalid file is rejected and the running config kept. Other changes (device, broker, model) need a
+        restart. The file is read and parsed on a thread, so neither a slow file nor the parse stalls the audio or a
+        SIGTERM; a SIGHUP during a reload is one more reload after it."""
         if self.config_path is None:
             log.warning("reload_ignored", detail="started without --config; nothing to reload")
             return
+        if self._reloading is not None:
+            self._reload_again = True
+            return
+        self._reloading = asyncio.get_running_loop().create_task(self._reload())
+
+    async def _reload(self) -> None:
         try:
-            new = load_config(self.config_path)
+            await self._reload_once()
+            while self._reload_again:
+                self._reload_again = False
+                await self._reload_once()
+        finally:
+            self._reloading = None
+
+    async def _reload_once(self) -> None:
+        try:
+            new = await asyncio.to_thread(load_config, self.config_path)
             for sensitivity in SENSITIVITIES:  # the new events section must combine with the model's presets
                 effective_events(new.events, sensitivity, new.detector, self.presets)
         except ConfigError as exc:
             log.error("reload_rejected", error=str(exc), detail="keeping the running config")
-            return
         except Exception as exc:  # a loader bug must not take the monitor down at 3 a.m.: the old config stays
             log.error("reload_rejected", error=repr(exc), detail="unexpected; keeping the running config")
-            return
+        else:
+            self._apply(new)
+
+    def _apply(self, new: Config) -> None:
         changed_controls = {k: v for k, v in config_controls(new).items()
                             if config_controls(self.config)[k] != v}  # MQTT-set values stay unless edited
         live = ("events", "homeassistant")

@@ -7,7 +7,8 @@ sinks: clips, the state file with the statistics (so the open cry is saved befor
 which cries can be labelled), log, MQTT, systemd status and the *Last cry* picture, in that order. MQTT runs on paho's
 network thread and hands commands back to the loop, where :class:`~monitor.service.commands.Controller`
 applies them (and SIGHUP's reloads). A watch loop, once a second, notices a microphone that
-stopped delivering, publishes diagnostics, rolls the daily count over and watches the broker. Signals:
+stopped delivering, publishes diagnostics, rolls the daily count over, watches the broker and the state folder. At
+start a twin on the device id is refused, and one met later gives way (:mod:`monitor.service.twin`). Signals:
 SIGTERM/SIGINT stop capture, end an open cry with ``cry_end``, publish ``offline`` and return within about a
 second; SIGHUP reloads the config file (:meth:`Daemon.reload`).
 """
@@ -15,6 +16,7 @@ second; SIGHUP reloads the config file (:meth:`Daemon.reload`).
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -26,7 +28,7 @@ import structlog
 
 from monitor import __version__
 from monitor.audio.capture import MicCapture, file_chunks
-from monitor.config import Config
+from monitor.config import Config, ConfigError
 from monitor.core.health import MicHealth
 from monitor.core.levels import level_dbfs
 from monitor.core.pipeline import Pipeline
@@ -43,10 +45,11 @@ from monitor.service.outbox import Outbox
 from monitor.service.picture import CryPictureSink
 from monitor.service.publish import MqttPublisher
 from monitor.service.sinks import ClipSink, LogSink, NotifySink
-from monitor.service.state import DaemonState, lock_state_dir
+from monitor.service.state import DaemonState, StateDirLock
+from monitor.service.twin import in_use, instance, other_instance, refuse_if_live_twin, started_later
 
 log = structlog.get_logger(__name__)
-OUTBOX_RETRY_SECONDS = 5.0  # how often an outbox that could not be written is tried again
+WRITE_RETRY_SECONDS = 5.0  # how often an outbox or answers that could not be written are tried again
 
 
 class Daemon:
@@ -56,7 +59,11 @@ class Daemon:
         else the microphone."""
         self.input_path, self._given_source = input_path, source
         self.state_dir = config.state.path()
-        self._lock = lock_state_dir(self.state_dir)
+        self._lock = StateDirLock(self.state_dir)
+        self.instance = instance(self.state_dir, time.time())  # who this daemon is, for its twins (twin.py)
+        self._twin: str | None = None  # why this daemon stops: a twin on its device id that started earlier
+        self._broker_had_ours = False  # our instance came back from the broker (twin.py)
+        self._consumer: asyncio.Future | None = None  # the audio loop (run() makes it before any MQTT callback runs)
         self.detector = make_detector(config.detector)
         self.classifier = ReasonClassifier(config.classifier) if reasons_enabled(config) else None
         self.pipeline = Pipeline(config, self.detector)
@@ -84,7 +91,7 @@ class Daemon:
         self._reopen_at, self._reopen_backoff = 0.0, 1.0
         self._last_chunk = time.monotonic()
         self._broker_problem = False
-        self._outbox_retry_at = 0.0
+        self._outbox_retry_at = self._answers_retry_at = 0.0
 
     @property
     def config(self) -> Config:
@@ -92,7 +99,11 @@ class Daemon:
         return self.control.config
 
     def _make_mqtt(self, cfg: Config) -> MqttSink:
+        twin = refuse_if_live_twin(cfg.mqtt, self.instance)
+        if twin:
+            raise ConfigError(twin)
         subscriptions = (f"{cfg.mqtt.topic}/set/+",) if cfg.mqtt.accept_commands else ()
+        subscriptions += (f"{cfg.mqtt.topic}/instance",)
         if cfg.homeassistant.enabled:
             subscriptions += (f"{cfg.homeassistant.prefix}/status",)
         # a full or read-only disk leaves the outbox unavailable, never the monitor down: see Outbox, _watch
@@ -104,6 +115,7 @@ class Daemon:
         sink.stats(self.state.stats.to_payload())
         if self.classifier is not None:
             sink.reason(self.state.last_reason)
+        publisher.set_retained(f"{cfg.mqtt.topic}/instance", json.dumps(self.instance))
         return sink
 
     def _source(self) -> AsyncIterator[np.ndarray]:
@@ -116,8 +128,30 @@ class Daemon:
 
     # --- MQTT arrives on paho's thread; commands are handled on the loop --------------------------------------
     def _on_mqtt_thread(self, topic: str, payload: bytes, retained: bool) -> None:
-        if self._loop is not None:
+        if self._loop is None:
+            return
+        if topic == f"{self.config.mqtt.topic}/instance":
+            self._loop.call_soon_threadsafe(self._on_instance, payload, retained)
+        else:
             self._loop.call_soon_threadsafe(self.control.on_message, topic, payload, retained)
+
+    def _on_instance(self, payload: bytes, retained: bool) -> None:
+        """Who the broker says uses this device id. Ours once, another's after that is a twin that published since
+        we did: it is live (twins with one client id take turns on the broker, each getting the other's retained
+        one at its connect). Another's before ours ever came back is the last daemon here, which the start's probe
+        judged. Of two twins the later one stops (twin.py)."""
+        other = other_instance(self.instance, payload)
+        if other is None:
+            self._broker_had_ours = True
+            return
+        if retained and not self._broker_had_ours:
+            return
+        if started_later(self.instance, other):
+            self._twin = in_use(self.config.mqtt, other)
+            log.error("device_id_in_use", error=self._twin)
+            self._consumer.cancel()
+        else:  # this one keeps the device, and says so again: the other stops when it sees it
+            self.mqtt.publisher.set_retained(f"{self.config.mqtt.topic}/instance", json.dumps(self.instance))
 
     def _call_soon(self, fn) -> None:
         if self._loop is not None:
@@ -202,7 +236,7 @@ class Daemon:
             else:
                 self.notifier.status("listening" if self._monitoring else "paused")
         if not publisher.outbox.available and now >= self._outbox_retry_at:
-            self._outbox_retry_at = now + OUTBOX_RETRY_SECONDS
+            self._outbox_retry_at = now + WRITE_RETRY_SECONDS
             publisher.retry_outbox()
 
     # --- loops ----------------------------------------------------------------------------------------------
@@ -222,7 +256,8 @@ class Daemon:
 
     async def _watch(self) -> None:
         """Once a second, whether or not audio flows: no audio for ``deaf_after_seconds`` (device gone, stream
-        hung) is a microphone problem; diagnostics go out on time; the daily count rolls over at midnight."""
+        hung) is a microphone problem; diagnostics go out on time; the daily count rolls over at midnight; answers
+        that could not be written are tried again; a state folder deleted under us is made again."""
         last_diag, day = 0.0, date.today()
         while True:
             await asyncio.sleep(1.0)
@@ -237,6 +272,20 @@ class Daemon:
                 self._publish_stats(self.state.stats.to_payload())
             if self.mqtt:
                 self._check_broker(now)
+            if self._lock.recreate_if_gone():
+                self._write_state_dir_again()
+            if self.feedback and self.feedback.unwritten and now >= self._answers_retry_at:
+                self._answers_retry_at = now + WRITE_RETRY_SECONDS
+                self.feedback.write_unwritten()
+
+    def _write_state_dir_again(self) -> None:
+        """Everything the state folder held is in memory: written again, so a restart after someone deleted the
+        folder still finds the open cry, the answers and the undelivered events."""
+        self.state.save()
+        if self.feedback:
+            self.feedback.write_all()
+        if self.mqtt:
+            self.mqtt.publisher.outbox.reopen()
 
     async def run(self, early_reloads: list | None = None) -> int:
         """Until SIGTERM/SIGINT or the end of a file input; ``early_reloads``: SIGHUPs that came while starting
@@ -248,7 +297,7 @@ class Daemon:
         if crashed and self.mqtt:
             self.mqtt.cry_event(crashed)
             self._publish_stats(self.state.stats.to_payload())
-        consumer = asyncio.ensure_future(self._consume())
+        consumer = self._consumer = asyncio.ensure_future(self._consume())
         watcher = asyncio.ensure_future(self._watch())
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, consumer.cancel)
@@ -277,6 +326,9 @@ class Daemon:
                 self._capture.stop()
             await self.driver.stop(ended_by)
             if self.mqtt:
-                await asyncio.to_thread(self.mqtt.disconnect, 1.0)
+                # a twin that gives way leaves the device to the other: no "offline" for it
+                await asyncio.to_thread(self.mqtt.disconnect, 1.0, self._twin is None)
             log.info("daemon_stopped", shutdown_s=round(time.monotonic() - stopping, 3))
+        if self._twin:
+            raise ConfigError(self._twin)
         return 0

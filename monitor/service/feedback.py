@@ -5,23 +5,29 @@ automation may name the cry instead: ``{"id": "<cry id>", "reason": "tired"}``. 
 Donate-a-cry app (:data:`monitor.core.events.PARENT_REASONS`) and "don't know" (which clears an earlier answer for
 that cry and teaches nothing).
 
-Rules (``tests/test_feedback.py``); a rejected answer is logged (``feedback_rejected`` with the reason) and changes
-nothing stored:
+Rules (``tests/test_feedback.py``); a rejected answer changes nothing stored. A well-formed one is logged every time
+(``feedback_rejected`` with why), and the select is set again to the answer that counts for the latest cry (Home
+Assistant may show the option tapped). A malformed message is logged at once, then at most once a minute with the
+count since, so a broken automation cannot fill the disk with logs:
 
 * the cry must be one of the recent ones this daemon heard (kept with their embeddings, across restarts) and must
   have ended at most ``classifier.feedback_window_hours`` ago (a cry still going on can be labelled);
 * the reason must be one of the options, the payload UTF-8 text or that JSON object, at most 512 bytes;
 * the cry must have been classified (its embedding is what is learned; a cry too short to classify has none);
 * at most :data:`FLOOD_LIMIT` answers per :data:`FLOOD_SECONDS`: more is a stuck automation or a flood, not a
-  parent, and is rejected (logged once a minute with the count since, so a flood cannot fill the disk with logs);
+  parent, and is rejected. Only well-formed answers count: a broken automation publishing garbage must not lock
+  the parents out;
 * a new answer for a cry replaces the old one (a mis-tap is corrected, not counted twice).
 
 What is stored, written atomically: ``feedback.json``, each labelled cry's id, reason, embedding, the classifier it
 came from and when (written when an answer comes: up to a few MB); ``recent_cries.json``, the recent cries' ids,
-end times and embeddings (small; written at each cry). Never audio (that is the clips feature's, if enabled). Only
+end times and embeddings (small; written at each cry); a write the disk refuses (full) is tried again every few
+seconds until it takes it (:meth:`Feedback.write_unwritten`). Never audio (the clips feature's, if enabled). Only
 labels from the running classifier's weights are used (another model's embeddings live in another space; a
-``.pt`` and its ONNX export share one); the others stay in the file. A file with any entry of the wrong shape is
-moved aside (``<name>.corrupt-<time>``) with a warning, and the daemon starts without what it held.
+``.pt`` and its ONNX export share one); the others stay in the file. A file that is not strict JSON
+(:func:`~monitor.service.state.read_json`), or has any entry of the wrong shape, or embeddings of one model with
+different lengths, is moved aside (``<name>.corrupt-<time>``) with a warning, and the daemon starts without what
+it held.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from monitor.core.control import CommandError, command_text
 from monitor.core.events import DONT_KNOW, PARENT_REASONS
 from monitor.service.driver import Sink
 from monitor.service.homeassistant import FEEDBACK_CONTROL, FEEDBACK_OPTIONS
-from monitor.service.state import write_json
+from monitor.service.state import StateFileError, read_json, set_aside, write_json
 
 log = structlog.get_logger(__name__)
 
@@ -72,11 +78,12 @@ def _valid_recent(item: object) -> bool:
 
 
 class FeedbackRejected(Exception):
-    """An answer that is not taken; the message says why, in one line. ``flood``: rejected for coming too fast."""
+    """An answer that is not taken; the message says why, in one line. ``malformed``: not an answer at all (not
+    one of the options, or not that JSON object)."""
 
-    def __init__(self, message: str, flood: bool = False) -> None:
+    def __init__(self, message: str, malformed: bool = False) -> None:
         super().__init__(message)
-        self.flood = flood
+        self.malformed = malformed
 
 
 class Feedback(Sink):
@@ -89,43 +96,70 @@ class Feedback(Sink):
         self.path, self.recent_path = state_dir / FEEDBACK_FILE, state_dir / RECENT_FILE
         self.classifier, self.window_s, self.publish, self.clock = classifier, window_hours * 3600.0, publish, clock
         self._attempts: deque[float] = deque()
-        self._flood_logged_at, self._flood_unlogged = -math.inf, 0
+        self.unwritten: set[Path] = set()  # files whose last write failed (disk full), retried
+        self._malformed_logged_at, self._malformed_unlogged = -math.inf, 0
         self.labels = self._read(self.path, "labels", _valid_label)
         self.recent = self._read(self.recent_path, "recent", _valid_recent)
         for item in self.recent:  # a cry open when the daemon stopped ended then (state.py ends it with "restart")
             if item["ended_at"] is None:
                 item["ended_at"] = self.clock()
         self._teach()
-        if publish:
-            answered = {item["id"]: item["reason"] for item in self.labels}
-            publish(answered.get(self.recent[-1]["id"], "None") if self.recent else "None")
+        self._show_answer()
         log.info("feedback_loaded", labels=len(self.labels), usable=self.classifier.adaptation.count,
                  adapting=self.classifier.adapting)
 
     # --- the store: labels are written when an answer comes, the recent cries (small) at each cry ------------
     def _read(self, path: Path, key: str, valid: Callable[[object], bool]) -> list[dict]:
         try:
-            items = json.loads(path.read_text())[key]
+            data = read_json(path)
+            items = data.get(key) if isinstance(data, dict) else None
             if not isinstance(items, list) or not all(valid(item) for item in items):
-                raise ValueError(f"a {key} entry of the wrong shape")
+                raise StateFileError(f"a {key} entry of the wrong shape")
+            lengths = {}  # one model's embeddings have one length: BabyAdaptation stacks them
+            for item in items:
+                if item.get("embedding") is not None and lengths.setdefault(
+                        item["model"], len(item["embedding"])) != len(item["embedding"]):
+                    raise StateFileError(f"embeddings of model {item['model'][:20]} differ in length")
             return items
         except FileNotFoundError:
             return []
-        except (OSError, ValueError, TypeError, KeyError) as exc:
-            aside = path.with_name(f"{path.name}.corrupt-{int(self.clock())}")
-            try:
-                path.replace(aside)
-            except OSError:
-                aside = None
+        except (OSError, StateFileError) as exc:
+            aside = set_aside(path)
             log.warning("feedback_store_corrupt", path=str(path), error=str(exc)[:200],
                         moved_to=str(aside) if aside else None, detail=f"starting with no {key}")
             return []
 
-    def _write(self, path: Path, key: str, items: list[dict]) -> None:
+    def _write(self, path: Path) -> None:
+        """Write one of the two files as it is now. One that cannot be written (a full disk) is kept in memory and
+        written again by :meth:`write_unwritten`, like the outbox: an answer Home Assistant showed as taken must
+        survive the next restart."""
+        key, items = ("labels", self.labels) if path == self.path else ("recent", self.recent)
         try:
             write_json(path, {key: items})
-        except OSError as exc:  # a full disk loses the newest answer's persistence, never the monitor
-            log.error("feedback_store_unwritable", path=str(path), error=exc.strerror)
+        except OSError as exc:
+            if path not in self.unwritten:  # once per outage, not at every retry
+                log.error("feedback_store_unwritable", path=str(path), error=exc.strerror,
+                          detail="kept in memory; written as soon as the disk takes it")
+            self.unwritten.add(path)
+            return
+        if path in self.unwritten:
+            self.unwritten.discard(path)
+            log.warning("feedback_store_written", path=str(path), detail="after it could not be")
+
+    def write_all(self) -> None:
+        """Both files as they are now (the state folder was made again)."""
+        self._write(self.path)
+        self._write(self.recent_path)
+
+    def write_unwritten(self) -> None:
+        """Try again the files that could not be written."""
+        for path in sorted(self.unwritten):
+            self._write(path)
+
+    def close(self) -> None:
+        self.write_unwritten()
+        for path in self.unwritten:  # the last chance is gone: say what is lost, never silently
+            log.error("feedback_store_lost_at_exit", path=str(path), detail="the disk never took it")
 
     def _teach(self) -> None:
         space = self.classifier.embedding_space
@@ -144,7 +178,7 @@ class Feedback(Sink):
                 if item["id"] == payload["id"]:
                     item["ended_at"] = self.clock()
             self._forget_expired()
-            self._write(self.recent_path, "recent", self.recent)
+            self._write(self.recent_path)
 
     def reason_embedding(self, cry_id: str, embedding: tuple[float, ...]) -> None:
         """The latest reason's embedding is the cry's (a refined reason heard more of it), also for an answer
@@ -153,10 +187,10 @@ class Feedback(Sink):
         for item in self.recent:
             if item["id"] == cry_id:
                 item["embedding"] = rounded
-                self._write(self.recent_path, "recent", self.recent)  # a reason may come after its cry ended
+                self._write(self.recent_path)  # a reason may come after its cry ended
         if any(item["id"] == cry_id for item in self.labels):
             self.labels = [{**item, "embedding": rounded} if item["id"] == cry_id else item for item in self.labels]
-            self._write(self.path, "labels", self.labels)
+            self._write(self.path)
             self._teach()
 
     def _forget_expired(self) -> None:
@@ -169,39 +203,39 @@ class Feedback(Sink):
         try:
             cry, reason = self._validate(payload)
         except FeedbackRejected as exc:
-            if not exc.flood:
+            if not exc.malformed:
                 log.warning("feedback_rejected", error=str(exc), payload_bytes=len(payload))
-            elif self.clock() - self._flood_logged_at < FLOOD_SECONDS:
-                self._flood_unlogged += 1  # a flood is logged once a minute, with how many went unlogged
+                self._show_answer()
+            elif self.clock() - self._malformed_logged_at < FLOOD_SECONDS:
+                self._malformed_unlogged += 1
             else:
                 log.warning("feedback_rejected", error=str(exc), payload_bytes=len(payload),
-                            unlogged_since_last=self._flood_unlogged)
-                self._flood_logged_at, self._flood_unlogged = self.clock(), 0
+                            unlogged_since_last=self._malformed_unlogged)
+                self._malformed_logged_at, self._malformed_unlogged = self.clock(), 0
             return
         self.labels = [item for item in self.labels if item["id"] != cry["id"]]
         if reason != DONT_KNOW:
             self.labels.append({"id": cry["id"], "reason": reason, "embedding": cry["embedding"],
                                 "model": cry["model"], "at": round(self.clock(), 3)})
             self.labels = self.labels[-MAX_LABELS:]
-        self._write(self.path, "labels", self.labels)
+        self._write(self.path)
         self._teach()
         log.info("feedback_accepted", cry_id=cry["id"], reason=reason, labels=len(self.labels),
                  usable=self.classifier.adaptation.count, adapting=self.classifier.adapting)
         if self.publish and cry is self.recent[-1]:
             self.publish(reason)
 
+    def _show_answer(self) -> None:
+        """The select's state: the answer that counts for the latest cry, ``"None"`` before one."""
+        if self.publish:
+            answered = {item["id"]: item["reason"] for item in self.labels}
+            self.publish(answered.get(self.recent[-1]["id"], "None") if self.recent else "None")
+
     def _validate(self, payload: bytes) -> tuple[dict, str]:
-        now = self.clock()
-        while self._attempts and now - self._attempts[0] > FLOOD_SECONDS:
-            self._attempts.popleft()
-        self._attempts.append(now)
-        if len(self._attempts) > FLOOD_LIMIT:
-            raise FeedbackRejected(f"more than {FLOOD_LIMIT} answers in {FLOOD_SECONDS:.0f} s; ignoring the flood",
-                                   flood=True)
         try:
             text = command_text(payload, MAX_PAYLOAD, FEEDBACK_CONTROL)
         except CommandError as exc:
-            raise FeedbackRejected(str(exc)) from None
+            raise FeedbackRejected(str(exc), malformed=True) from None
         cry_id = None
         if text.startswith("{"):
             try:
@@ -210,9 +244,17 @@ class Feedback(Sink):
                 if not isinstance(cry_id, str) or not isinstance(text, str):
                     raise TypeError
             except (ValueError, KeyError, TypeError):
-                raise FeedbackRejected('expected a reason or {"id": "<cry id>", "reason": "<reason>"}') from None
+                raise FeedbackRejected('expected a reason or {"id": "<cry id>", "reason": "<reason>"}',
+                                       malformed=True) from None
         if text not in FEEDBACK_OPTIONS:
-            raise FeedbackRejected(f"unknown reason {text[:40]!r}; known: {', '.join(FEEDBACK_OPTIONS)}")
+            raise FeedbackRejected(f"unknown reason {text[:40]!r}; known: {', '.join(FEEDBACK_OPTIONS)}",
+                                   malformed=True)
+        now = self.clock()  # only an answer spends the budget
+        while self._attempts and now - self._attempts[0] > FLOOD_SECONDS:
+            self._attempts.popleft()
+        self._attempts.append(now)
+        if len(self._attempts) > FLOOD_LIMIT:
+            raise FeedbackRejected(f"more than {FLOOD_LIMIT} answers in {FLOOD_SECONDS:.0f} s; ignoring the flood")
         self._forget_expired()
         if cry_id is None:  # the select: the latest cry
             if not self.recent:

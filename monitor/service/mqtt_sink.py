@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import threading
 import time
 
 import structlog
@@ -35,6 +36,45 @@ def replay_identity(config: Config) -> Config:
     return dataclasses.replace(
         config, mqtt=dataclasses.replace(mqtt, device_id=f"{mqtt.device_id}-replay", client_id=client_id),
         homeassistant=dataclasses.replace(config.homeassistant, name=f"{config.homeassistant.name} (replay)"))
+
+
+class ReplayRollCall:
+    """Concurrent ``replay --publish`` runs share one device, ``<device_id>-replay``: the first to finish must not
+    mark it offline while another still publishes. At its end a run asks who else is still running (its id on
+    ``<topic>/replay/roll_call``) and every run not yet finishing answers on ``<topic>/replay/here``; the device
+    goes offline only if nobody answers within :data:`ROLL_CALL_SECONDS` (:meth:`last_one`). Runs finishing
+    together both stop answering before they ask, so the last of them sees nobody and the device ends offline. A
+    run killed outright leaves its will, ``offline``: a run still going sets the device online again.
+
+    ``publisher`` is set once the publisher exists (it takes :meth:`on_message` and :attr:`subscriptions`)."""
+
+    ROLL_CALL_SECONDS = 0.5  # a broker answers in milliseconds on a LAN
+
+    def __init__(self, topic: str) -> None:
+        self.topic, self.me = topic, f"{os.getpid()}-{os.urandom(4).hex()}"
+        self.subscriptions = (f"{topic}/replay/roll_call", f"{topic}/replay/here", f"{topic}/status")
+        self.publisher: MqttPublisher | None = None
+        self._finishing = False
+        self._answered = threading.Event()
+
+    def on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        """On paho's thread."""
+        if retained or payload == self.me.encode():
+            return
+        if topic == f"{self.topic}/replay/roll_call" and not self._finishing:
+            self.publisher.client.publish(f"{self.topic}/replay/here", self.me)  # QoS 0: an answer now or never
+        elif topic == f"{self.topic}/replay/here":
+            self._answered.set()
+        elif topic == f"{self.topic}/status" and payload == b"offline" and not self._finishing:
+            self.publisher.announce_online()  # another run's will: this one is still running
+
+    def last_one(self) -> bool:
+        """Whether no other run still publishes as the device (then this one marks it offline)."""
+        self._finishing = True
+        if not self.publisher.connected.is_set():  # nobody to ask: as before, offline
+            return True
+        self.publisher.client.publish(f"{self.topic}/replay/roll_call", self.me)
+        return not self._answered.wait(self.ROLL_CALL_SECONDS)
 
 
 class MqttSink(Sink):
@@ -121,7 +161,8 @@ class MqttSink(Sink):
     def start(self) -> None:
         self.publisher.start()
 
-    def disconnect(self, timeout: float = 1.0) -> int:
-        """``offline``, then wait up to ``timeout`` for acknowledgements; returns how many never came. Its owner
-        calls it (the daemon, replay), not the driver: the stats of an ended cry may still be due."""
-        return self.publisher.close(timeout)
+    def disconnect(self, timeout: float = 1.0, offline: bool = True) -> int:
+        """``offline`` (unless another process still speaks for the device), then wait up to ``timeout`` for
+        acknowledgements; returns how many never came. Its owner calls it (the daemon, replay), not the driver: the
+        stats of an ended cry may still be due."""
+        return self.publisher.close(timeout, offline)

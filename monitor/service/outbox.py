@@ -11,8 +11,11 @@ Storage that fails is not the same as a broken file:
 - **Transient** (disk full, read-only folder, I/O error, cannot open): the file is kept as it is, the outbox is
   *unavailable* (events are published without it, and each is logged), and :meth:`Outbox.retry` opens it again
   later. The rows it holds are due when it opens.
-- **Malformed** (SQLite says the file is corrupt, or is not a database; or ``quick_check`` fails): the rows it
-  still yields are salvaged into a fresh outbox, and the file is set aside as ``outbox.sqlite.corrupt-<time>``.
+- **Malformed** (SQLite says the file is corrupt, or is not a database; ``quick_check`` fails; the ``outbox`` table
+  has another schema; or a row is out of shape: a payload that is not a JSON object, a ``created`` that is not a
+  number): the rows it still yields are salvaged into a fresh outbox (a row without a usable ``created`` as stale;
+  one without a usable event is dropped and counted), and the file is set aside as ``outbox.sqlite.corrupt-<time>``.
+  Every row is checked at open, so no row sends anything but an event's JSON object.
 
 Example:
     >>> box = Outbox(":memory:")
@@ -25,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 import threading
 import time
@@ -32,8 +36,11 @@ from pathlib import Path
 
 import structlog
 
+from monitor.service.state import StateFileError, parse_json, set_aside
+
 log = structlog.get_logger(__name__)
 MALFORMED = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+SCHEMA = [("seq", "INTEGER"), ("topic", "TEXT"), ("payload", "TEXT"), ("created", "REAL")]  # (name, type)
 
 
 class OutboxUnavailable(sqlite3.OperationalError):
@@ -43,6 +50,26 @@ class OutboxUnavailable(sqlite3.OperationalError):
 def _malformed(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     return code is not None and code & 0xFF in MALFORMED
+
+
+def _corrupt(problem: str) -> sqlite3.DatabaseError:
+    """A problem SQLite does not see itself, as the error it raises for a corrupt file (:func:`_malformed`)."""
+    error = sqlite3.DatabaseError(problem)
+    error.sqlite_errorcode = sqlite3.SQLITE_CORRUPT
+    return error
+
+
+def _usable(topic: object, payload: object, created: object) -> tuple[str, str, float] | None:
+    """A stored row as it can be sent: an event's JSON object on a text topic; a ``created`` that is not a finite
+    number becomes 0 (its age is unknown, so it goes out as stale). None for a row that holds no usable event."""
+    try:
+        event = parse_json(payload) if isinstance(payload, (str, bytes)) else None
+    except StateFileError:
+        event = None
+    if not isinstance(topic, str) or not isinstance(event, dict):
+        return None
+    usable_time = isinstance(created, (int, float)) and math.isfinite(created)
+    return topic, json.dumps(event, separators=(",", ":")), float(created) if usable_time else 0.0
 
 
 class Outbox:
@@ -92,6 +119,19 @@ class Outbox:
         self.problem = reason
         return False
 
+    def reopen(self) -> None:
+        """Its file was deleted under us (with the state folder): a new file at the path, with the rows the old one
+        still held open (their own seq numbers, so an acknowledgement in flight still finds its row)."""
+        with self._lock:
+            rows = [] if self._db is None else self._db.execute(
+                "SELECT seq, topic, payload, created FROM outbox ORDER BY seq").fetchall()
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+        if self._connect():
+            with self._lock:
+                self._db.executemany("INSERT INTO outbox (seq, topic, payload, created) VALUES (?, ?, ?, ?)", rows)
+
     @staticmethod
     def _open(path: str) -> sqlite3.Connection:
         db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -102,9 +142,15 @@ class Outbox:
                        "topic TEXT NOT NULL, payload TEXT NOT NULL, created REAL NOT NULL)")
             check = db.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":
-                error = sqlite3.DatabaseError(f"quick_check: {check}")
-                error.sqlite_errorcode = sqlite3.SQLITE_CORRUPT
-                raise error
+                raise _corrupt(f"quick_check: {check}")
+            columns = [(name, kind) for _, name, kind, *_ in db.execute("PRAGMA table_info(outbox)")]
+            if columns != SCHEMA:
+                raise _corrupt(f"another outbox schema: {columns}"[:200])
+            for topic, payload, created in db.execute("SELECT topic, payload, created FROM outbox"):
+                usable = _usable(topic, payload, created)
+                if usable is None or usable[2] != created:
+                    raise _corrupt("a row out of shape (its payload is not an event's JSON object, or its time "
+                                   "is not a number)")
         except BaseException:
             db.close()
             raise
@@ -112,19 +158,18 @@ class Outbox:
 
     def _replace_malformed(self, reason: str) -> sqlite3.Connection | None:
         """Salvage what the file still yields, set it aside (with its WAL), start a fresh outbox with the rows."""
-        salvaged = _salvage(self.path)
-        moved_to = f"{self.path}.corrupt-{int(time.time())}"
+        salvaged, unusable = _salvage(self.path)
+        moved_to = set_aside(Path(self.path), ("-wal", "-shm"))
         try:
-            for suffix in ("", "-wal", "-shm"):
-                if Path(self.path + suffix).exists():
-                    Path(self.path + suffix).rename(moved_to + suffix)
+            if moved_to is None:
+                raise OSError("it could not be moved")
             db = self._open(self.path)
             with db:
                 db.executemany("INSERT INTO outbox (topic, payload, created) VALUES (?, ?, ?)", salvaged)
         except (OSError, sqlite3.Error) as exc:
             self._unavailable(f"{reason}; setting it aside failed: {exc}")
             return None
-        log.error("outbox_corrupt", error=reason, moved_to=moved_to, salvaged=len(salvaged))
+        log.error("outbox_corrupt", error=reason, moved_to=str(moved_to), salvaged=len(salvaged), dropped=unusable)
         return db
 
     def add(self, topic: str, payload: dict) -> int:
@@ -173,18 +218,24 @@ class Outbox:
                 self._db = None
 
 
-def _salvage(path: str) -> list[tuple[str, str, float]]:
-    """The rows a malformed outbox still yields, in order, up to the first unreadable page."""
+def _salvage(path: str) -> tuple[list[tuple[str, str, float]], int]:
+    """The usable rows a malformed outbox still yields (:func:`_usable`), in order, up to the first unreadable
+    page; and how many it yielded that were not usable."""
     rows: list[tuple[str, str, float]] = []
+    unusable = 0
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     except sqlite3.Error:
-        return rows
+        return rows, unusable
     try:
         for row in db.execute("SELECT topic, payload, created FROM outbox ORDER BY seq"):
-            rows.append(row)
+            usable = _usable(*row)
+            if usable is None:
+                unusable += 1
+            else:
+                rows.append(usable)
     except sqlite3.Error:
         pass
     finally:
         db.close()
-    return rows
+    return rows, unusable

@@ -40,6 +40,7 @@ log = structlog.get_logger(__name__)
 FAILURE_LOG_SECONDS = 30.0
 PROBE_TIMEOUT_SECONDS = 3.0
 ONLINE, OFFLINE = "online", "offline"  # the only payloads of ``status``: Home Assistant's default availability
+KEEPALIVE_TIMEOUT = 141  # paho's disconnect reason when nothing came from the broker for a keepalive
 
 
 def connection_problem(config: MqttConfig) -> str:
@@ -72,6 +73,12 @@ def connection_problem(config: MqttConfig) -> str:
             return (f"TLS handshake failed ({getattr(exc, 'reason', None) or exc.strerror or exc!r}): is {address} "
                     "a TLS listener?")
     return "the broker closed the connection (it accepts TCP and TLS now: a transient fault, or see its log)"
+
+
+def no_connack(config: MqttConfig, seconds: float) -> str:
+    """Why a connection failed that TCP accepted and MQTT never answered."""
+    return (f"no MQTT answer (CONNACK) from {config.host}:{config.port} within {seconds:g} s: it accepts TCP but "
+            "does not speak MQTT there (another service? a TLS listener without mqtt.tls? a hung broker?)")
 
 
 def make_client(config: MqttConfig, client_id: str) -> mqtt.Client:
@@ -114,6 +121,7 @@ class MqttPublisher:
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         self._failures, self._failure_logged = 0, float("-inf")
+        self._connack = False  # the broker answered this attempt's CONNECT (accepted or refused)
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_paho_message
@@ -141,6 +149,7 @@ class MqttPublisher:
             log.error(event, host=self.config.host, port=self.config.port, reason=reason(), attempts=self._failures)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._connack = True
         if reason_code.is_failure:
             hint = ""
             if self.config.username and self.config.password() is None:
@@ -201,6 +210,10 @@ class MqttPublisher:
             self._online_due = False  # the next connect's states must be acknowledged first
         if reason_code != 0 and was_connected:
             log.warning("mqtt_disconnected", reason=str(reason_code), unacked=len(self._unacked))
+        elif reason_code == KEEPALIVE_TIMEOUT and not self._connack:  # TCP accepted, then silence until paho
+            self._log_failure("mqtt_connect_failed",  # gave up waiting, a keepalive later
+                              lambda: no_connack(self.config, self.config.keepalive_seconds))
+        self._connack = False
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._lock:
@@ -282,11 +295,17 @@ class MqttPublisher:
             self._last_level = now
             self.publish_measurement("level", f"{level_dbfs:.1f}")
 
-    def close(self, timeout: float = 1.0) -> int:
-        """Publish ``offline``, wait up to ``timeout`` for acknowledgements, disconnect; returns unacked count."""
+    def announce_online(self) -> None:
+        """``online`` again at once: another process's will said ``offline`` while this one's states were out."""
+        self._publish(f"{self.topic}/status", ONLINE, qos=1, retain=True)
+
+    def close(self, timeout: float = 1.0, offline: bool = True) -> int:
+        """Publish ``offline`` (unless another process still speaks for the device: ``offline=False``), wait up to
+        ``timeout`` for acknowledgements, disconnect; returns unacked count."""
         with self._lock:
             self._online_due = False  # a late PUBACK must not announce us after this
-        self._publish(f"{self.topic}/status", OFFLINE, qos=1, retain=True)
+        if offline:
+            self._publish(f"{self.topic}/status", OFFLINE, qos=1, retain=True)
         deadline = time.monotonic() + timeout
         while self._unacked and self.connected.is_set() and time.monotonic() < deadline:
             time.sleep(0.02)

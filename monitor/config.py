@@ -325,6 +325,19 @@ def _key_lines(node: yaml.Node, prefix: str = "") -> dict[str, int]:
     return lines
 
 
+def _shown(value: Any) -> str:
+    """``value`` for an error message: an integer past 4,300 digits cannot even be printed (``str`` raises), and a
+    long text would drown the line.
+
+    >>> _shown(10**5000), _shown("x" * 200)[-5:], _shown(3)
+    ('a number too large to show', 'xx...', '3')
+    """
+    if isinstance(value, int) and abs(value) >= 10**15:
+        return "a number too large to show"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _convert(value: Any, hint: Any, meta: dict, where: str, base: Path) -> Any:
     """Check ``value`` against the field's type hint and metadata; return it converted (e.g. str → Path).
 
@@ -372,16 +385,16 @@ def _convert(value: Any, hint: Any, meta: dict, where: str, base: Path) -> Any:
             return path
     else:
         names = " or ".join("null" if o is type(None) else o.__name__ for o in options)
-        raise ConfigError(f"{where}: expected {names}, got {type(value).__name__} {value!r}")
+        raise ConfigError(f"{where}: expected {names}, got {type(value).__name__} {_shown(value)}")
     if isinstance(converted, float) and not math.isfinite(converted):
         raise ConfigError(f"{where}: must be a finite number, got {converted}")
     if "range" in meta and isinstance(converted, (int, float)):
         lo, hi = meta["range"]
         if (lo is not None and converted < lo) or (hi is not None and converted > hi):
-            raise ConfigError(f"{where}: must be in [{lo}, {hi}], got {converted}")
+            raise ConfigError(f"{where}: must be in [{lo}, {hi}], got {_shown(converted)}")
     if "choices" in meta and converted not in meta["choices"]:
         allowed = [*meta["choices"], *(("true or false (unquoted)",) if bool in options else ())]
-        raise ConfigError(f"{where}: must be one of {', '.join(allowed)}, got {converted!r}")
+        raise ConfigError(f"{where}: must be one of {', '.join(allowed)}, got {_shown(converted)}")
     return converted
 
 

@@ -85,11 +85,16 @@ class Subscriber:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
         if ca_file is not None:  # a TLS listener; connecting to 127.0.0.1 needs the address in the certificate
             self.client.tls_set(ca_certs=str(ca_file))
+        self.subscribed = threading.Event()
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
+        self.client.on_subscribe = lambda c, u, mid, codes, p: self.subscribed.set()
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.1, 0.5)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
+        # a message published before the broker has the subscription would be missed: wait for its SUBACK
+        if not self.subscribed.wait(10):
+            pytest.fail(f"the subscription to {topic} was not acknowledged")
 
     def _on_message(self, client, userdata, msg) -> None:
         with self.cond:

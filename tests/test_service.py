@@ -245,6 +245,9 @@ def test_a_cry_left_open_by_sigkill_is_ended_and_counted_at_the_next_start(broke
     try:
         sub.wait_for(lambda m: any(e["type"] == "cry_end" for e in map(json.loads, sub.payloads("event"))), timeout=30)
         sub.wait_for(lambda m: json.loads(sub.payloads("stats")[-1])["cries_today"] == 1, timeout=10)
+        # ``online`` follows the acknowledged states by a few ms: stopping before it would leave nothing to check
+        sub.wait_for(lambda m: [(t.rsplit("/", 1)[-1], p) for t, p, retained in m if not retained].count(
+            ("status", "online")) == 2, timeout=10)
     finally:
         second.stop(signal.SIGTERM)
     end = next(e for e in map(json.loads, sub.payloads("event")) if e["type"] == "cry_end")

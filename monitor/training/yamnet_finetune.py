@@ -2,7 +2,7 @@
 """Fine-tune YAMNet's cry output on our cries without forgetting what AudioSet taught it ("learning without
 forgetting", Li & Hoiem 2016).
 
-    python tools/finetune_yamnet.py [--examples 36000] [--epochs 2] [--out models/detector-yamnet-lwf.pt]
+    python tools/finetune_yamnet.py [--examples 36000] [--epochs 2] [--lwf 3] [--out models/detector-yamnet-lwf.pt]
 
 Why this shape: a head trained on ``../shared/data`` alone (a logistic layer on YAMNet's 521 scores) found more cries
 on the recordings kept aside for judging but raised 60 false alarms an hour there. Our negatives are 4.6 hours of

@@ -46,7 +46,7 @@ def test_missing_unlisted_and_malformed(model_copy, tmp_path):
 
 def test_default_config_points_at_the_shipped_onnx_models():
     config = Config()
-    assert config.detector.model == MODELS_DIR / "detector-yamnet-lwf.onnx"
+    assert config.detector.model == MODELS_DIR / "detector-yamnet-lwf-int8.onnx"
     assert config.classifier.model == MODELS_DIR / "classifier.onnx"
     listed = read_manifest(MODELS_DIR)
     for path in (config.detector.model, config.classifier.model):

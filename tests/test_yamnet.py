@@ -83,3 +83,40 @@ def test_yamnet_shapes_and_cry_output():
     widths = [32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024]
     blocks = sum(a * 9 + a + b * a + b for a, b in zip(widths[:-1], widths[1:]))
     assert sum(p.numel() for p in model.parameters()) == 32 * 9 + 32 + blocks + 1024 * 521 + 521 == 3_729_481
+
+
+NO_VNNI_CHECK = """
+import sys, numpy as np, onnxruntime as ort, soundfile as sf
+from numpy._core._multiarray_umath import __cpu_features__ as cpu
+audio = sf.read(sys.argv[1], dtype="float32")[0]
+windows = np.stack([audio[i : i + 15600] for i in range(0, 12 * 3840, 3840)])
+options = ort.SessionOptions()
+options.intra_op_num_threads = 1
+session = ort.InferenceSession(sys.argv[2], options, providers=["CPUExecutionProvider"])
+np.save(sys.argv[3], session.run(None, {"windows": windows})[0])
+print(cpu["AVX512VNNI"], cpu["AVX512F"])
+"""
+
+
+def test_int8_detector_scores_the_same_on_a_cpu_without_vnni(tmp_path, cry_then_quiet):
+    # ONNX Runtime's int8 kernels differ by CPU: with VNNI, and without it (AVX2 only), where uint8 × int8 pairs are
+    # added in 16 bits and saturate on full-range weights. The export keeps 7-bit weights for that reason; qemu's
+    # user-mode emulation of a Haswell (AVX2, no AVX-512, no VNNI) runs the AVX2 kernels on this machine.
+    import subprocess
+    import sys
+
+    from conftest import need
+
+    qemu = need("qemu-x86_64")
+    model = MODELS_DIR / "detector-yamnet-lwf-int8.onnx"
+    outputs = {}
+    for cpu, prefix in (("native", []), ("haswell", [qemu, "-cpu", "Haswell"])):
+        out = tmp_path / f"{cpu}.npy"
+        run = subprocess.run([*prefix, sys.executable, "-c", NO_VNNI_CHECK, str(cry_then_quiet), str(model), str(out)],
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        outputs[cpu] = (np.load(out), run.stdout.split())
+    assert outputs["haswell"][1] == ["False", "False"]  # the emulated CPU really has no VNNI and no AVX-512
+    native, haswell = outputs["native"][0], outputs["haswell"][0]
+    probability = lambda logits: 1 / (1 + np.exp(-np.clip(logits, -50, 50)))  # noqa: E731
+    assert np.abs(probability(native) - probability(haswell)).max() <= 0.01

@@ -54,8 +54,9 @@ VARIANTS = [("detector, window by window", "detector.pt"), ("detector, streamed 
             ("detector int8, streamed (ONNX Runtime)", "detector-int8.onnx"),
             ("student, streamed (torch)", "detector-small.pt"),
             ("YAMNet fine-tuned, window by window", "detector-yamnet-lwf.pt"),
-            ("YAMNet fine-tuned (default), windows through the pipeline (ONNX Runtime fp32)",
-             "detector-yamnet-lwf.onnx")]
+            ("YAMNet fine-tuned, windows through the pipeline (ONNX Runtime fp32)", "detector-yamnet-lwf.onnx"),
+            ("YAMNet fine-tuned int8 (default), windows through the pipeline (ONNX Runtime)",
+             "detector-yamnet-lwf-int8.onnx")]
 
 
 def config_for(model: Path) -> Config:
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {variant} | {row['model']} | {row['hop']:g} | {row['ms_per_s']:.1f} | {row['x_realtime']:.0f} | "
               f"{row['replay_x']:.0f} | {row['gmacs_per_s']:.2f} | {rss:.0f} | {row['difference']:.1e} |", flush=True)
     audio = read_file(args.file)[: round(args.seconds * SAMPLE_RATE)]
-    for name in ("detector-yamnet-lwf.onnx", "detector-int8.onnx", "detector.onnx"):
+    for name in ("detector-yamnet-lwf-int8.onnx", "detector-yamnet-lwf.onnx", "detector-int8.onnx", "detector.onnx"):
         if (MODELS_DIR / name).exists():
             took, rss, torch_seen = edge(MODELS_DIR / name, audio)
             seconds = audio.size / SAMPLE_RATE

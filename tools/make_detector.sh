@@ -2,7 +2,8 @@
 # The default detector from scratch, one command (about 25 minutes on 2 CPU cores):
 #   1. YAMNet's weights out of ../shared/models/yamnet/yamnet.tflite        -> models/detector-yamnet.pt
 #   2. fine-tuned on our cries without forgetting (training groups only)   -> models/detector-yamnet-lwf.pt
-#   3. both exported to ONNX and checked against torch on real audio       -> models/*.onnx
+#   3. both exported to ONNX and checked against torch on real audio, the fine-tuned one also in int8
+#                                                                           -> models/*.onnx
 #   4. presets chosen on the nursery calibration set, the comparison table -> models/manifest.json,
 #      models/detector-comparison.md (the card, models/detector-yamnet-lwf.md, quotes it)
 set -euo pipefail
@@ -11,5 +12,6 @@ PY=${PYTHON:-.venv/bin/python}
 "$PY" tools/import_yamnet.py
 "$PY" tools/finetune_yamnet.py
 "$PY" tools/export_onnx.py --model models/detector-yamnet.pt
-"$PY" tools/export_onnx.py --model models/detector-yamnet-lwf.pt
-"$PY" tools/compare_detectors.py --calibrate models/detector-yamnet-lwf.onnx
+"$PY" tools/export_onnx.py --model models/detector-yamnet-lwf.pt --int8
+"$PY" tools/compare_detectors.py --calibrate models/detector-yamnet-lwf.onnx --out /dev/null  # the fp32 presets
+"$PY" tools/compare_detectors.py --calibrate models/detector-yamnet-lwf-int8.onnx  # the default's, and the table

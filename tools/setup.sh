@@ -21,6 +21,7 @@ if [ "$EXTRAS" = "test" ]; then
     pulseaudio pulseaudio-utils libasound2-plugins       # headless virtual microphone for the capture tests
     systemd                                              # systemd-analyze for the unit-file tests
     espeak-ng                                            # synthetic speech for tools/make_soundscapes.py
+    qemu-user                                            # a CPU without VNNI, emulated, for the int8 detector test
   )
 fi
 missing=()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Detectors side by side, the default's presets chosen, and the table the detector card quotes.
 
-    python tools/compare_detectors.py [--calibrate models/detector-yamnet-lwf.onnx] [--detector NAME=PATH ...]
+    python tools/compare_detectors.py [--calibrate models/detector-yamnet-lwf-int8.onnx] [--detector NAME=PATH ...]
 
 Sets (built if missing; every sound from groups that training never saw):
 - *nursery calibration*: ``tools/make_nursery_soundscapes.py --seed 24``: chooses every operating point here;
@@ -63,7 +63,8 @@ CNN10 = "CNN10 int8 (previous default)"
 YAMNET = "YAMNet out of the box"
 AGREE = "CNN10 and YAMNet must agree"
 DETECTORS = {CNN10: MODELS_DIR / "detector-int8.onnx", YAMNET: MODELS_DIR / "detector-yamnet.onnx",
-             "YAMNet fine-tuned, learning without forgetting": MODELS_DIR / "detector-yamnet-lwf.onnx"}
+             "YAMNet fine-tuned without forgetting, fp32": MODELS_DIR / "detector-yamnet-lwf.onnx",
+             "YAMNet fine-tuned without forgetting, int8 (default)": MODELS_DIR / "detector-yamnet-lwf-int8.onnx"}
 
 
 def agreeing(a: list[Scored], b: list[Scored]) -> list[Scored]:
@@ -162,12 +163,18 @@ def main(argv: list[str] | None = None) -> str:
             Row(f"{YAMNET}, the issue's point", OperatingPoint(0.3, 4, 5), 0.24),
             *(Row(f"{name}, calibrated medium", chosen["medium"].point, chosen["medium"].hop)
               for name, chosen in presets.items())]
+    calibrating = next((n for n, p in detectors.items() if args.calibrate
+                        and Path(p).resolve() == args.calibrate.resolve()), None)
+    if calibrating:  # the other two presets of the model being calibrated
+        rows += [Row(f"{calibrating}, calibrated {k}", presets[calibrating][k].point, presets[calibrating][k].hop)
+                 for k in ("low", "high")]
     sections = []
     for set_name, soundscapes in REPORTS.items():
         reported = scores(config, soundscapes, detectors)
         source = {r.name: reported[next(n for n in reported if r.name.startswith(n))] for r in rows}
         measured = [(r, r.measure(config, source[r.name])) for r in rows]
-        categories = "\n".join(f"- {r.name}: {by_category(p.counts)}" for r, p in measured if "calibrated" in r.name)
+        categories = "\n".join(f"- {r.name}: {by_category(p.counts)}" for r, p in measured
+                               if r.name.endswith("calibrated medium"))
         minutes = sum(x.duration_s for x in next(iter(reported.values()))) / 60
         sections.append(f"### {set_name} ({soundscapes.folder.name}, {minutes:.0f} min)\n\n{HEADER}\n"
                         + "\n".join(row(r, p) for r, p in measured)
@@ -182,10 +189,9 @@ def main(argv: list[str] | None = None) -> str:
             f"`{shipped.entry.file}` ({shipped.model_id}).\n\n"
             f"Presets chosen on the nursery calibration set (seed 24), as found / false alarms per hour there:\n"
             + "\n".join(preset_lines) + "\n\n" + "\n".join(sections))
-    if args.calibrate:
-        name = next(n for n, p in detectors.items() if Path(p).resolve() == args.calibrate.resolve())
+    if calibrating:
         write_operating_point(args.calibrate.parent, args.calibrate.name,
-                              {k: p.point for k, p in presets[name].items()}, presets[name]["medium"].hop)
+                              {k: p.point for k, p in presets[calibrating].items()}, presets[calibrating]["medium"].hop)
     args.out.write_text("# Detectors side by side\n\n" + text)
     print(f"wrote {args.out}")
     return text

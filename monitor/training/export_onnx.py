@@ -91,7 +91,7 @@ def main_window(args: argparse.Namespace, model: torch.nn.Module, entry) -> int:
         calibration = calibration_audio(args.data)
         n = model.window_samples
         feeds = [{"windows": calibration[None, i : i + n]} for i in range(0, calibration.size - n, n // 2)]
-        quantize_graph(out, quantized, feeds)
+        quantize_graph(out, quantized, feeds, on_log_mel=True)
         record(quantized, "onnx-window-int8", args.model, entry, presets=False, window_samples=n)
         print(f"{quantized}: {quantized.stat().st_size / 1e6:.1f} MB; largest probability difference from torch "
               f"fp32 on {args.check.name} (30 s): {window_difference(model, quantized, audio):.3f}", flush=True)
@@ -287,7 +287,11 @@ def record(export: Path, arch: str, source: Path, entry, presets: bool, **kwargs
     entries = json.loads(manifest_path.read_text())
     copied = {k: entries[source.name][k] for k in ("operating_point", "hop_seconds", "adaptation")
               if presets and k in entries[source.name]}
-    entries[export.name] = {"arch": arch, "sha256": sha256_of(export),
+    digest = sha256_of(export)
+    if entries.get(export.name, {}).get("sha256") == digest:  # the same bytes again: its own measurements hold
+        copied = {k: entries[export.name][k] for k in ("operating_point", "hop_seconds", "adaptation")
+                  if k in entries[export.name]} or copied
+    entries[export.name] = {"arch": arch, "sha256": digest,
                             "kwargs": {"exported_from": source.name, "source_sha256": entry.sha256, **kwargs}, **copied}
     manifest_path.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
     refresh_card_exports(source)
@@ -354,10 +358,13 @@ def quantize(source: Path, out: Path, audio: np.ndarray) -> None:
     quantize_graph(source, out, feeds)
 
 
-def quantize_graph(source: Path, out: Path, feeds: list[dict]) -> None:
+def quantize_graph(source: Path, out: Path, feeds: list[dict], on_log_mel: bool = False) -> None:
     """Static QDQ quantization of a graph's convolutions but the log-mel's DFT (module docstring), calibrated on
-    ``feeds``."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    ``feeds``. ``on_log_mel``: the graph's first convolution reads the log-mel itself and stays fp32 too, and the
+    activation ranges are the 99.999th percentiles instead of the extremes (YAMNet: with the extremes and every
+    convolution quantized, its cry probability moved by up to 0.91 on held-out cries; this way 0.65, mean 0.04)."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
@@ -371,11 +378,14 @@ def quantize_graph(source: Path, out: Path, feeds: list[dict]) -> None:
     quant_pre_process(str(source), str(prepared))
     import onnx
 
-    log_mel = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Conv" and "dft" in n.input]
+    convolutions = [n for n in onnx.load(str(prepared)).graph.node if n.op_type == "Conv"]
+    log_mel = [n.name for n in convolutions if "dft" in n.input or (on_log_mel and n is convolutions[0])]
+    percentile = {"calibrate_method": CalibrationMethod.Percentile,
+                  "extra_options": {"CalibPercentile": 99.999}} if on_log_mel else {}
     try:
         quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["Conv"],
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                        reduce_range=True, nodes_to_exclude=log_mel)  # the DFT stays fp32 (module docstring)
+                        reduce_range=True, nodes_to_exclude=log_mel, **percentile)  # the DFT stays fp32
     finally:
         prepared.unlink(missing_ok=True)
 

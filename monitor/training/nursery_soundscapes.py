@@ -24,9 +24,7 @@ recording gets a room of its own. ``crymonitor evaluate cache/nursery-soundscape
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +33,7 @@ from scipy.signal import fftconvolve
 from monitor.audio.files import read_file
 from monitor.offline.data import Clip, read_manifest, split_groups
 from monitor.training import real_soundscapes as real
-from monitor.training.soundscapes import SR, build, trim, write
+from monitor.training.soundscapes import SR, trim
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_SEED = 23
@@ -130,33 +128,15 @@ def load_materials(data_dir: Path) -> real.RealMaterials:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--out", type=Path, default=ROOT / "cache" / "nursery-soundscapes")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--scale", type=float, default=1.0, help="every recording's length × this (default 1)")
-    args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    args = real.parse_args(argv, __doc__, DEFAULT_SEED, "nursery-soundscapes")
     dry = load_materials(args.data)
-    files = {}
-    for i, recording in enumerate(real.RECORDINGS):
-        rng = np.random.default_rng([args.seed, 1000 + i])
+
+    def materials_for(i: int, recording: real.Recording) -> tuple[real.RealMaterials, str]:
+        rng = np.random.default_rng([args.seed, 1000 + i])  # each recording's room from a stream of its own
         room = nursery_room(rng)
-        heard = in_room(dry, room, rng)
-        recording = dataclasses.replace(recording, seconds=recording.seconds * args.scale,
-                                        description=f"{recording.description}; nursery {room.describe()}")
-        files[recording.name] = write(args.out, recording, build(recording, heard, args.seed, i))
-        print(f"{recording.name}: {files[recording.name]['cries']} cries, {recording.seconds / 60:.1f} min, "
-              f"{room.describe()}", flush=True)
-    scenes = {scene: {"description": text, "files": [r.name for r in real.RECORDINGS if r.scene == scene]}
-              for scene, text in real.SCENES.items()}
-    negatives = sum(f["duration_s"] for f in files.values() if f["scene"] == "negatives") / 60
-    (args.out / "index.json").write_text(json.dumps(
-        {"seed": args.seed, "scale": args.scale, "sample_rate": SR, "negatives_minutes": negatives,
-         "wideband_cry_clips": len(dry.cries), "description": __doc__.split("\n\n", 2)[2].strip(),
-         "scenes": scenes, "files": files}, indent=2) + "\n")
-    print(f"wrote {len(files)} recordings ({negatives:.0f} min negatives only, {len(dry.cries)} wideband cry "
-          f"clips) to {args.out}")
+        return in_room(dry, room, rng), f"; nursery {room.describe()}"
+
+    real.write_set(args, __doc__, materials_for, {"wideband_cry_clips": len(dry.cries)})
 
 
 if __name__ == "__main__":

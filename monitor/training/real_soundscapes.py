@@ -178,29 +178,42 @@ RECORDINGS = [
 ]
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--out", type=Path, default=ROOT / "cache" / "real-soundscapes")
+def parse_args(argv: list[str] | None, doc: str, seed: int, out: str) -> argparse.Namespace:
+    """The command line both real-recording builders share (this one and the nursery set's)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, default=seed)
+    parser.add_argument("--out", type=Path, default=ROOT / "cache" / out)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--scale", type=float, default=1.0, help="every recording's length × this (default 1)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def write_set(args: argparse.Namespace, doc: str, materials_for, about: dict) -> None:
+    """Build and write every recording of :data:`RECORDINGS` and the set's ``index.json``. ``materials_for(i,
+    recording)`` gives that recording's materials and a note for its description; ``about`` goes in the index."""
     args.out.mkdir(parents=True, exist_ok=True)
-    materials = load_materials(args.data)
     files = {}
     for i, recording in enumerate(RECORDINGS):
-        recording = dataclasses.replace(recording, seconds=recording.seconds * args.scale)
+        materials, note = materials_for(i, recording)
+        recording = dataclasses.replace(recording, seconds=recording.seconds * args.scale,
+                                        description=recording.description + note)
         files[recording.name] = write(args.out, recording, build(recording, materials, args.seed, i))
-        print(f"{recording.name}: {files[recording.name]['cries']} cries, {recording.seconds / 60:.1f} min",
+        print(f"{recording.name}: {files[recording.name]['cries']} cries, {recording.seconds / 60:.1f} min{note}",
               flush=True)
     scenes = {scene: {"description": text, "files": [r.name for r in RECORDINGS if r.scene == scene]}
               for scene, text in SCENES.items()}
     negatives = sum(f["duration_s"] for f in files.values() if f["scene"] == "negatives") / 60
-    minutes = {k: round(sum(x.size for x in v) / SR / 60, 1) for k, v in materials.events.items()}
     (args.out / "index.json").write_text(json.dumps(
-        {"seed": args.seed, "scale": args.scale, "sample_rate": SR, "negatives_minutes": negatives, "held_out_event_minutes": minutes,
-         "description": __doc__.split("\n\n", 2)[2].strip(), "scenes": scenes, "files": files}, indent=2) + "\n")
+        {"seed": args.seed, "scale": args.scale, "sample_rate": SR, "negatives_minutes": negatives, **about,
+         "description": doc.split("\n\n", 2)[2].strip(), "scenes": scenes, "files": files}, indent=2) + "\n")
     print(f"wrote {len(files)} recordings ({negatives:.0f} min negatives only) to {args.out}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv, __doc__, DEFAULT_SEED, "real-soundscapes")
+    materials = load_materials(args.data)
+    minutes = {k: round(sum(x.size for x in v) / SR / 60, 1) for k, v in materials.events.items()}
+    write_set(args, __doc__, lambda i, recording: (materials, ""), {"held_out_event_minutes": minutes})
 
 
 if __name__ == "__main__":

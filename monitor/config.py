@@ -57,7 +57,7 @@ class DetectorConfig:
     # model: the cry model named by ``model``; cnn10: that, under its name from when the only model was CNN10
     kind: str = field(default="model", metadata=_choices("model", "cnn10", "loudness"))
     # YAMNet fine-tuned on our cries without forgetting AudioSet, int8 in ONNX Runtime (no torch): on the nursery
-    # validation it finds 58 of 66 cries where the int8 CNN10 finds 41 (models/detector-yamnet-lwf.md)
+    # validation it finds 57 of 66 cries where the int8 CNN10 finds 41 (models/detector-yamnet-lwf.md)
     model: Path = field(default=PACKAGE_ROOT / "models" / "detector-yamnet-lwf-int8.onnx", metadata={"role": "detector"})
     # None: the hop the model's presets were calibrated at (its manifest entry; N of M counts windows, so the two
     # travel together). Set: for the streaming CNN10, a multiple of 0.08 s (its cost does not depend on it); a

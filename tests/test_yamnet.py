@@ -53,6 +53,18 @@ def test_yamnet_equals_the_tflite_file_on_real_audio(val_clips):
     assert np.mean(logmel_close) >= 0.999
 
 
+def test_the_importer_refuses_another_tflite_file_in_one_line(tmp_path):
+    from monitor.training.yamnet_import import main
+
+    modified = tmp_path / "yamnet.tflite"
+    data = bytearray(TFLITE.read_bytes())
+    data[-100] ^= 1
+    modified.write_bytes(bytes(data))
+    with pytest.raises(SystemExit, match="is not the released YAMNet conversion") as stopped:
+        main(["--tflite", str(modified), "--out", str(tmp_path / "yamnet.pt")])
+    assert "\n" not in str(stopped.value) and not (tmp_path / "yamnet.pt").exists()
+
+
 def test_shipped_yamnet_detector_is_the_file_s_weights():
     model, entry = load_model(MODELS_DIR / "detector-yamnet.pt")
     assert entry.arch == "yamnet-cry" and isinstance(model, YamnetCry)

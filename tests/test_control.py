@@ -118,7 +118,6 @@ def test_mic_health_flags_digital_silence_and_flat_lines_only():
 
 
 def test_clip_retention_by_age_then_total_size(tmp_path):
-    import os
     import time
 
     from monitor.config import ClipsConfig

@@ -20,7 +20,6 @@ import soundfile as sf
 
 from conftest import ROOT, cry_then_long_quiet, fill
 from daemon_helpers import DaemonProcess, quiet_file, write_config
-from monitor.config import ConfigError, parse_config
 from monitor.service.feedback import FEEDBACK_FILE, FLOOD_LIMIT, RECENT_FILE
 
 
@@ -125,21 +124,6 @@ def test_a_malformed_state_file_is_set_aside_with_a_warning_and_the_daemon_runs(
     if damage is negative_count:  # the sound sections of the file are kept
         assert events["state_file_corrupt"]["kept"] == ["controls", "open_cry", "last_reason"]
         assert json.loads(sub.payloads("state")[-1])["sensitivity"] == "high"
-
-
-@pytest.mark.parametrize("text, message", [
-    ("classifier:\n  baby:\n    birth_date: 2026-02-30\n", "x.yaml:3: invalid YAML ('2026-02-30': day is out of range"),
-    ("audio:\n  channels: " + "1" * 4301 + "\n", "x.yaml:2: invalid YAML ('1111"),
-    ("mqtt:\n  ? [a, b]\n  : 1\n", "x.yaml:2: a key must be a name, not a list"),
-    ("? {a: 1}\n: 1\n", "x.yaml:1: a key must be a name, not a mapping"),
-    ("mqtt:\n  host: a\n  base_topic: $SYS\n", "x.yaml:3: mqtt.base_topic: '$SYS' starts with $"),
-    ("homeassistant:\n  prefix: $ha\n", "x.yaml:2: homeassistant.prefix: '$ha' starts with $"),
-    ("mqtt:\n  device_id: 'a/#'\n", "x.yaml:2: mqtt.device_id: 'a/#' is not a valid MQTT topic level"),
-])
-def test_config_values_that_ended_in_a_traceback_are_one_error_with_file_and_line(text, message):
-    with pytest.raises(ConfigError) as info:
-        parse_config(text, "x.yaml")
-    assert str(info.value).startswith(message) and "\n" not in str(info.value), str(info.value)
 
 
 @pytest.mark.parametrize("key, model, message", [

@@ -2,7 +2,6 @@
 are held out, wideband and verified."""
 
 import numpy as np
-import pyroomacoustics as pra
 import soundfile as sf
 
 from conftest import DATA
@@ -11,6 +10,10 @@ from monitor.training.nursery_soundscapes import SR, nursery_room, wideband_crie
 
 
 def test_rooms_are_nurseries_and_reverberate_as_drawn():
+    # imported here, not at collection: pyroomacoustics imports sounddevice, whose PortAudio would then start
+    # before the capture tests' virtual microphone exists and never see it
+    import pyroomacoustics as pra
+
     for seed in range(12):
         room = nursery_room(np.random.default_rng(seed))
         width, depth, height = room.size

@@ -63,6 +63,17 @@ WIN = SAMPLE_RATE  # 1 s windows
 ACTIVE_HOP = 800  # 50 ms activity frames
 
 
+CACHE = ROOT / "cache" / "detector"
+
+
+def load_cache(data_dir: Path) -> tuple[np.ndarray, list[dict]]:
+    """The decoded clips (:func:`build_cache`, built on first use) as (float16 audio, memory-mapped; per-clip
+    metadata)."""
+    if not (CACHE / "audio.npy").exists():
+        build_cache(data_dir, CACHE)
+    return np.load(CACHE / "audio.npy", mmap_mode="r"), json.loads((CACHE / "clips.json").read_text())
+
+
 def build_cache(data_dir: Path, cache: Path) -> None:
     """Decode every used clip once to 16 kHz float16, concatenated, with offsets and per-clip metadata."""
     clips = read_manifest(data_dir)
@@ -116,9 +127,9 @@ class Pool:
         self.weights /= self.weights.sum()  # sqrt-length: long music tracks do not drown short speech
 
     @classmethod
-    def from_arrays(cls, audio: np.ndarray, lengths: np.ndarray) -> "Pool":
+    def from_arrays(cls, audio: np.ndarray, lengths: np.ndarray, cry: bool = False) -> "Pool":
         offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        return cls(audio, [{"offset": int(o), "length": int(n)} for o, n in zip(offsets, lengths)], cry=False)
+        return cls(audio, [{"offset": int(o), "length": int(n)} for o, n in zip(offsets, lengths)], cry=cry)
 
     def _add(self, x: np.ndarray, cry: bool) -> None:
         if x.size < WIN:
@@ -421,7 +432,7 @@ def f1_at(probs: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
 def run_file(args, stem: str, ext: str) -> Path:
     """A run's own file in the cache (``best-detector.pt``, ``train_log-detector-small.json``, …): each output
     model, and each ablation, keeps its checkpoints, logs and measurements apart."""
-    return ROOT / "cache" / "detector" / f"{stem}-{args.ablation or args.out.stem}.{ext}"
+    return CACHE / f"{stem}-{args.ablation or args.out.stem}.{ext}"
 
 
 def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor,
@@ -459,14 +470,10 @@ def pruned_from(teacher: torch.nn.Module, student: torch.nn.Module) -> dict:
 
 
 def train(args) -> None:
-    cache = ROOT / "cache" / "detector"
-    if not (cache / "audio.npy").exists():
-        build_cache(args.data, cache)
-    audio = np.load(cache / "audio.npy", mmap_mode="r")
-    clips = json.loads((cache / "clips.json").read_text())
-    if not (cache / "espeak.npz").exists():
-        build_espeak_bank(cache)
-    espeak = np.load(cache / "espeak.npz")
+    audio, clips = load_cache(args.data)
+    if not (CACHE / "espeak.npz").exists():
+        build_espeak_bank(CACHE)
+    espeak = np.load(CACHE / "espeak.npz")
     babble = Pool.from_arrays(espeak["audio"], espeak["lengths"])
     pools = {}
     for split in ("train", "val"):
@@ -578,9 +585,8 @@ def evaluate(model: Path, threads: int, val_windows: int) -> dict:
     from monitor.inference.detect import CryDetector
     from monitor.offline.evaluation import roc_auc
 
-    cache = ROOT / "cache" / "detector"
-    audio = np.load(cache / "audio.npy", mmap_mode="r")
-    clips = json.loads((cache / "clips.json").read_text())
+    audio = np.load(CACHE / "audio.npy", mmap_mode="r")
+    clips = json.loads((CACHE / "clips.json").read_text())
     config = Config()
     config = dataclasses.replace(config, classifier=dataclasses.replace(config.classifier, enabled=False))
     detector = CryDetector(dataclasses.replace(config.detector, model=model))
@@ -629,7 +635,7 @@ def evaluate(model: Path, threads: int, val_windows: int) -> dict:
 
 def write_card(metrics: dict, args, sweep: SweepReport, ablation_results: dict[str, dict]) -> None:
     log = json.loads(run_file(args, "train_log", "json").read_text())
-    cache_clips = json.loads((ROOT / "cache" / "detector" / "clips.json").read_text())
+    cache_clips = json.loads((CACHE / "clips.json").read_text())
     by_category = {}
     for c in cache_clips:
         row = by_category.setdefault(c["category"], {"train": [0, 0.0], "val": [0, 0.0]})
@@ -692,7 +698,7 @@ def write_card(metrics: dict, args, sweep: SweepReport, ablation_results: dict[s
     args.out.with_suffix(".md").write_text(text)
 
 
-ABLATIONS = ROOT / "cache" / "detector" / "ablations"
+ABLATIONS = CACHE / "ablations"
 
 PARENT = """
 Its parent, issue 9's window-form detector (4c0674269b8d, commit af0651e, whose card holds the measurement), at

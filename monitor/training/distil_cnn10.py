@@ -15,7 +15,6 @@ YAMNet's judgement is what ``tools/compare_detectors.py --detector "CNN10 taught
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -24,8 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from monitor.inference.weights import MODELS_DIR, load_model, write_manifest_entry
-from monitor.training.detector import Negatives, build_cache
-from monitor.training.yamnet_finetune import TRAIN_ROOM_SEED, cry_pools, examples, room_bank
+from monitor.training.yamnet_finetune import examples, training_material
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,21 +43,14 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)  # audiomentations draws from numpy's global generator
     torch.set_num_threads(2)
-    cache = ROOT / "cache" / "detector"
-    if not (cache / "audio.npy").exists():
-        build_cache(args.data, cache)
-    audio = np.load(cache / "audio.npy", mmap_mode="r")
-    clips = json.loads((cache / "clips.json").read_text())
-    cries = cry_pools(args.data, audio, clips)
-    negatives = Negatives(audio, [c for c in clips if c["split"] == "train" and c["label"] == "notcry"])
-    bank = room_bank(40, TRAIN_ROOM_SEED)
+    material = training_material(args.data, rooms=40)
     student, entry = load_model(args.student)
     teacher, _ = load_model(args.teacher)
     rng = np.random.default_rng(args.seed)
     opt = torch.optim.Adam(student.parameters(), lr=args.lr)
     started, losses = time.time(), []
     for step in range(1, args.steps + 1):
-        x, y = examples(rng, args.batch, cries, negatives, bank)
+        x, y = examples(rng, args.batch, material)
         x = torch.from_numpy(x)
         with torch.no_grad():
             taught = torch.sigmoid(teacher(x))

@@ -30,8 +30,8 @@ measures it beside YAMNet out of the box.
 from __future__ import annotations
 
 import argparse
-import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +43,7 @@ from monitor import SAMPLE_RATE
 from monitor.inference.models.yamnet import CRY_CLASS, PATCH_SAMPLES, YamnetCry
 from monitor.inference.weights import MODELS_DIR, load_model, write_manifest_entry
 from monitor.offline.data import read_manifest
-from monitor.training.detector import Negatives, Pool, build_cache, make_example
+from monitor.training.detector import Negatives, Pool, load_cache, make_example
 from monitor.training.nursery_soundscapes import nursery_room, wideband_cries
 from monitor.audio.files import read_file
 
@@ -53,14 +53,26 @@ TRAIN_ROOM_SEED = 777  # the validation rooms use nursery_soundscapes.DEFAULT_SE
 POSITIVE_FRACTION = 0.4  # a home is mostly not crying: negatives outnumber cries
 
 
-def cry_pools(data: Path, audio: np.ndarray, clips: list[dict]) -> Pool:
-    """Training cries: the cleaned 8 kHz clips and the training babies' wideband iOS uploads."""
-    cleaned = [c for c in clips if c["split"] == "train" and c["label"] == "cry"]
+@dataclass(frozen=True)
+class Material:
+    """What the example generator draws from (:func:`examples`)."""
+
+    cries: Pool
+    negatives: Negatives
+    rooms: list[np.ndarray]  # impulse responses
+
+
+def training_material(data: Path, rooms: int) -> Material:
+    """Training groups only: the cleaned 8 kHz cries and the training babies' wideband iOS uploads, every real
+    non-cry, and ``rooms`` simulated nurseries (5 impulse responses each) from :data:`TRAIN_ROOM_SEED`."""
+    audio, clips = load_cache(data)
+    cleaned = [audio[c["offset"] : c["offset"] + c["length"]] for c in clips
+               if c["split"] == "train" and c["label"] == "cry"]
     wideband = [read_file(c.path) for c in wideband_cries(read_manifest(data), split="train")]
-    extra = np.concatenate([audio[c["offset"] : c["offset"] + c["length"]] for c in cleaned] + wideband)
-    lengths = np.array([c["length"] for c in cleaned] + [w.size for w in wideband])
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    return Pool(extra, [{"offset": int(o), "length": int(n)} for o, n in zip(offsets, lengths)], cry=True)
+    cries = Pool.from_arrays(np.concatenate(cleaned + wideband), np.array([x.size for x in cleaned + wideband]),
+                             cry=True)
+    negatives = Negatives(audio, [c for c in clips if c["split"] == "train" and c["label"] == "notcry"])
+    return Material(cries, negatives, room_bank(rooms, TRAIN_ROOM_SEED))
 
 
 def room_bank(rooms: int, seed: int) -> list[np.ndarray]:
@@ -72,8 +84,7 @@ def room_bank(rooms: int, seed: int) -> list[np.ndarray]:
     return bank
 
 
-def examples(rng: np.random.Generator, count: int, cries: Pool, negatives: Negatives,
-             bank: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def examples(rng: np.random.Generator, count: int, material: Material) -> tuple[np.ndarray, np.ndarray]:
     from audiomentations import PitchShift
 
     # ±3 semitones on both classes (so its artefacts carry no label): more voices and animals than we have
@@ -81,10 +92,11 @@ def examples(rng: np.random.Generator, count: int, cries: Pool, negatives: Negat
     labels = rng.random(count) < POSITIVE_FRACTION
     out = np.empty((count, PATCH_SAMPLES), dtype=np.float32)
     for i, positive in enumerate(labels):
-        x = shift(make_example(rng, cries, negatives, bool(positive), n=PATCH_SAMPLES), sample_rate=SAMPLE_RATE)
+        x = shift(make_example(rng, material.cries, material.negatives, bool(positive), n=PATCH_SAMPLES),
+                  sample_rate=SAMPLE_RATE)
         if rng.random() < 0.8:
             level = np.sqrt(np.mean(x**2) + 1e-12)
-            x = fftconvolve(x, bank[int(rng.integers(len(bank)))])[:PATCH_SAMPLES]
+            x = fftconvolve(x, material.rooms[int(rng.integers(len(material.rooms)))])[:PATCH_SAMPLES]
             x *= level / np.sqrt(np.mean(x**2) + 1e-12)
         out[i] = np.clip(x, -1, 1)
     return out, labels.astype(np.float32)
@@ -105,17 +117,10 @@ def train(args: argparse.Namespace) -> Path:
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)  # audiomentations draws from numpy's global generator
     torch.set_num_threads(args.threads)
-    cache = ROOT / "cache" / "detector"
-    if not (cache / "audio.npy").exists():
-        build_cache(args.data, cache)
-    audio = np.load(cache / "audio.npy", mmap_mode="r")
-    clips = json.loads((cache / "clips.json").read_text())
-    cries = cry_pools(args.data, audio, clips)
-    negatives = Negatives(audio, [c for c in clips if c["split"] == "train" and c["label"] == "notcry"])
-    bank = room_bank(args.rooms, TRAIN_ROOM_SEED)
+    material = training_material(args.data, args.rooms)
     rng = np.random.default_rng(args.seed)
     started = time.time()
-    x, y = examples(rng, args.examples, cries, negatives, bank)
+    x, y = examples(rng, args.examples, material)
     print(f"{args.examples} examples ({int(y.sum())} cries) in {time.time() - started:.0f} s", flush=True)
     model, _ = load_model(args.init)
     trunk, teacher = frozen_part(model, x)

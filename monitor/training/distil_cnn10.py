@@ -15,6 +15,7 @@ YAMNet's judgement is what ``tools/compare_detectors.py --detector "CNN10 taught
 from __future__ import annotations
 
 import argparse
+import random
 import time
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
-    np.random.seed(args.seed)  # audiomentations draws from numpy's global generator
+    random.seed(args.seed)  # audiomentations draws its choices from Python's random module, not numpy's
     torch.set_num_threads(2)
     material = training_material(args.data, rooms=40)
     student, entry = load_model(args.student)

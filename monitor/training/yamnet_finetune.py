@@ -30,6 +30,7 @@ measures it beside YAMNet out of the box.
 from __future__ import annotations
 
 import argparse
+import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,7 +116,7 @@ def frozen_part(model: YamnetCry, audio: np.ndarray, batch: int = 64) -> tuple[t
 
 def train(args: argparse.Namespace) -> Path:
     torch.manual_seed(args.seed)
-    np.random.seed(args.seed)  # audiomentations draws from numpy's global generator
+    random.seed(args.seed)  # audiomentations draws its choices from Python's random module, not numpy's
     torch.set_num_threads(args.threads)
     material = training_material(args.data, args.rooms)
     rng = np.random.default_rng(args.seed)

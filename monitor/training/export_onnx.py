@@ -54,26 +54,50 @@ TOLERANCE = 1e-4
 CLASSIFIER_CHECK_CRIES = 24  # real cries of every length the data has, through both runtimes
 
 
+class _ScoreAndEmbed(torch.nn.Module):
+    """``score_and_embed`` as a module's forward: the graph outputs the logits and the embedding."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.score_and_embed(windows)
+
+
 def export_window(model: torch.nn.Module, out: Path) -> None:
-    """A window-form detector (YAMNet) as one graph: windows (B, window_samples) → cry logits (B,)."""
+    """A window-form detector (YAMNet) as one graph: windows (B, window_samples) → cry logits (B,) and, for a
+    model with ``score_and_embed``, the embedding (B, D) the home's "not a cry" marks are compared in."""
+    embeds = hasattr(model, "score_and_embed")
+    outputs = ["logits", "embedding"] if embeds else ["logits"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(2, model.window_samples),), str(out), input_names=["windows"],
-                          output_names=["logits"], dynamic_axes={"windows": {0: "batch"}, "logits": {0: "batch"}},
+        torch.onnx.export(_ScoreAndEmbed(model).eval() if embeds else model, (torch.zeros(2, model.window_samples),),
+                          str(out), input_names=["windows"], output_names=outputs,
+                          dynamic_axes={"windows": {0: "batch"}, **{o: {0: "batch"} for o in outputs}},
                           opset_version=17, dynamo=False)
 
 
-def window_difference(model: torch.nn.Module, onnx_path: Path, audio: np.ndarray) -> float:
-    """Largest |p_onnx − p_torch| over windows of ``audio`` every 0.24 s."""
+def window_difference(model: torch.nn.Module, onnx_path: Path, audio: np.ndarray,
+                      probability_only: bool = False) -> float:
+    """Largest |p_onnx − p_torch| over windows of ``audio`` every 0.24 s, or of the embeddings (relative to their
+    largest element), whichever is larger; ``probability_only``: the first (an int8 graph's embedding is not
+    held to torch's)."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     n = model.window_samples
     windows = np.stack([audio[i : i + n] for i in range(0, audio.size - n + 1, 3840)]).astype(np.float32)
+    outputs = session.run(None, {"windows": windows})
     with torch.inference_mode():
-        expected = torch.sigmoid(model(torch.from_numpy(windows))).numpy()
-    got = 1 / (1 + np.exp(-session.run(None, {"windows": windows})[0]))
-    return float(np.max(np.abs(got - expected)))
+        if len(outputs) == 2:
+            logits, embedding = (x.numpy() for x in model.score_and_embed(torch.from_numpy(windows)))
+        else:
+            logits, embedding = model(torch.from_numpy(windows)).numpy(), None
+    difference = float(np.max(np.abs(1 / (1 + np.exp(-outputs[0])) - 1 / (1 + np.exp(-logits)))))
+    if embedding is not None and not probability_only:
+        difference = max(difference, float(np.max(np.abs(outputs[1] - embedding)) / np.max(np.abs(embedding))))
+    return difference
 
 
 def main_window(args: argparse.Namespace, model: torch.nn.Module, entry) -> int:
@@ -94,7 +118,7 @@ def main_window(args: argparse.Namespace, model: torch.nn.Module, entry) -> int:
         quantize_graph(out, quantized, feeds, on_log_mel=True)
         record(quantized, "onnx-window-int8", args.model, entry, presets=False, window_samples=n)
         print(f"{quantized}: {quantized.stat().st_size / 1e6:.1f} MB; largest probability difference from torch "
-              f"fp32 on {args.check.name} (30 s): {window_difference(model, quantized, audio):.3f}", flush=True)
+              f"fp32 on {args.check.name} (30 s): {window_difference(model, quantized, audio, True):.3f}", flush=True)
     return 0
 
 

@@ -135,9 +135,16 @@ class Yamnet(nn.Module):
     def top(self, x: torch.Tensor, first_block: int) -> torch.Tensor:
         """The rest of the network from block ``first_block``'s input to the 521 logits (fine-tuning trains this
         part on cached :meth:`trunk` outputs)."""
+        return self.classify(self.pool(x, first_block))
+
+    def pool(self, x: torch.Tensor, first_block: int) -> torch.Tensor:
+        """From block ``first_block``'s input to the 1024-d embedding (B, 1024): the mean of the last map."""
         for block in self.blocks[first_block:]:
             x = block(x)
-        embedding = x.mean(dim=(2, 3))
+        return x.mean(dim=(2, 3))
+
+    def classify(self, embedding: torch.Tensor) -> torch.Tensor:
+        """The 521 logits of embeddings (B, 1024)."""
         return self.dense(hybrid_input(embedding, per_row=True) if self.tflite_kernels else embedding)
 
     def embed(self, waveform: torch.Tensor) -> torch.Tensor:
@@ -156,3 +163,9 @@ class YamnetCry(Yamnet):
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         return super().forward(waveform)[:, CRY_CLASS]
+
+    def score_and_embed(self, waveform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cry logit (B,) and the 1024-d embedding it was read from (B, 1024), in one pass: what the daemon
+        remembers of a detection that the parents mark "not a cry" (:mod:`monitor.core.home_sounds`)."""
+        embedding = self.embed(waveform)
+        return self.classify(embedding)[:, CRY_CLASS], embedding

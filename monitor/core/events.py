@@ -38,6 +38,9 @@ class CryEvent:
     confidence: float
     duration_s: float | None = None  # cry_end only
     ended_by: str | None = None  # cry_end only: "quiet" | "max_duration" | "shutdown" | "paused" | "input_error" | "restart"
+    # cry_start only: the detector's embedding of the windows that confirmed it (monitor.core.home_sounds); kept
+    # for a "not a cry" answer, never published
+    embedding: tuple[float, ...] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         out = {"type": self.type, "t": round(self.t, 3), "id": self.id, "confidence": round(self.confidence, 4)}
@@ -117,6 +120,11 @@ class CryStateMachine:
         """New thresholds (sensitivity change, config reload); an open cry stays open."""
         self.config = _resolved(config)
         self._recent = deque(self._recent, maxlen=config.of_windows)
+
+    def forget_cooldown(self) -> None:
+        """No cool-down from the last end: that detection was never announced (held back as one of the home's
+        "not a cry" sounds), so it must not delay the next start."""
+        self._cooldown_until = float("-inf")
 
     def reset_confirmation(self) -> None:
         """Forget recent scores (after a pause, so old windows cannot confirm a new start)."""

@@ -13,6 +13,10 @@ measured, so a silent room costs the loudness gate alone. The first loud window 
 starts at that window's first sample, read back from the ring buffer. A window's score depends only on its own
 audio, so sleeping and waking change no score.
 
+Between the state machine and the outputs, :class:`~monitor.core.home_sounds.HoldBack` gives each ``cry_start``
+the detector's embedding of the windows that confirmed it, and holds back the detections that sound like one
+of this home's "not a cry" marks (:attr:`Pipeline.home`; its notes are ``FeedResult.holds``).
+
 The pipeline never runs the classifier itself: the daemon hands requests to their own thread so the detector
 never waits for it, and replay runs them inline.
 """
@@ -29,6 +33,7 @@ from monitor import SAMPLE_RATE
 from monitor.config import Config, OperatingPoint, effective_events
 from monitor.core.buffer import RingBuffer
 from monitor.core.events import CryEvent, CryStateMachine
+from monitor.core.home_sounds import Hold, HoldBack, HomeSounds
 from monitor.core.levels import level_dbfs
 from monitor.core.schedule import ClassifyRequest, ReasonSchedule, reasons_enabled
 
@@ -42,6 +47,8 @@ class WindowScore:
 
 
 class ScoreStream(Protocol):
+    embeddings: np.ndarray | None  # (windows, D) of the last push, from a model that gives them; else None
+
     def push(self, samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Audio → (end sample of each window it completed, counted from the stream's start; probabilities)."""
 
@@ -60,6 +67,7 @@ class FeedResult:
     scores: list[WindowScore] = field(default_factory=list)
     events: list[CryEvent] = field(default_factory=list)
     requests: list[ClassifyRequest] = field(default_factory=list)
+    holds: list[Hold] = field(default_factory=list)  # detections held back as the home's "not a cry" sounds
 
 
 class Pipeline:
@@ -72,12 +80,27 @@ class Pipeline:
                                                        scorer.presets))
         self.schedule = (ReasonSchedule(config.classifier.at_seconds(), config.classifier.lookback_seconds)
                          if reasons_enabled(config) else None)
+        self.holdback = HoldBack(self.events.config.of_windows)
         self.window = scorer.window_samples
         scorer.stream(self.hop)  # a hop the model cannot score fails here, not at the first loud window
         self._stream: ScoreStream | None = None  # None: asleep (the last window was quiet) or not started
         self._origin = 0  # sample index where the current stream began: its ends are relative to it
         self._pushed = 0  # samples handed to the current stream, from the origin on
         self._next_end = self.window  # where the next window to decide ends
+
+    @property
+    def home(self) -> HomeSounds | None:
+        """The home's "not a cry" sounds that hold detections back (None: none are)."""
+        return self.holdback.home
+
+    @home.setter
+    def home(self, home: HomeSounds | None) -> None:
+        self.holdback.home = home  # one assignment: the inference thread sees the old object or the new one
+
+    def reconfigure(self, events) -> None:
+        """New event settings (:meth:`CryStateMachine.reconfigure`), on the inference thread."""
+        self.events.reconfigure(events)
+        self.holdback.resize(events.of_windows)
 
     @property
     def t(self) -> float:
@@ -100,12 +123,19 @@ class Pipeline:
         while self._next_end <= self.buffer.total:
             self._next_end += self.hop
         self.events.reset_confirmation()
+        self.holdback.forget_recent()
 
     def close(self, ended_by: str = "shutdown") -> FeedResult:
         """End an open cry now (end of stream, shutdown, pause)."""
-        result = FeedResult(events=self.events.close(self.t, ended_by))
+        events, holds = self.holdback.close(self.t, self.events.close(self.t, ended_by))
+        result = FeedResult(events=events, holds=holds)
+        self._after_holds(holds)
         self._schedule(result, result.events, self.t)
         return result
+
+    def _after_holds(self, holds: list[Hold]) -> None:
+        if any(h.outcome == "suppressed" for h in holds):
+            self.events.forget_cooldown()
 
     def _schedule(self, result: FeedResult, events: list[CryEvent], t: float) -> None:
         if self.schedule is None:
@@ -135,9 +165,10 @@ class Pipeline:
             ends, probs = self._stream.push(audio)
             if not ends.size:
                 return  # every sample was pushed: the next window is not complete yet
-            for end, prob in zip((ends + self._origin).tolist(), probs.tolist()):
+            embeddings = self._stream.embeddings
+            for i, (end, prob) in enumerate(zip((ends + self._origin).tolist(), probs.tolist())):
                 level = self._level(end)
-                self._decide(result, end, prob, level)
+                self._decide(result, end, prob, level, None if embeddings is None else embeddings[i])
                 self._next_end = end + self.hop
                 if level < self.gate_dbfs:
                     self._stream = None  # the rest of this push was scored anyway; later windows sleep
@@ -146,10 +177,15 @@ class Pipeline:
         available = min(self.window, end - self.buffer.oldest)
         return level_dbfs(self.buffer.read(end - available, available))
 
-    def _decide(self, result: FeedResult, end: int, prob: float, level: float) -> None:
+    def _decide(self, result: FeedResult, end: int, prob: float, level: float,
+                embedding: np.ndarray | None = None) -> None:
         gated = level < self.gate_dbfs
         score = WindowScore(end / SAMPLE_RATE, 0.0 if gated else prob, level, gated)
         result.scores.append(score)
-        events = self.events.update(score.t, score.score)
+        events, holds = self.holdback.step(score.t, score.score, None if gated else embedding,
+                                           self.events.config.start_threshold,
+                                           self.events.update(score.t, score.score))
         result.events.extend(events)
+        result.holds.extend(holds)
+        self._after_holds(holds)
         self._schedule(result, events, score.t)

@@ -46,6 +46,7 @@ class LoudnessDetector:
         self.hop_seconds = LOUDNESS_HOP_SECONDS
         self.window_samples = round((config.hop_seconds or LOUDNESS_HOP_SECONDS) * SAMPLE_RATE)
         self.model_id = f"loudness@{config.loudness_dbfs:g}dBFS"
+        self.embedding_space = None  # a level has no embedding: "not a cry" marks cannot apply
         self.presets: dict[str, OperatingPoint] = {}  # the level is the setting (config.effective_events)
 
     def stream(self, hop: int) -> LoudnessStream:
@@ -53,6 +54,8 @@ class LoudnessDetector:
 
 
 class LoudnessStream:
+    embeddings = None
+
     def __init__(self, threshold_dbfs: float, hop: int) -> None:
         self.threshold_dbfs, self.hop = threshold_dbfs, hop
         self._pending = np.zeros(0, dtype=np.float32)
@@ -76,6 +79,9 @@ class CryDetector:
         self.entry, self.device = self.runtime.entry, self.runtime.device
         self.streaming, self.window_samples = self.runtime.streaming, self.runtime.window_samples
         self.model_id = self.entry.sha256[:12]
+        # whose space the window embeddings live in (None: this model gives none): a "not a cry" mark is only ever
+        # compared with embeddings of the weights that made it (monitor.core.home_sounds)
+        self.embedding_space = self.model_id if self.runtime.embeds else None
         self.presets = self.entry.operating_point
         # an uncalibrated model: 3 frames for the streaming form; the window form shipped with 0.25 s
         self.hop_seconds = self.entry.hop_seconds or (3 * FRAME / SAMPLE_RATE if self.streaming else 0.25)
@@ -93,9 +99,15 @@ class CryDetector:
         the reference a streaming torch model must equal."""
         return self.runtime.score_windows(windows)
 
+    def score_and_embed(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`score_windows` and the windows' embeddings (B, D), None from a model without them."""
+        return self.runtime.score_and_embed(windows)
+
 
 class ModelStream:
     """A streaming model's scores, every ``every``-th frame (the hop)."""
+
+    embeddings = None  # the streaming CNN10 gives no embeddings
 
     def __init__(self, stream, every: int) -> None:
         self._stream, self._every = stream, every
@@ -109,10 +121,12 @@ class ModelStream:
 
 
 class WindowStream:
-    """A window-form model: each window (the last second at every hop) scored on its own, in batches."""
+    """A window-form model: each window (the last second at every hop) scored on its own, in batches.
+    ``embeddings``: those of the windows the last :meth:`push` returned (None from a model without them)."""
 
     def __init__(self, detector: CryDetector, hop: int) -> None:
         self.detector, self.hop = detector, hop
+        self.embeddings: np.ndarray | None = None
         self._recent = np.zeros(0, dtype=np.float32)  # the audio the next window needs
         self._total = 0  # samples pushed
         self._next_end = detector.window_samples
@@ -126,6 +140,10 @@ class WindowStream:
         if ends.size:
             self._next_end = int(ends[-1]) + self.hop
         self._recent = audio[max(0, self._next_end - window - start) :]
-        probs = [self.detector.score_windows(np.stack([audio[e - start - window : e - start] for e in batch]))
-                 for batch in np.array_split(ends, -(-ends.size // MAX_BATCH))] if ends.size else []
-        return ends, np.concatenate(probs) if probs else np.zeros(0, dtype=np.float32)
+        scored = [self.detector.score_and_embed(np.stack([audio[e - start - window : e - start] for e in batch]))
+                  for batch in np.array_split(ends, -(-ends.size // MAX_BATCH))] if ends.size else []
+        embeddings = [e for _, e in scored]
+        self.embeddings = (np.concatenate(embeddings) if scored and embeddings[0] is not None
+                           else None if self.detector.embedding_space is None
+                           else np.zeros((0, 0), dtype=np.float32))
+        return ends, np.concatenate([p for p, _ in scored]) if scored else np.zeros(0, dtype=np.float32)

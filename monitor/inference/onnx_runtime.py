@@ -83,14 +83,20 @@ class Detector:
         self.device = _device(self.session)
         self.streaming = not self.entry.arch.startswith("onnx-window")
         self.window_samples = WINDOW_SAMPLES if self.streaming else int(self.entry.kwargs["window_samples"])
+        self.embeds = "embedding" in {o.name for o in self.session.get_outputs()}
 
     def frame_stream(self) -> OnnxStream:
         return OnnxStream(self.session)
 
     def score_windows(self, windows: np.ndarray) -> np.ndarray:
         """Cry probabilities (B,) for windows (B, window_samples), each scored on its own."""
-        (logits,) = self.session.run(None, {"windows": np.ascontiguousarray(windows, dtype=np.float32)})
-        return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+        return self.score_and_embed(windows)[0]
+
+    def score_and_embed(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Cry probabilities (B,) and, from a graph with an ``embedding`` output, the embeddings (B, D)."""
+        logits, *embedding = self.session.run(None, {"windows": np.ascontiguousarray(windows, dtype=np.float32)})
+        probs = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+        return probs, (embedding[0] if embedding else None)
 
 
 class ReasonModel:

@@ -38,15 +38,23 @@ class Detector:
         self.streaming = isinstance(self.model, StreamingCnn10)
         # a window-form model says how much audio it scores (YAMNet: 0.975 s); CNN10's window form takes 1 s
         self.window_samples = getattr(self.model, "window_samples", SAMPLE_RATE)
+        self.embeds = hasattr(self.model, "score_and_embed")
 
     def frame_stream(self):
         return self.model.stream()
 
-    @torch.inference_mode()
     def score_windows(self, windows: np.ndarray) -> np.ndarray:
         """Cry probabilities (B,) for windows (B, N), each scored on its own."""
+        return self.score_and_embed(windows)[0]
+
+    @torch.inference_mode()
+    def score_and_embed(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Cry probabilities (B,) and, from a model with ``score_and_embed`` (YAMNet), the embeddings (B, D)."""
         batch = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device)
-        return torch.sigmoid(self.model(batch).float()).cpu().numpy()
+        if not self.embeds:
+            return torch.sigmoid(self.model(batch).float()).cpu().numpy(), None
+        logits, embedding = self.model.score_and_embed(batch)
+        return torch.sigmoid(logits.float()).cpu().numpy(), embedding.float().cpu().numpy()
 
 
 class ReasonModel:

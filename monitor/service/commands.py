@@ -16,7 +16,7 @@ import structlog
 
 from monitor.config import SENSITIVITIES, Config, ConfigError, OperatingPoint, effective_events, load_config
 from monitor.core.control import CommandError, ControlState, apply_command
-from monitor.core.events import CryStateMachine
+from monitor.core.pipeline import Pipeline
 from monitor.service.feedback import Feedback
 from monitor.service.homeassistant import FEEDBACK_CONTROL
 from monitor.service.mqtt_sink import MqttSink
@@ -26,11 +26,11 @@ log = structlog.get_logger(__name__)
 
 
 class Controller:
-    def __init__(self, config: Config, config_path: Path | None, state: DaemonState, events: CryStateMachine,
+    def __init__(self, config: Config, config_path: Path | None, state: DaemonState, pipeline: Pipeline,
                  presets: Mapping[str, OperatingPoint], mqtt: MqttSink | None, feedback: Feedback | None = None) -> None:
-        self.config, self.config_path, self.state, self.events = config, config_path, state, events
+        self.config, self.config_path, self.state, self.pipeline = config, config_path, state, pipeline
         self.presets, self.mqtt, self.feedback = presets, mqtt, feedback
-        self.events.reconfigure(self._events_config(config, state.controls))
+        self.pipeline.reconfigure(self._events_config(config, state.controls))
         self._reloading: asyncio.Task | None = None
         self._reload_again = False
 
@@ -65,7 +65,7 @@ class Controller:
 
     def set(self, new: ControlState) -> None:
         self.state.controls = new
-        self.events.reconfigure(self._events_config(self.config, new))
+        self.pipeline.reconfigure(self._events_config(self.config, new))
         self.state.save()
         self.publish()
 

@@ -74,7 +74,7 @@ class Daemon:
         self.feedback = Feedback(self.state_dir, self.classifier, config.classifier.feedback_window_hours,
                                  self.mqtt.last_cry_reason if self.mqtt and config.mqtt.accept_commands else None
                                  ) if self.classifier else None
-        self.control = Controller(config, config_path, self.state, self.pipeline.events, self.detector.presets,
+        self.control = Controller(config, config_path, self.state, self.pipeline, self.detector.presets,
                                   self.mqtt, self.feedback)
         sinks = [ClipSink(ClipRecorder(config.clips, self.state_dir / "clips"), self.pipeline.buffer)
                  ] if config.clips.enabled else []

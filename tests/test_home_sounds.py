@@ -1,0 +1,114 @@
+"""The rules of monitor.core.home_sounds: what is held back, what is announced anyway, what a suppression leaves."""
+
+import math
+
+import numpy as np
+import pytest
+
+from monitor.config import EventsConfig
+from monitor.core.events import CryStateMachine
+from monitor.core.home_sounds import HoldBack, HoldRules, HomeSounds
+
+CAT, BABY = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+RULES = HoldRules(max_distance=0.1, never_above=0.99, announce_after_s=10.0)
+EVENTS = EventsConfig(start_threshold=0.8, confirm_windows=2, of_windows=3, end_threshold=0.5, end_hold_seconds=1.0,
+                      cooldown_seconds=5.0)
+
+
+def run(windows, home=None, hop=0.25):
+    """(score, embedding) per window through the state machine and the hold-back → (events, notes)."""
+    machine, holdback = CryStateMachine(EVENTS), HoldBack(EVENTS.of_windows, home)
+    events, notes = [], []
+    for i, (score, embedding) in enumerate(windows):
+        t = (i + 1) * hop
+        out, holds = holdback.step(t, score, embedding, EVENTS.start_threshold, machine.update(t, score))
+        if any(h.outcome == "suppressed" for h in holds):
+            machine.forget_cooldown()
+        events += out
+        notes += holds
+    out, holds = holdback.close(len(windows) * hop + hop, machine.close(len(windows) * hop + hop))
+    return events + out, notes + holds
+
+
+def sound(embedding, seconds, score=0.9, hop=0.25):
+    return [(score, embedding)] * round(seconds / hop)
+
+
+def quiet(seconds, hop=0.25):
+    return [(0.0, None)] * round(seconds / hop)
+
+
+def test_detection_embedding_is_the_mean_of_the_confirming_windows_normalised():
+    holdback = HoldBack(3)
+    for score, embedding in [(0.9, np.array([2.0, 0.0])), (0.1, np.array([0.0, 5.0])), (0.9, np.array([0.0, 1.0]))]:
+        holdback.step(0.0, score, embedding, 0.8, [])
+    np.testing.assert_allclose(holdback.detection_embedding(0.8), [math.sqrt(0.5), math.sqrt(0.5)])
+
+
+def test_without_marks_every_start_is_announced_and_carries_its_embedding():
+    events, notes = run(quiet(1) + sound(CAT, 2) + quiet(3))
+    assert [e.type for e in events] == ["cry_start", "cry_end"] and not notes
+    np.testing.assert_allclose(events[0].embedding, CAT)
+
+
+def test_a_sound_close_to_a_mark_is_suppressed_start_and_end():
+    events, notes = run(quiet(1) + sound(CAT * 2 + [0, 0.05, 0], 2) + quiet(3), HomeSounds(CAT[None], RULES))
+    assert events == []
+    assert [n.outcome for n in notes] == ["held", "suppressed"] and notes[0].distance < 0.1
+
+
+def test_a_different_sound_is_announced_at_once():
+    events, notes = run(quiet(1) + sound(BABY, 2) + quiet(3), HomeSounds(CAT[None], RULES))
+    assert [e.type for e in events] == ["cry_start", "cry_end"] and not notes
+
+
+def test_a_score_only_real_cries_reach_is_never_held():
+    events, _ = run(quiet(1) + sound(CAT, 2, score=0.995) + quiet(3), HomeSounds(CAT[None], RULES))
+    assert [e.type for e in events] == ["cry_start", "cry_end"]
+
+
+def test_a_held_detection_that_reaches_that_score_is_announced_then():
+    events, notes = run(quiet(1) + sound(CAT, 2) + sound(CAT, 1, score=0.995) + quiet(3), HomeSounds(CAT[None], RULES))
+    assert [e.type for e in events] == ["cry_start", "cry_end"]
+    assert notes[-1].outcome == "announced" and notes[-1].why == "score"
+    assert events[0].t == pytest.approx(1 + 2 + 0.25)  # announced when that window came, not backdated
+
+
+def test_a_baby_crying_after_the_cat_is_announced_when_the_sound_changes():
+    events, notes = run(quiet(1) + sound(CAT, 2) + sound(BABY, 3) + quiet(3), HomeSounds(CAT[None], RULES))
+    assert [e.type for e in events] == ["cry_start", "cry_end"]
+    assert notes[-1].why == "sound_changed" and events[0].t - (1 + 2) < 1.0  # within a second of the baby's first cry
+
+
+def test_a_long_detection_is_announced_however_close_it_sounds():
+    events, notes = run(quiet(1) + sound(CAT, 15) + quiet(3), HomeSounds(CAT[None], RULES))
+    assert [e.type for e in events] == ["cry_start", "cry_end"]
+    assert notes[-1].why == "duration" and notes[-1].held_s == pytest.approx(RULES.announce_after_s)
+
+
+def test_a_suppressed_detection_leaves_no_cooldown():
+    # the cat, then a cry 1.5 s after it ended: within the 5 s cool-down, which a suppression must not leave
+    events, _ = run(quiet(1) + sound(CAT, 2) + quiet(1.5) + sound(BABY, 2) + quiet(3), HomeSounds(CAT[None], RULES))
+    assert [e.type for e in events] == ["cry_start", "cry_end"]
+    assert events[0].t < 1 + 2 + 1.5 + 1
+
+
+def test_a_held_detection_open_at_a_close_ends_suppressed():
+    events, notes = run(quiet(1) + sound(CAT, 3), HomeSounds(CAT[None], RULES))
+    assert events == [] and notes[-1].outcome == "suppressed"
+
+
+def test_forgotten_marks_release_a_held_detection():
+    holdback, machine = HoldBack(3, HomeSounds(CAT[None], RULES)), CryStateMachine(EVENTS)
+    for i in range(8):
+        out, notes = holdback.step(i * 0.25, 0.9, CAT, 0.8, machine.update(i * 0.25, 0.9))
+    assert notes == [] and out == []  # held since the second window
+    holdback.home = None
+    out, notes = holdback.step(2.0, 0.9, CAT, 0.8, machine.update(2.0, 0.9))
+    assert [e.type for e in out] == ["cry_start"] and notes[0].outcome == "announced"
+
+
+def test_distance_is_the_smallest_cosine_distance_and_infinite_without_marks():
+    home = HomeSounds(np.stack([CAT, BABY]), RULES)
+    assert home.distance(np.array([0.0, 3.0, 0.0])) == pytest.approx(0.0)
+    assert HomeSounds(np.zeros((0, 3)), RULES).distance(CAT) == math.inf

@@ -68,6 +68,10 @@ class DetectorConfig:
     threads: int = field(default=1, metadata=_range(1, 64))
     loudness_dbfs: float = field(default=-35.0, metadata=_range(-100.0, 0.0))  # kind: loudness
     loudness_hold_seconds: float = field(default=1.0, metadata=_range(0.0, 60.0))  # kind: loudness
+    # The parents' "not a cry" answers hold back detections that sound like a marked one (monitor.core.home_sounds).
+    # auto: as the model's study decided (its manifest entry's not_a_cry.on_by_default); on: whenever the model has
+    # studied rules; off: the answer is not offered and nothing is held back.
+    not_a_cry: str = field(default="auto", metadata=_choices("auto", "on", "off"))
 
 
 LOUDNESS_HOP_SECONDS = 0.25  # detector.kind: loudness, unless detector.hop_seconds is set

@@ -15,8 +15,10 @@ from monitor.config import ClassifierConfig
 from monitor.core.adaptation import BabyAdaptation
 from monitor.core.events import DONT_KNOW, PARENT_REASONS
 from monitor.inference.classify import ReasonClassifier
-from monitor.service.feedback import FEEDBACK_FILE, FLOOD_LIMIT, RECENT_FILE, Feedback
-from monitor.service.homeassistant import discovery_payload
+from monitor.core.home_sounds import Hold, HoldRules
+from monitor.service.feedback import (FEEDBACK_FILE, FLOOD_LIMIT, HOME_FILE, HOME_SOUND_DAYS, MAX_HOME_SOUNDS, RECENT_FILE,
+                                     Feedback)
+from monitor.service.homeassistant import NOT_A_CRY, discovery_payload, feedback_options
 
 HOUR = 3600.0
 
@@ -237,9 +239,11 @@ def test_a_refined_reason_updates_an_answer_given_while_the_cry_went_on(tmp_path
 
 
 def test_discovery_offers_the_select_only_where_answers_are_heard():
-    with_select = discovery_payload("crymonitor/n", "n", "Nursery", controls=True, feedback=True)["cmps"]
+    with_select = discovery_payload("crymonitor/n", "n", "Nursery", controls=True,
+                                    feedback=feedback_options(True, False))["cmps"]
     select = with_select["last_cry_reason"]
     assert select["p"] == "select" and select["options"] == [*PARENT_REASONS, DONT_KNOW]
+    assert "forget_not_a_cry" not in with_select
     assert select["command_topic"] == "crymonitor/n/set/last_cry_reason"
     assert select["state_topic"] == "crymonitor/n/last_cry_reason"
     assert "last_cry_reason" not in discovery_payload("crymonitor/n", "n", "Nursery", controls=True)["cmps"]
@@ -269,3 +273,139 @@ def test_the_daemon_takes_an_answer_over_mqtt_and_rejects_bad_ones(broker, subsc
     assert states[-1] == "tired" and set(states[:-1]) == {"None"}  # no answer until the parent's
     labels = json.loads((tmp_path / "state" / FEEDBACK_FILE).read_text())["labels"]
     assert [(i["id"], i["reason"]) for i in labels] == [(cry_id, "tired")]
+
+
+# --- "not a cry": the home's sounds ---------------------------------------------------------------------------
+RULES = HoldRules(max_distance=0.1, never_above=0.99, announce_after_s=20.0)
+
+
+class Home:
+    """What the daemon's pipeline and Home Assistant are handed."""
+
+    def __init__(self) -> None:
+        self.sounds, self.counts, self.select = None, [], []
+
+
+def marking(tmp_path, clock=None, space="det-a", classifier=None, home=None):
+    home = home or Home()
+    feedback = Feedback(tmp_path, classifier, 12, home.select.append, clock or Clock(), detector_space=space,
+                        hold_rules=RULES, on_home=lambda h: setattr(home, "sounds", h), publish_home=home.counts.append)
+    return feedback, home
+
+
+def detect(feedback: Feedback, cry_id: str, embedding=(1.0, 0.0, 0.0), end: bool = True):
+    """A detection as the driver reports it: its start, the detector's embedding, its end."""
+    feedback.cry_event({"type": "cry_start", "id": cry_id})
+    if embedding is not None:
+        feedback.detection_embedding(cry_id, embedding)
+    if end:
+        feedback.cry_event({"type": "cry_end", "id": cry_id})
+
+
+def home_file(tmp_path):
+    return json.loads((tmp_path / HOME_FILE).read_text())
+
+
+def test_not_a_cry_stores_the_detectors_embedding_and_hands_it_to_the_pipeline(tmp_path):
+    feedback, home = marking(tmp_path)
+    assert feedback.options == (NOT_A_CRY, DONT_KNOW)  # no reason classifier: only this answer
+    detect(feedback, "cat", (0.0, 2.0, 0.0))
+    feedback.answer(b"not a cry")
+    sounds = home_file(tmp_path)["sounds"]
+    assert [(s["id"], s["embedding"], s["model"]) for s in sounds] == [("cat", [0.0, 2.0, 0.0], "det-a")]
+    assert len(home.sounds) == 1 and home.sounds.distance(np.array([0.0, 1.0, 0.0])) == pytest.approx(0.0)
+    assert home.select[-1] == NOT_A_CRY and home.counts[-1] == {"kept": 1, "suppressed_today": 0}
+
+
+def test_not_a_cry_for_an_unannounced_expired_or_embeddingless_cry_is_rejected_and_stores_nothing(tmp_path):
+    clock = Clock()
+    feedback, home = marking(tmp_path, clock)
+    with capture_logs() as logs:
+        feedback.answer(json.dumps({"id": "never-announced", "reason": NOT_A_CRY}).encode())
+        detect(feedback, "old")
+        clock.now += 13 * HOUR
+        feedback.answer(json.dumps({"id": "old", "reason": NOT_A_CRY}).encode())
+        detect(feedback, "no-embedding", embedding=None)
+        feedback.answer(b"not a cry")
+        feedback.answer(b"tired")  # no classifier: reasons are not answers here
+    errors = [e["error"] for e in logs if e["event"] == "feedback_rejected"]
+    assert "unknown or ended more than 12 hours ago" in errors[0] and "unknown or ended" in errors[1]
+    assert "no embedding from the running detector" in errors[2] and "unknown reason 'tired'" in errors[3]
+    assert not (tmp_path / HOME_FILE).exists() and home.sounds is None
+
+
+def test_a_reason_replaces_a_not_a_cry_mark_and_dont_know_clears_it(tmp_path, classifier, cries):
+    feedback, home = marking(tmp_path, classifier=classifier)
+    feedback.cry_event({"type": "cry_start", "id": "a"})
+    feedback.detection_embedding("a", (1.0, 0.0))
+    feedback.reason_embedding("a", classifier.classify(cries[0]).embedding)
+    feedback.cry_event({"type": "cry_end", "id": "a"})
+    feedback.answer(b"not a cry")
+    assert len(home.sounds) == 1 and stored(tmp_path)["labels"] == []
+    feedback.answer(b"hungry")  # a mis-tap corrected: it was a cry after all
+    assert home.sounds is None and home_file(tmp_path)["sounds"] == []
+    assert [item["reason"] for item in stored(tmp_path)["labels"]] == ["hungry"]
+    feedback.answer(b"not a cry")
+    feedback.answer(DONT_KNOW.encode())
+    assert home.sounds is None and stored(tmp_path)["labels"] == [] and home.select[-1] == DONT_KNOW
+
+
+def test_at_most_200_marks_are_kept_the_oldest_go_first_and_each_expires_after_60_days(tmp_path, monkeypatch):
+    import monitor.service.feedback as fb
+
+    clock = Clock()
+    monkeypatch.setattr(fb, "FLOOD_LIMIT", 10_000)  # this test is one parent, fast
+    feedback, home = marking(tmp_path, clock)
+    for i in range(MAX_HOME_SOUNDS + 1):
+        detect(feedback, f"c{i}", (1.0, float(i), 0.0))
+        feedback.answer(b"not a cry")
+        clock.now += 60.0
+    ids = [s["id"] for s in home_file(tmp_path)["sounds"]]
+    assert len(ids) == MAX_HOME_SOUNDS and ids[0] == "c1" and len(home.sounds) == MAX_HOME_SOUNDS
+    clock.now += HOME_SOUND_DAYS * 86400 - 100 * 60.0  # the first hundred are now older than 60 days
+    with capture_logs() as logs:
+        feedback.day_changed()
+    assert [e["count"] for e in logs if e["event"] == "not_a_cry_expired"] == [100]
+    assert len(home.sounds) == MAX_HOME_SOUNDS - 100
+
+
+def test_marks_of_another_detector_are_set_aside_logged_and_never_compared(tmp_path):
+    feedback, _ = marking(tmp_path, space="det-a")
+    detect(feedback, "cat")
+    feedback.answer(b"not a cry")
+    with capture_logs() as logs:
+        _, home = marking(tmp_path, space="det-b")  # the model changed
+    aside = [e for e in logs if e["event"] == "not_a_cry_set_aside"]
+    assert aside and aside[0]["count"] == 1 and aside[0]["models"] == ["det-a"]
+    assert home.sounds is None and home.counts[-1]["kept"] == 0
+    assert len(home_file(tmp_path)["sounds"]) == 1  # kept in the file: a model rolled back finds them again
+
+
+def test_the_button_forgets_every_mark_with_a_logged_count(tmp_path):
+    feedback, home = marking(tmp_path)
+    for name in ("cat", "tv"):
+        detect(feedback, name)
+        feedback.answer(b"not a cry")
+    with capture_logs() as logs:
+        feedback.forget_home_sounds(b"PRESS")
+    assert [e["count"] for e in logs if e["event"] == "not_a_cry_forgotten"] == [2]
+    assert home.sounds is None and home_file(tmp_path)["sounds"] == [] and home.counts[-1]["kept"] == 0
+
+
+def test_suppressions_are_counted_for_today_and_survive_a_restart(tmp_path):
+    feedback, home = marking(tmp_path)
+    detect(feedback, "cat")
+    feedback.answer(b"not a cry")
+    feedback.hold(Hold("x", 1.0, "held", 0.01))  # held is not suppressed yet
+    feedback.hold(Hold("x", 3.0, "suppressed", 0.01, 2.0))
+    assert home.counts[-1] == {"kept": 1, "suppressed_today": 1}
+    _, again = marking(tmp_path)  # a restart
+    assert again.counts[-1] == {"kept": 1, "suppressed_today": 1} and len(again.sounds) == 1
+
+
+def test_a_corrupt_home_file_is_moved_aside_and_the_daemon_starts_without_marks(tmp_path):
+    (tmp_path / HOME_FILE).write_text('{"sounds": [{"id": "x", "embedding": "not numbers"}]}')
+    with capture_logs() as logs:
+        _, home = marking(tmp_path)
+    assert any(e["event"] == "feedback_store_corrupt" for e in logs)
+    assert list(tmp_path.glob(f"{HOME_FILE}.corrupt-*")) and home.sounds is None

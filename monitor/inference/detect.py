@@ -23,6 +23,7 @@ import numpy as np
 
 from monitor import SAMPLE_RATE
 from monitor.config import LOUDNESS_HOP_SECONDS, ConfigError, DetectorConfig, OperatingPoint
+from monitor.core.home_sounds import HoldRules
 from monitor.core.levels import level_dbfs
 from monitor.inference.onnx_runtime import STEP as FRAME  # the streaming CNN10's 80 ms frame, without importing torch
 from monitor.inference.weights import open_model
@@ -47,6 +48,7 @@ class LoudnessDetector:
         self.window_samples = round((config.hop_seconds or LOUDNESS_HOP_SECONDS) * SAMPLE_RATE)
         self.model_id = f"loudness@{config.loudness_dbfs:g}dBFS"
         self.embedding_space = None  # a level has no embedding: "not a cry" marks cannot apply
+        self.hold_rules = None
         self.presets: dict[str, OperatingPoint] = {}  # the level is the setting (config.effective_events)
 
     def stream(self, hop: int) -> LoudnessStream:
@@ -82,9 +84,20 @@ class CryDetector:
         # whose space the window embeddings live in (None: this model gives none): a "not a cry" mark is only ever
         # compared with embeddings of the weights that made it (monitor.core.home_sounds)
         self.embedding_space = self.model_id if self.runtime.embeds else None
+        self.hold_rules = self._hold_rules(config)
         self.presets = self.entry.operating_point
         # an uncalibrated model: 3 frames for the streaming form; the window form shipped with 0.25 s
         self.hop_seconds = self.entry.hop_seconds or (3 * FRAME / SAMPLE_RATE if self.streaming else 0.25)
+
+    def _hold_rules(self, config: DetectorConfig) -> HoldRules | None:
+        """The "not a cry" rules this model's study chose, if the feature is on (``detector.not_a_cry``)."""
+        studied = self.entry.not_a_cry if self.embedding_space else None
+        if config.not_a_cry == "on" and studied is None:
+            raise ConfigError(f"detector.not_a_cry is on, but {config.model} has no studied rules "
+                              "(a model with embeddings, then tools/not_a_cry_study.py)")
+        if config.not_a_cry == "off" or studied is None or (config.not_a_cry == "auto" and not studied["on_by_default"]):
+            return None
+        return HoldRules.from_dict(studied)
 
     def stream(self, hop: int) -> ModelStream | WindowStream:
         if not self.streaming:

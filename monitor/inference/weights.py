@@ -40,6 +40,9 @@ class ModelEntry:
     hop_seconds: float | None = None  # the hop those presets were calibrated at (N of M counts windows)
     # A reason model's per-baby adaptation default, decided by its study (tools/reason_table.py); None: not studied
     adaptation: bool | None = None
+    # A detector's "not a cry" rules and whether they are on by default, from its study (tools/not_a_cry_study.py):
+    # {"max_distance", "never_above", "announce_after_s", "on_by_default"}; None: not studied
+    not_a_cry: dict | None = None
 
 
 def sha256_of(path: Path) -> str:
@@ -58,12 +61,20 @@ def read_manifest(models_dir: Path) -> dict[str, ModelEntry]:
                                  operating_point={k: _operating_point(p)
                                                   for k, p in e.get("operating_point", {}).items()},
                                  hop_seconds=None if e.get("hop_seconds") is None else float(e["hop_seconds"]),
-                                 adaptation=None if e.get("adaptation") is None else bool(e["adaptation"]))
+                                 adaptation=None if e.get("adaptation") is None else bool(e["adaptation"]),
+                                 not_a_cry=_not_a_cry(e.get("not_a_cry")))
                 for name, e in raw.items()}
     except FileNotFoundError:
         raise ModelFileError(f"{path}: model manifest missing") from None
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError) as exc:
         raise ModelFileError(f"{path}: malformed model manifest ({exc!r})") from None
+
+
+def _not_a_cry(raw: dict | None) -> dict | None:
+    if raw is None:
+        return None
+    return {"max_distance": float(raw["max_distance"]), "never_above": float(raw["never_above"]),
+            "announce_after_s": float(raw["announce_after_s"]), "on_by_default": bool(raw["on_by_default"])}
 
 
 def _operating_point(raw: dict) -> OperatingPoint:
@@ -101,6 +112,12 @@ def write_operating_point(models_dir: Path, name: str, presets: dict[str, Operat
 def write_adaptation(models_dir: Path, name: str, on_by_default: bool) -> None:
     """Record whether the per-baby adaptation is on by default for the reason model ``name``."""
     _record_in_entry(models_dir, name, "recording an adaptation verdict for", {"adaptation": on_by_default})
+
+
+def write_not_a_cry(models_dir: Path, name: str, rules: dict, on_by_default: bool) -> None:
+    """Record a detector's "not a cry" rules (:class:`monitor.core.home_sounds.HoldRules` fields) and verdict."""
+    _record_in_entry(models_dir, name, "recording not-a-cry rules for",
+                     {"not_a_cry": {**rules, "on_by_default": on_by_default}})
 
 
 def verified_entry(path: Path, maker: str) -> ModelEntry:

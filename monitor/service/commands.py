@@ -18,7 +18,7 @@ from monitor.config import SENSITIVITIES, Config, ConfigError, OperatingPoint, e
 from monitor.core.control import CommandError, ControlState, apply_command
 from monitor.core.pipeline import Pipeline
 from monitor.service.feedback import Feedback
-from monitor.service.homeassistant import FEEDBACK_CONTROL
+from monitor.service.homeassistant import FEEDBACK_CONTROL, FORGET_CONTROL
 from monitor.service.mqtt_sink import MqttSink
 from monitor.service.state import DaemonState, config_controls
 
@@ -48,11 +48,14 @@ class Controller:
         if retained:  # a stale retained command would be re-applied at every reconnect, undoing later ones
             log.warning("command_ignored", topic=topic, reason="retained message; publish commands unretained")
             return
-        if control == FEEDBACK_CONTROL:
+        if control in (FEEDBACK_CONTROL, FORGET_CONTROL):
             if self.feedback is None:
-                log.warning("feedback_rejected", error="the reason classifier is off; there is nothing to teach")
-            else:
+                log.warning("feedback_rejected", error="the reason classifier and not-a-cry marks are off; "
+                                                       "there is nothing to teach")
+            elif control == FEEDBACK_CONTROL:
                 self.feedback.answer(payload)
+            else:
+                self.feedback.forget_home_sounds(payload)
             return
         try:
             new = apply_command(self.state.controls, control, payload)

@@ -71,9 +71,13 @@ class Daemon:
         self.health = MicHealth(config.audio.deaf_after_seconds)
         self.notifier = Notifier()
         self.mqtt = self._make_mqtt(config) if config.mqtt.enabled else None
-        self.feedback = Feedback(self.state_dir, self.classifier, config.classifier.feedback_window_hours,
-                                 self.mqtt.last_cry_reason if self.mqtt and config.mqtt.accept_commands else None
-                                 ) if self.classifier else None
+        answers = self.mqtt is not None and config.mqtt.accept_commands
+        self.feedback = Feedback(
+            self.state_dir, self.classifier, config.classifier.feedback_window_hours,
+            self.mqtt.last_cry_reason if answers else None, detector_space=self.detector.embedding_space,
+            hold_rules=self.detector.hold_rules, on_home=self._set_home,
+            publish_home=self.mqtt.home_sounds if self.mqtt else None,
+        ) if self.classifier or self.detector.hold_rules else None
         self.control = Controller(config, config_path, self.state, self.pipeline, self.detector.presets,
                                   self.mqtt, self.feedback)
         sinks = [ClipSink(ClipRecorder(config.clips, self.state_dir / "clips"), self.pipeline.buffer)
@@ -110,7 +114,8 @@ class Daemon:
         outbox = Outbox(self.state_dir / "outbox.sqlite", cfg.state.outbox_max_events, cfg.state.stale_after_seconds)
         publisher = MqttPublisher(cfg.mqtt, outbox, on_message=self._on_mqtt_thread, subscriptions=subscriptions,
                                   call_soon=self._call_soon)
-        sink = MqttSink(cfg, publisher, live=True, reasons=self.classifier is not None)
+        sink = MqttSink(cfg, publisher, live=True, reasons=self.classifier is not None,
+                        not_a_cry=self.detector.hold_rules is not None)
         sink.controls(self.state.controls.to_payload(datetime.now()))
         sink.stats(self.state.stats.to_payload())
         if self.classifier is not None:
@@ -158,6 +163,11 @@ class Daemon:
             self._loop.call_soon_threadsafe(fn)
         else:
             fn()
+
+    def _set_home(self, home) -> None:
+        """The home's "not a cry" sounds, for the pipeline to hold detections against (one assignment, read by
+        the inference thread at its next window)."""
+        self.pipeline.home = home
 
     def _publish_stats(self, payload: dict) -> None:
         if self.mqtt:
@@ -270,6 +280,8 @@ class Daemon:
             if date.today() != day:
                 day = date.today()
                 self._publish_stats(self.state.stats.to_payload())
+                if self.feedback:
+                    self.feedback.day_changed()
             if self.mqtt:
                 self._check_broker(now)
             if self._lock.recreate_if_gone():

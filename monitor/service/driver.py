@@ -29,6 +29,7 @@ import structlog
 
 from monitor import SAMPLE_RATE
 from monitor.core.events import CryEvent, ReasonEvent, event_payload
+from monitor.core.home_sounds import Hold
 from monitor.core.pipeline import FeedResult, Pipeline, WindowScore
 from monitor.core.schedule import ClassifyRequest
 
@@ -46,6 +47,13 @@ class Sink:
 
     def reason_embedding(self, cry_id: str, embedding: tuple[float, ...]) -> None:
         """The embedding that reason came from (what the parents' answers teach; not in the payload)."""
+
+    def detection_embedding(self, cry_id: str, embedding: tuple[float, ...]) -> None:
+        """The detector's embedding of the windows that confirmed a cry (what "not a cry" stores; not in the
+        payload), right after its ``cry_start``."""
+
+    def hold(self, note: Hold) -> None:
+        """A detection held back, suppressed or announced after all (:mod:`monitor.core.home_sounds`)."""
 
     def scores(self, scores: list[WindowScore]) -> None:
         """The windows one chunk completed."""
@@ -137,12 +145,19 @@ class Driver:
         if result.scores:
             for sink in self.sinks:
                 sink.scores(result.scores)
+        for note in result.holds:
+            log.info(f"detection_{note.outcome}", cry_id=note.id, distance=note.distance,
+                     **({"held_s": note.held_s} if note.outcome != "held" else {}), **({"why": note.why} if note.why else {}))
+            for sink in self.sinks:
+                sink.hold(note)
         decided = sorted([*result.events, *result.requests], key=lambda item: item.t)  # stable: events first
         for item in decided:
             if isinstance(item, CryEvent):
                 payload = event_payload(item, self.clock.ts(item.t, self.pipeline.t))
                 for sink in self.sinks:
                     sink.cry_event(payload)
+                    if item.embedding is not None:
+                        sink.detection_embedding(item.id, item.embedding)
             elif self.classifier is None or not reasons:
                 continue
             elif self.reasons_inline:

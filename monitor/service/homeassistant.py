@@ -17,7 +17,17 @@ from monitor.core.events import DONT_KNOW, PARENT_REASONS, UNCERTAIN
 from monitor.service.publish import OFFLINE, ONLINE
 
 FEEDBACK_CONTROL = "last_cry_reason"  # <topic>/set/last_cry_reason; the select's state is <topic>/last_cry_reason
-FEEDBACK_OPTIONS = (*PARENT_REASONS, DONT_KNOW)  # the "Last cry was" select
+NOT_A_CRY = "not a cry"  # the answer that marks a detection as one of the home's sounds (monitor.core.home_sounds)
+FORGET_CONTROL = "forget_not_a_cry"  # <topic>/set/forget_not_a_cry: the button that clears those marks
+HOME_SOUNDS = "not_a_cry"  # <topic>/not_a_cry: {"kept", "suppressed_today"}
+
+
+def feedback_options(reasons: bool, not_a_cry: bool) -> tuple[str, ...]:
+    """The "Last cry was" select's options: the reasons (a reason classifier runs), "not a cry" (the detector's
+    marks are on), and "don't know"; empty when neither is on (no select)."""
+    if not (reasons or not_a_cry):
+        return ()
+    return (*(PARENT_REASONS if reasons else ()), *((NOT_A_CRY,) if not_a_cry else ()), DONT_KNOW)
 
 REASON_STATES = (*PARENT_REASONS, UNCERTAIN)  # the reason sensor's options: the adapted model may name any parent's
 # reason; "uncertain" below classifier.min_confidence and before the first classification ("unknown" means "no data"
@@ -35,12 +45,13 @@ def _object_id(device_id: str) -> str:
 
 
 def discovery_payload(topic: str, device_id: str, name: str, live: bool = True, controls: bool = True,
-                      feedback: bool = False, picture: bool = False) -> dict:
+                      feedback: tuple[str, ...] = (), picture: bool = False) -> dict:
     """The device config for the daemon publishing under ``topic`` (``<base>/<device_id>``). ``live``: the
     daemon, which publishes its ``state`` (*Listening*) and counts the day's cries; not a replay, whose count is
     of that replay only (no ``total_increasing``: a count restarting at 0 at every replay would read as a meter
     reset). ``controls``: with the switch, selects and text that command it; ``feedback``: with the "Last cry
-    was" select (a reason classifier runs and listens for the answers); ``picture``: with the *Last cry* image."""
+    was" select with these options (:func:`feedback_options`; with "not a cry", also the button that forgets
+    those marks and the diagnostic sensors that count them); ``picture``: with the *Last cry* image."""
     uid = _object_id(device_id)
 
     def entity(platform: str, key: str, label: str, **options) -> dict:
@@ -90,9 +101,21 @@ def discovery_payload(topic: str, device_id: str, name: str, live: bool = True, 
     }
     if feedback:  # state "None" until the parents answer for the latest cry: HA shows it as unknown
         config["cmps"]["last_cry_reason"] = entity(
-            "select", "last_cry_reason", "Last cry was", options=list(FEEDBACK_OPTIONS),
+            "select", "last_cry_reason", "Last cry was", options=list(feedback),
             command_topic=f"{topic}/set/{FEEDBACK_CONTROL}", state_topic=f"{topic}/{FEEDBACK_CONTROL}",
             icon="mdi:comment-question-outline")
+    if NOT_A_CRY in feedback:
+        config["cmps"] |= {
+            "forget_not_a_cry": entity("button", FORGET_CONTROL, "Forget the home's not-a-cry sounds",
+                                       command_topic=f"{topic}/set/{FORGET_CONTROL}", payload_press="PRESS",
+                                       entity_category="config", icon="mdi:delete-sweep"),
+            "not_a_cry_kept": entity("sensor", "not_a_cry_kept", "Not-a-cry sounds kept", state_class="measurement",
+                                     entity_category="diagnostic", state_topic=f"{topic}/{HOME_SOUNDS}",
+                                     value_template="{{ value_json.kept }}", icon="mdi:ear-hearing-off"),
+            "suppressed_today": entity("sensor", "suppressed_today", "Detections suppressed today",
+                                       state_class="total_increasing", entity_category="diagnostic",
+                                       state_topic=f"{topic}/{HOME_SOUNDS}",
+                                       value_template="{{ value_json.suppressed_today }}", icon="mdi:bell-off")}
     if picture:
         config["cmps"]["last_cry"] = entity("image", "last_cry", "Last cry", image_topic=f"{topic}/{PICTURE}",
                                             content_type="image/png")

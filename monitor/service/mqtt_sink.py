@@ -20,7 +20,8 @@ import structlog
 from monitor.config import Config, ConfigError, MqttConfig
 from monitor.core.events import UNCERTAIN
 from monitor.service.driver import Sink
-from monitor.service.homeassistant import FEEDBACK_CONTROL, PICTURE, discovery_payload, discovery_topic
+from monitor.service.homeassistant import (FEEDBACK_CONTROL, HOME_SOUNDS, PICTURE, discovery_payload, discovery_topic,
+                                           feedback_options)
 from monitor.service.publish import MqttPublisher, RetainedProbe, connection_problem
 
 log = structlog.get_logger(__name__)
@@ -84,8 +85,10 @@ class MqttSink(Sink):
     ``cry_start`` (and, with the controls, the "Last cry was" select is offered). The *Last cry* picture is
     offered unless ``clips.picture`` is off, which also deletes one published before."""
 
-    def __init__(self, config: Config, publisher: MqttPublisher, live: bool, reasons: bool) -> None:
+    def __init__(self, config: Config, publisher: MqttPublisher, live: bool, reasons: bool,
+                 not_a_cry: bool = False) -> None:
         self.config, self.publisher, self.live, self.reasons = config, publisher, live, reasons
+        self.not_a_cry = not_a_cry  # the detector's "not a cry" marks are on (the select offers the answer)
         self.has_controls = live and config.mqtt.accept_commands
         self.discovery: str | None = None  # the discovery config published last
         self.publish_discovery()
@@ -100,7 +103,8 @@ class MqttSink(Sink):
         if ha.enabled:
             self.discovery = json.dumps(discovery_payload(
                 self.publisher.topic, self.config.mqtt.device_id, ha.name, self.live, self.has_controls,
-                feedback=self.has_controls and self.reasons, picture=self.config.clips.picture))
+                feedback=feedback_options(self.reasons, self.not_a_cry) if self.has_controls else (),
+                picture=self.config.clips.picture))
             self.publisher.set_retained(discovery_topic(ha.prefix, self.config.mqtt.device_id), self.discovery)
 
     def wait_until_discovered(self, probe: RetainedProbe) -> None:
@@ -141,6 +145,10 @@ class MqttSink(Sink):
     def last_cry_reason(self, answer: str) -> None:
         """The "Last cry was" select's state: the parents' answer for the latest cry, ``"None"`` before one."""
         self.publisher.set_state(FEEDBACK_CONTROL, answer)
+
+    def home_sounds(self, payload: dict) -> None:
+        """How many "not a cry" sounds are kept and how many detections they suppressed today."""
+        self.publisher.set_state(HOME_SOUNDS, json.dumps(payload))
 
     def controls(self, payload: dict) -> None:
         self.publisher.set_state("state", json.dumps(payload))

@@ -106,8 +106,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def replay_device(config, reasons: bool):
     """``replay --publish``: the whole protocol (discovery, availability, states, events) as a device of its own,
-    ``<device_id>-replay`` with its own client id, never as the live nursery (README, "A file instead of a
-    microphone"). Returns once Home Assistant can have subscribed to it (:meth:`MqttSink.wait_until_discovered`),
+    ``<device_id>-replay`` with its own client id, never as the live nursery (docs/mqtt.md, "Replaying recordings
+    as a device of their own"). Returns once Home Assistant can have subscribed to it (:meth:`MqttSink.wait_until_discovered`),
     with the roll call that keeps concurrent runs from marking each other's device offline."""
     from monitor.service.homeassistant import discovery_topic
     from monitor.service.mqtt_sink import MqttSink, ReplayRollCall, replay_identity

@@ -23,6 +23,11 @@ from typing import Any
 import yaml
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+# The shipped models: a wheel carries the ONNX files the defaults need and the manifest inside the package (setup.py
+# maps models/ to monitor/_models); a checkout (editable install, or PYTHONPATH at the checkout) has no such folder
+# and uses its models/ in place, .pt files and all.
+PACKAGED_MODELS = Path(__file__).resolve().parent / "_models"
+MODELS_DIR = PACKAGED_MODELS if (PACKAGED_MODELS / "manifest.json").is_file() else PACKAGE_ROOT / "models"
 PASSWORD_ENV = "CRYMONITOR_MQTT_PASSWORD"
 SENSITIVITIES = ("low", "medium", "high")  # the presets every detector's manifest entry holds; settable over MQTT
 MAX_NAME_BYTES = 128  # base topic, device id, discovery prefix, client id
@@ -58,7 +63,7 @@ class DetectorConfig:
     kind: str = field(default="model", metadata=_choices("model", "cnn10", "loudness"))
     # YAMNet fine-tuned on our cries without forgetting AudioSet, int8 in ONNX Runtime (no torch): on the nursery
     # validation it finds 57 of 66 cries where the int8 CNN10 finds 41 (models/detector-yamnet-lwf.md)
-    model: Path = field(default=PACKAGE_ROOT / "models" / "detector-yamnet-lwf-int8.onnx", metadata={"role": "detector"})
+    model: Path = field(default=MODELS_DIR / "detector-yamnet-lwf-int8.onnx", metadata={"role": "detector"})
     # None: the hop the model's presets were calibrated at (its manifest entry; N of M counts windows, so the two
     # travel together). Set: for the streaming CNN10, a multiple of 0.08 s (its cost does not depend on it); a
     # window-form model (YAMNet) costs one pass per hop.
@@ -118,7 +123,7 @@ class ClassifierConfig:
 
     enabled: bool = True
     # classifier.pt exported, equal to 1e-7; no torch
-    model: Path = field(default=PACKAGE_ROOT / "models" / "classifier.onnx", metadata={"role": "classifier"})
+    model: Path = field(default=MODELS_DIR / "classifier.onnx", metadata={"role": "classifier"})
     device: str = field(default="auto", metadata=_choices("cpu", "cuda", "auto"))
     first_after_seconds: float = field(default=2.0, metadata=_range(0.0, 60.0))
     refine_after_seconds: float = field(default=6.0, metadata=_range(0.0, 120.0))  # 0 = no second answer
@@ -385,6 +390,7 @@ def _convert(value: Any, hint: Any, meta: dict, where: str, base: Path) -> Any:
             path = Path(value).expanduser()
             path = path if path.is_absolute() else (base / path).resolve()
             if "role" in meta:
+                path = _shipped_if_missing(Path(value), path)
                 _check_model_role(path, meta["role"], where)
             return path
     else:
@@ -400,6 +406,18 @@ def _convert(value: Any, hint: Any, meta: dict, where: str, base: Path) -> Any:
         allowed = [*meta["choices"], *(("true or false (unquoted)",) if bool in options else ())]
         raise ConfigError(f"{where}: must be one of {', '.join(allowed)}, got {_shown(converted)}")
     return converted
+
+
+def _shipped_if_missing(written: Path, resolved: Path) -> Path:
+    """A model written as ``models/<file>`` or ``../models/<file>`` (as ``config/crymonitor.yaml`` has it) that is
+    not there beside the config is the shipped model of that name: a config copied out of the checkout (to
+    ``/etc/crymonitor``, or used with an installed wheel) keeps working. Anything else, or a name nothing ships,
+    stays as written, and loading it says what is missing."""
+    if written.is_absolute() or resolved.exists() or any(p != ".." for p in written.parent.parts[:-1]) \
+            or written.parent.name != "models":
+        return resolved
+    shipped = MODELS_DIR / written.name
+    return shipped if shipped.is_file() else resolved
 
 
 def _check_model_role(path: Path, role: str, where: str) -> None:

@@ -71,6 +71,26 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path):
     assert load_config(path).detector.model == tmp_path / "sub" / "m.pt"
 
 
+def test_a_models_path_not_beside_the_config_is_the_shipped_model_of_that_name(tmp_path):
+    """config/crymonitor.yaml says ../models/…: copied to /etc/crymonitor, or used with an installed wheel, it
+    still names the shipped models; a file that is there beside the config wins, and an unknown name stays."""
+    from monitor.config import MODELS_DIR
+
+    path = tmp_path / "etc" / "c.yaml"
+    path.parent.mkdir()
+    path.write_text((ROOT / "config" / "crymonitor.yaml").read_text())
+    assert load_config(path).detector.model == MODELS_DIR / "detector-yamnet-lwf-int8.onnx"
+    assert load_config(path).classifier.model == MODELS_DIR / "classifier.onnx"
+    path.write_text("detector:\n  model: models/detector-yamnet-lwf-int8.onnx\n")
+    assert load_config(path).detector.model == MODELS_DIR / "detector-yamnet-lwf-int8.onnx"
+    (tmp_path / "etc" / "models").mkdir()
+    (tmp_path / "etc" / "models" / "detector-yamnet-lwf-int8.onnx").write_bytes(b"mine")
+    assert load_config(path).detector.model == tmp_path / "etc" / "models" / "detector-yamnet-lwf-int8.onnx"
+    for other in ("models/no-such-model.onnx", "elsewhere/detector-yamnet-lwf-int8.onnx"):
+        path.write_text(f"detector:\n  model: {other}\n")
+        assert load_config(path).detector.model == (tmp_path / "etc" / other).resolve()
+
+
 def test_cli_override_is_validated():
     assert override(Config(), "mqtt", port=1999).mqtt.port == 1999
     with pytest.raises(ConfigError, match="--mqtt.port: must be in"):

@@ -415,7 +415,7 @@ def test_replay_publish_is_its_own_device_beside_a_running_daemon(broker, subscr
     assert not [p for t, p in live if t.endswith("/event")] and "offline" not in [p for t, p in live[:-1]
                                                                                     if t.endswith("/status")]
 
-    from monitor.cli import main  # the service is stopped, as the README asks
+    from monitor.cli import main  # the service is stopped, as docs/home-assistant.md asks
 
     capsys.readouterr()
     assert main(["ha-remove", "--config", str(config)]) == 0

@@ -2,7 +2,7 @@
 # Set up crymonitor on a fresh Debian/Ubuntu machine: system packages, then a virtualenv in .venv with the
 # package installed editable (so the shipped models/ and config/ are used in place).
 #   bash tools/setup.sh          development: both runtimes (ONNX Runtime and torch), the tools and the tests
-#   bash tools/setup.sh --edge   a box that only listens: ONNX Runtime, no torch (about 190 MB instead of 5.8 GB)
+#   bash tools/setup.sh --edge   a box that only listens: ONNX Runtime, no torch (its size: docs/deployment.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EXTRAS="test"

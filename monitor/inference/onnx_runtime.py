@@ -102,8 +102,9 @@ class Detector:
 class ReasonModel:
     def __init__(self, path: Path, device: str = "cpu", threads: int = 1) -> None:
         # Basic graph optimizations only: the extended ones (layout transforms, weight pre-packing) copy the 20 MB
-        # of weights, +60 MB of RSS measured, to save 5 ms on a classification that runs twice per cry. The int8
-        # detector needs them: its int8 convolutions are fused there (4x slower without).
+        # of weights, +50 MB of peak RSS, to save 2-4 ms on a classification that runs twice per cry (5.2 ms
+        # against 7.3-8.9 ms on 3.5 s of audio; one core of an AMD EPYC with VNNI, 2026-12-07; this figure is
+        # written only here). The int8 detector needs them: its int8 convolutions are fused there (4x slower without).
         self.session, self.entry = load_session(path, threads, device, "classifier", extended_optimizations=False)
         self.device = _device(self.session)
         self.classes: tuple[str, ...] = tuple(self.entry.kwargs["classes"])

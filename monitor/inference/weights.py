@@ -18,9 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-from monitor.config import OperatingPoint
-
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+from monitor.config import MODELS_DIR, OperatingPoint  # noqa: F401  MODELS_DIR: where the tools find the models
 MANIFEST = "manifest.json"
 
 

@@ -1,4 +1,4 @@
-"""The whole MQTT protocol of one monitor device, as a sink of events and states (README "MQTT topics").
+"""The whole MQTT protocol of one monitor device, as a sink of events and states (docs/mqtt.md).
 
 One object per device over an :class:`~monitor.service.publish.MqttPublisher`: the Home Assistant discovery config, the
 retained states (``crying``, ``reason``, ``state``, ``stats``, ``last_cry_reason``, the *Last cry* picture), the events

@@ -1,6 +1,6 @@
 """MQTT publishing with paho-mqtt 2.x (callback API v2).
 
-Topics under ``<base_topic>/<device_id>/`` (the README lists them with payloads):
+Topics under ``<base_topic>/<device_id>/`` (docs/mqtt.md lists them with payloads):
 
 | topic                  | payload                                   | QoS | retained |
 |------------------------|-------------------------------------------|-----|----------|

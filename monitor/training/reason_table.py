@@ -318,7 +318,7 @@ reasons are *less* accurate than that guess. So the daemon says `uncertain` almo
 calibrated probabilities for whoever wants them; lower the threshold only knowing this table.
 
 ## Learning this baby from the parents' answers
-Home Assistant's "Last cry was" select stores the answer with the cry's embedding (README, "Teaching it your baby");
+Home Assistant's "Last cry was" select stores the answer with the cry's embedding (docs/home-assistant.md, "Teaching it your baby");
 the adaptation mixes prototypes of the baby's answers with the population model
 (`monitor/core/adaptation.py`: nearest class mean on cosine similarity, weight n / (n + 2) after n answers; the
 constants were fixed before this study). Measured by `python -m monitor.training.adaptation_study` (run by the

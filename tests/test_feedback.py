@@ -12,7 +12,7 @@ from conftest import pick
 from daemon_helpers import DaemonProcess, write_config
 from monitor.audio.files import read_file
 from monitor.config import ClassifierConfig
-from monitor.core.adaptation import BabyAdaptation
+from monitor.core.adaptation import BabyAdaptation, BabyMajority
 from monitor.core.events import DONT_KNOW, PARENT_REASONS
 from monitor.inference.classify import ReasonClassifier
 from monitor.service.feedback import FEEDBACK_FILE, FLOOD_LIMIT, RECENT_FILE, Feedback
@@ -269,3 +269,28 @@ def test_the_daemon_takes_an_answer_over_mqtt_and_rejects_bad_ones(broker, subsc
     assert states[-1] == "tired" and set(states[:-1]) == {"None"}  # no answer until the parent's
     labels = json.loads((tmp_path / "state" / FEEDBACK_FILE).read_text())["labels"]
     assert [(i["id"], i["reason"]) for i in labels] == [(cry_id, "tired")]
+
+
+# ---------------------------------------------------------------- the learner classifier.adaptation names
+
+def seed_answers(state_dir, *reasons, model="an-older-model"):
+    """Answers stored earlier (by another model: the counts take them, the prototypes do not)."""
+    state_dir.mkdir(exist_ok=True)
+    labels = [{"id": f"old{i}", "reason": r, "embedding": [0.1, 0.2], "model": model, "at": 1.0}
+              for i, r in enumerate(reasons)]
+    (state_dir / FEEDBACK_FILE).write_text(json.dumps({"labels": labels}))
+
+
+def test_the_majority_counts_every_stored_answer_and_gives_their_shares(tmp_path, cries):
+    seed_answers(tmp_path, "tired", "lonely", "tired")
+    classifier = ReasonClassifier(ClassifierConfig(device="cpu", adaptation="majority"))
+    feedback = Feedback(tmp_path, classifier, 12, clock=Clock())
+    assert isinstance(classifier.adaptation, BabyMajority) and classifier.adaptation.count == 3
+    reason = classifier.classify(cries[0])
+    assert reason.probs == pytest.approx({"tired": 2 / 3, "lonely": 1 / 3, "belly_pain": 0.0, "burping": 0.0,
+                                          "discomfort": 0.0, "hungry": 0.0})
+    assert reason.reason == "uncertain" and reason.confidence == pytest.approx(2 / 3)  # below min_confidence 0.9
+    hear(feedback, classifier, cries[1], "a")
+    feedback.answer(b"tired")  # and a new answer counts at once
+    assert classifier.classify(cries[0]).probs["tired"] == pytest.approx(3 / 4)
+

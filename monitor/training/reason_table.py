@@ -136,7 +136,7 @@ def main(argv=None) -> None:
     best = max(results, key=lambda r: r["mean"]["macro_f1"])
     shipped = ship(best, data, args)
     study = adaptation_study.study(best["arch"], args.data, data)
-    write_adaptation(MODELS_DIR, "classifier.pt", study["on_by_default"])
+    write_adaptation(MODELS_DIR, "classifier.pt", "prototypes" if study["on_by_default"] else "off")
     write_card(results, best, shipped, data, study, sum(r["minutes"] for r in results) + (time.time() - started) / 60)
 
 

@@ -203,10 +203,12 @@ def test_the_shipped_classifier_carries_its_adaptation_verdict_and_auto_follows_
     manifest = read_manifest(MODELS_DIR)
     verdict = manifest["classifier.pt"].adaptation
     assert verdict in ADAPTATIONS, "tools/reason_table.py writes the study's verdict"
+    assert manifest["classifier.pt"].answer_prior is not None, "and the count prior's fitted values"
     for key in ("adaptation", "answer_prior"):  # the export carries them
         assert getattr(manifest["classifier.onnx"], key) == getattr(manifest["classifier.pt"], key)
     auto = ReasonClassifier(ClassifierConfig(device="cpu"))
     assert auto.learner == verdict and auto.adapting is (verdict != "off")
+    assert auto.answer_prior == manifest["classifier.onnx"].answer_prior
     assert ReasonClassifier(ClassifierConfig(device="cpu", adaptation=True)).learner == "prototypes"
     assert ReasonClassifier(ClassifierConfig(device="cpu", adaptation=False)).adapting is False
     reason = ReasonClassifier(ClassifierConfig(device="cpu")).classify(held_out_cries[0])

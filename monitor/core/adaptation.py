@@ -40,8 +40,9 @@ import numpy as np
 
 PRIOR_LABELS = 2.0  # answers at which the baby's own model weighs as much as the population's
 TEMPERATURE = 0.1  # of the cosine-similarity softmax over the baby's prototypes
-# AnswerPrior's exponents and floor for a model whose manifest entry has none (the model's study fits its own)
-PRIOR_A, PRIOR_B, PRIOR_FLOOR = 1.0, 1.0, 0.05
+# AnswerPrior's exponents and floor for a model whose manifest entry has none: the values fitted for the shipped
+# model (models/classifier.md), whose entry carries them too
+PRIOR_A, PRIOR_B, PRIOR_FLOOR = 0.25, 4.0, 0.01
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:

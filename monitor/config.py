@@ -32,6 +32,7 @@ PASSWORD_ENV = "CRYMONITOR_MQTT_PASSWORD"
 SENSITIVITIES = ("low", "medium", "high")  # the presets every detector's manifest entry holds; settable over MQTT
 MAX_NAME_BYTES = 128  # base topic, device id, discovery prefix, client id
 INSTANCE_ENV = "CRYMONITOR_INSTANCE"  # set by systemd/crymonitor@.service to the instance (room) name
+ADAPTATIONS = ("prior", "majority", "prototypes", "off")  # classifier.adaptation's learners (besides auto, true, false)
 
 
 class ConfigError(Exception):
@@ -132,11 +133,16 @@ class ClassifierConfig:
     # (models/classifier.md); the daemon then says "uncertain" and still publishes the probabilities
     min_confidence: float = field(default=0.9, metadata=_range(0.0, 1.0))
     baby: BabyConfig = BabyConfig()
-    # Learning this baby from the parents' "Last cry was" answers (monitor/core/adaptation.py). auto: as the model's
-    # card decided from its study on the raw Donate-a-cry uploads (models/manifest.json, "adaptation"); the
-    # answers are stored either way, so switching it on later starts from all of them
-    # true | false | auto (YAML reads on/off as true/false, so those work too)
-    adaptation: bool | str = field(default="auto", metadata=_choices("auto"))
+    # Learning this baby from the parents' "Last cry was" answers (monitor/core/adaptation.py): prior (the answer
+    # counts as a prior on the model), majority (the reason they gave most often, whatever the sound),
+    # prototypes (the answers' embeddings mixed with the model) or off. Before any answer all are the model.
+    # auto: as the model's card decided from its study on the raw Donate-a-cry uploads (models/manifest.json,
+    # "adaptation"): for the shipped model, majority. On real babies' answers it agrees with the parents' next one far
+    # more often than the model, and neither other learner clears it (its rule: the 95 % interval of the paired
+    # difference above 0; the count prior measured -0.6 points, -2.9 to +1.6; models/classifier.md). true:
+    # prototypes (what it meant when that was the only one), false: off (YAML reads on/off as true/false). The
+    # answers are stored either way, so a change starts from all of them
+    adaptation: bool | str = field(default="auto", metadata=_choices("auto", *ADAPTATIONS))
     feedback_window_hours: float = field(default=12.0, metadata=_range(0.0, 24.0 * 7))
 
     def at_seconds(self) -> tuple[float, ...]:

@@ -12,7 +12,7 @@ import structlog
 import torch
 
 from conftest import pick
-from monitor.config import ClassifierConfig, Config, ConfigError, parse_config
+from monitor.config import ADAPTATIONS, ClassifierConfig, Config, ConfigError, parse_config
 from monitor.core.events import REASONS, UNCERTAIN
 from monitor.core.pipeline import Pipeline
 from monitor.core.schedule import ReasonSchedule
@@ -202,10 +202,14 @@ def test_the_shipped_classifier_carries_its_adaptation_verdict_and_auto_follows_
 
     manifest = read_manifest(MODELS_DIR)
     verdict = manifest["classifier.pt"].adaptation
-    assert verdict is not None, "tools/reason_table.py writes the study's verdict"
-    assert manifest["classifier.onnx"].adaptation == verdict  # the export carries it
-    assert ReasonClassifier(ClassifierConfig(device="cpu")).adapting is verdict
-    assert ReasonClassifier(ClassifierConfig(device="cpu", adaptation=True)).adapting is True
+    assert verdict in ADAPTATIONS, "tools/reason_table.py writes the study's verdict"
+    assert manifest["classifier.pt"].answer_prior is not None, "and the count prior's fitted values"
+    for key in ("adaptation", "answer_prior"):  # the export carries them
+        assert getattr(manifest["classifier.onnx"], key) == getattr(manifest["classifier.pt"], key)
+    auto = ReasonClassifier(ClassifierConfig(device="cpu"))
+    assert auto.learner == verdict and auto.adapting is (verdict != "off")
+    assert auto.answer_prior == manifest["classifier.onnx"].answer_prior
+    assert ReasonClassifier(ClassifierConfig(device="cpu", adaptation=True)).learner == "prototypes"
     assert ReasonClassifier(ClassifierConfig(device="cpu", adaptation=False)).adapting is False
     reason = ReasonClassifier(ClassifierConfig(device="cpu")).classify(held_out_cries[0])
     assert reason.embedding is not None and len(reason.embedding) > 8 and "embedding" not in repr(reason)

@@ -43,6 +43,9 @@ def test_no_file_gives_defaults():
         ("mqtt:\n  port: '1883x'\n", "x.yaml:2: mqtt.port: expected int"),
         ("mqtt:\n  tls: 1\n", "x.yaml:2: mqtt.tls: expected bool"),
         ("detector:\n  device: gpu\n", "x.yaml:2: detector.device: must be one of cpu, cuda, auto"),
+        ("classifier:\n  enabled: true\n  adaptation: mean\n", "x.yaml:3: classifier.adaptation: must be one of "
+         "auto, prior, majority, prototypes, off, true or false (unquoted), got 'mean'"),
+        ("classifier:\n  adaptation: 1\n", "x.yaml:2: classifier.adaptation: expected bool or str, got int 1"),
         ("events: [1, 2]\n", "x.yaml:1: events: expected a mapping"),
         ("audio:\n  device: [\n", "x.yaml:3: invalid YAML"),
         ("events:\n  confirm_windows: 5\n  of_windows: 4\n", "confirm_windows must not exceed"),
@@ -63,6 +66,19 @@ def test_bad_config_names_key_and_line(text, message):
     with pytest.raises(ConfigError) as info:
         parse_config(text, "x.yaml")
     assert message in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("value, parsed, runs", [
+    ("prior", "prior", "prior"), ("majority", "majority", "majority"), ("prototypes", "prototypes", "prototypes"),
+    ("'off'", "off", "off"), ("auto", "auto", "majority"),
+    ("on", True, "prototypes"), ("true", True, "prototypes"), ("off", False, "off"),  # what true / false meant
+])
+def test_classifier_adaptation_names_a_learner_and_still_takes_true_and_false(value, parsed, runs):
+    from monitor.inference.classify import adaptation_setting
+
+    config = parse_config(f"classifier:\n  adaptation: {value}\n", "x.yaml")
+    assert config.classifier.adaptation == parsed
+    assert adaptation_setting(config.classifier.adaptation, "majority") == runs  # auto: the study's choice
 
 
 def test_relative_paths_resolve_against_the_config_file(tmp_path):

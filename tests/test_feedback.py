@@ -12,10 +12,11 @@ from conftest import pick
 from daemon_helpers import DaemonProcess, write_config
 from monitor.audio.files import read_file
 from monitor.config import ClassifierConfig
-from monitor.core.adaptation import BabyAdaptation
+from monitor.core.adaptation import AnswerPrior, BabyAdaptation, BabyMajority
 from monitor.core.events import DONT_KNOW, PARENT_REASONS
 from monitor.inference.classify import ReasonClassifier
 from monitor.core.home_sounds import Hold, HoldRules
+from monitor.inference.weights import MODELS_DIR, read_manifest
 from monitor.service.feedback import (FEEDBACK_FILE, FLOOD_LIMIT, HOME_FILE, HOME_SOUND_DAYS, MAX_HOME_SOUNDS, RECENT_FILE,
                                      Feedback)
 from monitor.service.homeassistant import NOT_A_CRY, discovery_payload, feedback_options
@@ -409,3 +410,67 @@ def test_a_corrupt_home_file_is_moved_aside_and_the_daemon_starts_without_marks(
         _, home = marking(tmp_path)
     assert any(e["event"] == "feedback_store_corrupt" for e in logs)
     assert list(tmp_path.glob(f"{HOME_FILE}.corrupt-*")) and home.sounds is None
+
+
+# ---------------------------------------------------------------- the learner classifier.adaptation names
+
+def seed_answers(state_dir, *reasons, model="an-older-model"):
+    """Answers stored earlier (by another model: the counts take them, the prototypes do not)."""
+    state_dir.mkdir(exist_ok=True)
+    labels = [{"id": f"old{i}", "reason": r, "embedding": [0.1, 0.2], "model": model, "at": 1.0}
+              for i, r in enumerate(reasons)]
+    (state_dir / FEEDBACK_FILE).write_text(json.dumps({"labels": labels}))
+
+
+def test_the_majority_counts_every_stored_answer_and_gives_their_shares(tmp_path, cries):
+    seed_answers(tmp_path, "tired", "lonely", "tired")
+    classifier = ReasonClassifier(ClassifierConfig(device="cpu", adaptation="majority"))
+    feedback = Feedback(tmp_path, classifier, 12, clock=Clock())
+    assert isinstance(classifier.adaptation, BabyMajority) and classifier.adaptation.count == 3
+    reason = classifier.classify(cries[0])
+    assert reason.probs == pytest.approx({"tired": 2 / 3, "lonely": 1 / 3, "belly_pain": 0.0, "burping": 0.0,
+                                          "discomfort": 0.0, "hungry": 0.0})
+    assert reason.reason == "uncertain" and reason.confidence == pytest.approx(2 / 3)  # below min_confidence 0.9
+    hear(feedback, classifier, cries[1], "a")
+    feedback.answer(b"tired")  # and a new answer counts at once
+    assert classifier.classify(cries[0]).probs["tired"] == pytest.approx(3 / 4)
+
+
+def test_the_prior_uses_the_models_fitted_values_on_its_population_probabilities(tmp_path, cries):
+    seed_answers(tmp_path, "scared", "scared", "hungry", model="x")
+    fitted = read_manifest(MODELS_DIR)["classifier.onnx"].answer_prior
+    classifier = ReasonClassifier(ClassifierConfig(device="cpu", adaptation="prior"))
+    population = ReasonClassifier(ClassifierConfig(device="cpu", adaptation="off"))
+    Feedback(tmp_path, classifier, 12)
+    Feedback(tmp_path, population, 12)
+    assert isinstance(classifier.adaptation, AnswerPrior) and classifier.adaptation.count == 3
+    assert population.adapting is False and population.adaptation.count == 0  # off: the prototypes it would use
+    for cry in cries:
+        probs = classifier.classify(cry).probs
+        expected = AnswerPrior([("scared", None)] * 2 + [("hungry", None)], **fitted).adapt(population.classify(cry).probs)
+        assert probs == pytest.approx(expected) and sum(probs.values()) == pytest.approx(1.0)
+        assert set(probs) == {*population.classes, "scared"}
+
+
+@pytest.mark.parametrize("setting", ["auto", "prior"])
+def test_the_daemon_names_the_reason_its_learner_gives_from_the_stored_answers(broker, subscriber_factory,
+                                                                               cry_then_quiet, tmp_path, setting):
+    seed_answers(tmp_path / "state", "lonely", "lonely", "lonely")
+    sub = subscriber_factory(broker.port, "crymonitor/ad/#")
+    config = write_config(tmp_path / "c.yaml", broker.port, "ad", f"classifier:\n  adaptation: {setting}\n")
+    daemon = DaemonProcess(config, "--input", str(cry_then_quiet))
+    try:
+        sub.wait_for(lambda m: any(json.loads(p)["type"] == "cry_reason" for p in sub.payloads("event")), timeout=60)
+        loaded = daemon.wait_log("feedback_loaded")
+    finally:
+        code, _ = daemon.stop(signal.SIGTERM)
+    assert code == 0, daemon.stderr
+    assert loaded["usable"] == 3 and loaded["adapting"] is True
+    event = next(json.loads(p) for p in sub.payloads("event") if json.loads(p)["type"] == "cry_reason")
+    assert sum(event["probs"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert set(event["probs"]) == {*read_manifest(MODELS_DIR)["classifier.onnx"].kwargs["classes"], "lonely"}
+    assert event["reason"] == "lonely"  # the only answer; a reason the population model never learned
+    if setting == "auto":  # the shipped model's study chose the majority: the answers' shares, whatever the sound
+        assert event["probs"]["lonely"] == 1.0 and event["confidence"] == 1.0
+    else:
+        assert 0.9 <= event["probs"]["lonely"] < 1.0

@@ -77,3 +77,47 @@ def test_a_malformed_operating_point_is_a_malformed_manifest(model_copy, tmp_pat
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelFileError, match="malformed model manifest"):
         load_model(model_copy)
+
+
+@pytest.fixture
+def classifier_copy(tmp_path):
+    for name in ("classifier.pt", "classifier.onnx", "manifest.json"):
+        shutil.copy(MODELS_DIR / name, tmp_path / name)
+    return tmp_path
+
+
+@pytest.mark.parametrize("written, read", [(True, "prototypes"), (False, "off"), ("prior", "prior"),
+                                           ("majority", "majority"), (None, None)])
+def test_an_adaptation_verdict_reads_as_a_learner_and_older_true_false_as_prototypes_off(classifier_copy, written,
+                                                                                          read):
+    manifest = json.loads((classifier_copy / "manifest.json").read_text())
+    manifest["classifier.pt"]["adaptation"] = written
+    (classifier_copy / "manifest.json").write_text(json.dumps(manifest))
+    assert read_manifest(classifier_copy)["classifier.pt"].adaptation == read
+
+
+@pytest.mark.parametrize("field, value", [("adaptation", "mean"), ("adaptation", 1), ("answer_prior", {"a": 1.0}),
+                                          ("answer_prior", {"a": "x", "b": 1.0, "floor": 0.1}),
+                                          ("answer_prior", {"a": 1.0, "b": -1.0, "floor": 0.1}),
+                                          ("answer_prior", {"a": 1.0, "b": 1.0, "floor": 0.0})])
+def test_an_unknown_learner_or_a_broken_answer_prior_is_a_malformed_manifest(classifier_copy, field, value):
+    manifest = json.loads((classifier_copy / "manifest.json").read_text())
+    manifest["classifier.pt"][field] = value
+    (classifier_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFileError, match="malformed model manifest"):
+        read_manifest(classifier_copy)
+
+
+def test_the_adaptation_verdict_goes_to_the_model_and_its_exports_of_the_same_weights(classifier_copy):
+    from monitor.inference.weights import write_adaptation
+
+    prior = {"a": 0.5, "b": 2.0, "floor": 0.05}
+    write_adaptation(classifier_copy, "classifier.pt", "prior", prior)
+    entries = read_manifest(classifier_copy)
+    for name in ("classifier.pt", "classifier.onnx"):
+        assert entries[name].adaptation == "prior" and entries[name].answer_prior == prior
+    with pytest.raises(ValueError, match="none of"):
+        write_adaptation(classifier_copy, "classifier.pt", "sometimes", prior)
+    (classifier_copy / "classifier.pt").write_bytes(b"retrained")  # its exports are of other weights now
+    with pytest.raises(ModelFileError, match="changed since its manifest entry"):
+        write_adaptation(classifier_copy, "classifier.pt", "off", prior)

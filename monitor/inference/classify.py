@@ -11,13 +11,18 @@ Decision: below ``min_confidence`` the published reason is ``uncertain`` (probab
   Home Assistant reads that as "no data".
 
 The baby's sex and age band (``classifier.baby``; the age derived on the day of the cry) go to a model that uses
-them; any other model ignores them, and an unknown field is simply absent. With adaptation on
-(``classifier.adaptation``), the probabilities are mixed with the baby's own prototypes
-(:mod:`monitor.core.adaptation`), learned from the parents' answers that :mod:`monitor.service.feedback` stores.
+them; any other model ignores them, and an unknown field is simply absent. Once the parents have answered
+"Last cry was …" (:mod:`monitor.service.feedback` stores the answers and calls :meth:`ReasonClassifier.teach`),
+``classifier.adaptation`` turns the probabilities into this baby's (:mod:`monitor.core.adaptation`): ``prior``
+(the answer counts as a prior, with the values fitted for this model in its manifest entry), ``majority`` (the
+answers' shares), ``prototypes`` (mixed with the answers' embeddings; only answers to this model's embeddings
+count) or ``off``; ``auto`` is the model's own study's choice. The probabilities sum to 1 and may name a reason
+only the parents gave.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import date
 
 import numpy as np
@@ -25,7 +30,7 @@ import structlog
 
 from monitor import SAMPLE_RATE
 from monitor.config import ClassifierConfig
-from monitor.core.adaptation import BabyAdaptation
+from monitor.core.adaptation import AnswerPrior, BabyAdaptation, BabyMajority
 from monitor.core.baby import age_band, metadata_vector
 from monitor.core.events import UNCERTAIN, Reason
 from monitor.inference.features import logmel
@@ -36,6 +41,20 @@ log = structlog.get_logger(__name__)
 MAX_FRAMES = 401  # 4 s: the evaluation crop in training and the most the classifier looks at
 MIN_FRAMES = 50  # shorter (trimmed) audio is tiled up to this, so every backbone gets a usable length
 TRIM_DB = 30.0
+
+
+def adaptation_setting(configured: bool | str, studied: str | None) -> str:
+    """The learner that runs: ``classifier.adaptation`` with ``auto`` read from the model's study (``off`` for a
+    model never studied) and the older ``true`` / ``false`` as ``prototypes`` / ``off``.
+
+    >>> adaptation_setting("auto", "majority"), adaptation_setting(True, "majority"), adaptation_setting("auto", None)
+    ('majority', 'prototypes', 'off')
+    """
+    if configured == "auto":
+        return studied or "off"
+    if isinstance(configured, bool):
+        return "prototypes" if configured else "off"
+    return configured
 
 
 def trim_silence(frames: np.ndarray, floor_db: float = TRIM_DB) -> np.ndarray:
@@ -61,8 +80,10 @@ def prepare(frames: np.ndarray, max_frames: int = MAX_FRAMES) -> np.ndarray:
 
 class ReasonClassifier:
     """``classify(samples) -> Reason`` with the configured model (``models/classifier.onnx`` by default; a ``.pt``
-    runs in torch, on CUDA under fp16 autocast) on the configured device. :attr:`adaptation` holds the baby's
-    prototypes (set by the feedback store); :attr:`adapting` says whether they are used."""
+    runs in torch, on CUDA under fp16 autocast) on the configured device. :attr:`learner` is the configured
+    ``classifier.adaptation`` resolved (:func:`adaptation_setting`); :attr:`adaptation` holds what it learned from
+    the answers (:meth:`teach`, called by the feedback store; with ``off``, the prototypes it would use);
+    :attr:`adapting` says whether it is used."""
 
     def __init__(self, config: ClassifierConfig) -> None:
         self.runtime = open_model(config.model, "classifier", config.device)
@@ -74,9 +95,22 @@ class ReasonClassifier:
         self.min_confidence = config.min_confidence
         self.baby = config.baby
         # auto: the model card's decision, in the model's manifest entry (an export's copied from its source)
-        studied = bool(self.runtime.entry.adaptation)
-        self.adapting = config.adaptation is True or (config.adaptation == "auto" and studied)
+        self.learner = adaptation_setting(config.adaptation, self.runtime.entry.adaptation)
+        self.adapting = self.learner != "off"
+        self.answer_prior = dict(self.runtime.entry.answer_prior or {})  # none: AnswerPrior's defaults
         self.adaptation = BabyAdaptation([])
+
+    def teach(self, labels: Iterable[Mapping]) -> None:
+        """Learn from the parents' stored answers (``reason``, ``embedding``, ``model``: whose embedding). The
+        prior and the majority count every answer (a reason is the parents' whatever model heard the cry); the
+        prototypes use only those of this model's embeddings (another model's live in another space)."""
+        if self.learner == "prior":
+            self.adaptation = AnswerPrior(((item["reason"], None) for item in labels), **self.answer_prior)
+        elif self.learner == "majority":
+            self.adaptation = BabyMajority((item["reason"], None) for item in labels)
+        else:
+            self.adaptation = BabyAdaptation((item["reason"], np.asarray(item["embedding"]))
+                                             for item in labels if item["model"] == self.embedding_space)
 
     def metadata(self, on: date | None = None) -> np.ndarray:
         """The baby's metadata vector on the day ``on`` (today); a birth date after it counts as not told."""

@@ -1,6 +1,6 @@
 """Shipped model files: a state dict plus an entry in ``models/manifest.json`` (architecture, kwargs, sha256 and,
-for a detector, its calibrated ``operating_point`` per sensitivity preset; for a reason model, whether its per-baby
-``adaptation`` is on by default).
+for a detector, its calibrated ``operating_point`` per sensitivity preset; for a reason model, which per-baby
+``adaptation`` runs by default and its count prior's fitted ``answer_prior``).
 
 Weights are loaded with ``torch.load(weights_only=True)`` only after the file's sha256 matches the manifest,
 so a truncated, tampered or swapped file is refused with a clear error instead of silently scoring garbage.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-from monitor.config import MODELS_DIR, OperatingPoint  # noqa: F401  MODELS_DIR: where the tools find the models
+from monitor.config import ADAPTATIONS, MODELS_DIR, OperatingPoint  # noqa: F401  MODELS_DIR: where the tools find the models
 MANIFEST = "manifest.json"
 
 
@@ -36,8 +37,11 @@ class ModelEntry:
     # tools/sweep_operating_point.py for exactly this file: a retrained model starts without any.
     operating_point: dict[str, OperatingPoint] = field(default_factory=dict)
     hop_seconds: float | None = None  # the hop those presets were calibrated at (N of M counts windows)
-    # A reason model's per-baby adaptation default, decided by its study (tools/reason_table.py); None: not studied
-    adaptation: bool | None = None
+    # A reason model's per-baby learner by default (monitor.config.ADAPTATIONS), decided by its study
+    # (tools/reason_table.py); None: not studied. An older entry's true / false read as prototypes / off
+    adaptation: str | None = None
+    # Its count prior's fitted a, b and floor (monitor.core.adaptation.AnswerPrior); None: not fitted
+    answer_prior: dict[str, float] | None = None
     # A detector's "not a cry" rules and whether they are on by default, from its study (tools/not_a_cry_study.py):
     # {"max_distance", "never_above", "announce_after_s", "on_by_default"}; None: not studied
     not_a_cry: dict | None = None
@@ -59,7 +63,8 @@ def read_manifest(models_dir: Path) -> dict[str, ModelEntry]:
                                  operating_point={k: _operating_point(p)
                                                   for k, p in e.get("operating_point", {}).items()},
                                  hop_seconds=None if e.get("hop_seconds") is None else float(e["hop_seconds"]),
-                                 adaptation=None if e.get("adaptation") is None else bool(e["adaptation"]),
+                                 adaptation=_adaptation(e.get("adaptation")),
+                                 answer_prior=_answer_prior(e.get("answer_prior")),
                                  not_a_cry=_not_a_cry(e.get("not_a_cry")))
                 for name, e in raw.items()}
     except FileNotFoundError:
@@ -73,6 +78,23 @@ def _not_a_cry(raw: dict | None) -> dict | None:
         return None
     return {"max_distance": float(raw["max_distance"]), "never_above": float(raw["never_above"]),
             "announce_after_s": float(raw["announce_after_s"]), "on_by_default": bool(raw["on_by_default"])}
+
+
+def _adaptation(raw: object) -> str | None:
+    if raw is None or raw in ADAPTATIONS:
+        return raw
+    if isinstance(raw, bool):  # written before there was more than one learner
+        return "prototypes" if raw else "off"
+    raise ValueError(f"adaptation {raw!r} is none of {', '.join(ADAPTATIONS)}")
+
+
+def _answer_prior(raw: dict | None) -> dict[str, float] | None:
+    if raw is None:
+        return None
+    prior = {k: float(raw[k]) for k in ("a", "b", "floor")}
+    if not (prior["a"] >= 0 and prior["b"] >= 0 and 0 < prior["floor"] <= 1) or any(map(math.isinf, prior.values())):
+        raise ValueError(f"answer_prior {prior} outside a >= 0, b >= 0, 0 < floor <= 1")
+    return prior
 
 
 def _operating_point(raw: dict) -> OperatingPoint:
@@ -107,9 +129,19 @@ def write_operating_point(models_dir: Path, name: str, presets: dict[str, Operat
         "operating_point": {k: dataclasses.asdict(p) for k, p in presets.items()}, "hop_seconds": hop_seconds})
 
 
-def write_adaptation(models_dir: Path, name: str, on_by_default: bool) -> None:
-    """Record whether the per-baby adaptation is on by default for the reason model ``name``."""
-    _record_in_entry(models_dir, name, "recording an adaptation verdict for", {"adaptation": on_by_default})
+def write_adaptation(models_dir: Path, name: str, default: str, answer_prior: dict[str, float] | None = None) -> None:
+    """Record the reason model ``name``'s default per-baby learner and (if given) its count prior's fitted values,
+    in its entry and in those of its current exports (the same model: their entries copy its decisions when made)."""
+    if default not in ADAPTATIONS:
+        raise ValueError(f"adaptation {default!r} is none of {', '.join(ADAPTATIONS)}")
+    fields = {"adaptation": default}
+    if answer_prior is not None:
+        fields["answer_prior"] = {k: float(answer_prior[k]) for k in ("a", "b", "floor")}
+    _record_in_entry(models_dir, name, "recording an adaptation verdict for", fields)
+    source = sha256_of(models_dir / name)
+    for export, entry in read_manifest(models_dir).items():
+        if entry.kwargs.get("exported_from") == name and entry.kwargs.get("source_sha256") == source:
+            _record_in_entry(models_dir, export, "recording an adaptation verdict for", fields)
 
 
 def write_not_a_cry(models_dir: Path, name: str, rules: dict, on_by_default: bool) -> None:

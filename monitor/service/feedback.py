@@ -32,12 +32,13 @@ them all, logged with the count. ``not_a_cry.json`` holds them and today's count
 What is stored, written atomically: ``feedback.json``, each labelled cry's id, reason, embedding, the classifier it
 came from and when (written when an answer comes: up to a few MB); ``recent_cries.json``, the recent cries' ids,
 end times and embeddings (small; written at each cry); a write the disk refuses (full) is tried again every few
-seconds until it takes it (:meth:`Feedback.write_unwritten`). Never audio (the clips feature's, if enabled). Only
-labels from the running classifier's weights are used (another model's embeddings live in another space; a
-``.pt`` and its ONNX export share one); the others stay in the file. A file that is not strict JSON
-(:func:`~monitor.service.state.read_json`), or has any entry of the wrong shape, or embeddings of one model with
-different lengths, is moved aside (``<name>.corrupt-<time>``) with a warning, and the daemon starts without what
-it held.
+seconds until it takes it (:meth:`Feedback.write_unwritten`). Never audio (the clips feature's, if enabled). All
+labels go to :meth:`~monitor.inference.classify.ReasonClassifier.teach`: the answer counts of ``prior`` and
+``majority`` use every one, ``prototypes`` only those from the running classifier's weights (another model's
+embeddings live in another space; a ``.pt`` and its ONNX export share one); all stay in the file. A file that is
+not strict JSON (:func:`~monitor.service.state.read_json`), or has any entry of the wrong shape, or embeddings of
+one model with different lengths, is moved aside (``<name>.corrupt-<time>``) with a warning, and the daemon
+starts without what it held.
 """
 
 from __future__ import annotations
@@ -47,14 +48,11 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
-import numpy as np
 import structlog
 
-from datetime import date
-
-from monitor.core.adaptation import BabyAdaptation
 from monitor.core.control import CommandError, command_text
 from monitor.core.events import DONT_KNOW, PARENT_REASONS
 from monitor.core.home_sounds import Hold, HoldRules, HomeSounds
@@ -221,11 +219,8 @@ class Feedback(Sink):
             log.error("feedback_store_lost_at_exit", path=str(path), detail="the disk never took it")
 
     def _teach(self) -> None:
-        if self.classifier is None:
-            return
-        space = self.classifier.embedding_space
-        self.classifier.adaptation = BabyAdaptation(
-            (item["reason"], np.asarray(item["embedding"])) for item in self.labels if item["model"] == space)
+        if self.classifier is not None:
+            self.classifier.teach(self.labels)
 
     # --- the sink: which cries can be labelled ------------------------------------------------------------
     def cry_event(self, payload: dict) -> None:

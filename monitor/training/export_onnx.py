@@ -309,11 +309,11 @@ def record(export: Path, arch: str, source: Path, entry, presets: bool, **kwargs
     ``kwargs``: more for its entry."""
     manifest_path = source.parent / MANIFEST
     entries = json.loads(manifest_path.read_text())
-    copied = {k: entries[source.name][k] for k in ("operating_point", "hop_seconds", "adaptation")
+    copied = {k: entries[source.name][k] for k in ("operating_point", "hop_seconds", "adaptation", "answer_prior")
               if presets and k in entries[source.name]}
     digest = sha256_of(export)
     if entries.get(export.name, {}).get("sha256") == digest:  # the same bytes again: its own measurements hold
-        copied = {k: entries[export.name][k] for k in ("operating_point", "hop_seconds", "adaptation")
+        copied = {k: entries[export.name][k] for k in ("operating_point", "hop_seconds", "adaptation", "answer_prior")
                   if k in entries[export.name]} or copied
     entries[export.name] = {"arch": arch, "sha256": digest,
                             "kwargs": {"exported_from": source.name, "source_sha256": entry.sha256, **kwargs}, **copied}

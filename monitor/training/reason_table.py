@@ -8,15 +8,22 @@ Every architecture in ``train_classifier.BACKBONES`` gets the same 5-fold cross-
 interrupted run resumes (``--fresh`` recomputes). The architecture with the best mean macro-F1 is then trained on
 every clip for the median of its folds' best epoch counts, given the median of its folds' temperatures (each
 fitted on a validation fold), and shipped as models/classifier.pt with the card models/classifier.md. Last, the
-per-baby adaptation is studied on the raw uploads with that architecture's fold models
-(:mod:`monitor.training.adaptation_study`); its verdict goes into the manifest entry (``adaptation``: on by
-default only if it beats the baby's own majority) and the card.
+per-baby learners are studied on the raw uploads with that architecture's fold models
+(:mod:`monitor.training.adaptation_study`); the learner that runs by default and the count prior's fitted values go
+into the manifest entries of the model and its exports (``adaptation``, ``answer_prior``), the table into the card.
+
+    python tools/reason_table.py --adaptation-only   # only that last step, for the shipped model
+
+redoes the study alone (its fold models are made first if they are missing: the architecture's cross-validation,
+about five minutes on one thread, which gives the card's row for it again) and rewrites the card's section on it,
+leaving the rest of the card as it was.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -115,20 +122,21 @@ def main(argv=None) -> None:
     p.add_argument("--archs", nargs="*", default=list(T.BACKBONES))
     p.add_argument("--fresh", action="store_true", help="ignore cached per-architecture results")
     p.add_argument("--no-ship", action="store_true", help="print the table only")
+    p.add_argument("--adaptation-only", action="store_true",
+                   help="only the adaptation study of the shipped model: manifest and the card's section on it")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     data = T.load_data(args.data)
+    if args.adaptation_only:
+        arch = adaptation_study.shipped_arch()
+        cross_validated(arch, data, args)  # the study's fold models
+        study = adaptation_study.study(arch, args.data, data)
+        write_adaptation(MODELS_DIR, "classifier.pt", study["default"], study["prior_fit"]["shipped"])
+        rewrite_adaptation_section(MODELS_DIR / "classifier.md", study)
+        print(adaptation_section(study))
+        return
     started = time.time()
-    results = []
-    for arch in args.archs:
-        path = T.CACHE / f"cv-{arch}.json"
-        folds_saved = all((T.CACHE / f"cv-{arch}-fold{k}.pt").exists() for k in range(T.FOLDS))  # the study's
-        if path.exists() and folds_saved and not args.fresh:
-            results.append(json.loads(path.read_text()))
-            continue
-        result = T.cross_validate(arch, data, args)
-        path.write_text(json.dumps(result))
-        results.append(result)
+    results = [cross_validated(arch, data, args) for arch in args.archs]
     text = table([*results, majority_baseline(data)])
     print(text)
     if args.no_ship:
@@ -136,8 +144,19 @@ def main(argv=None) -> None:
     best = max(results, key=lambda r: r["mean"]["macro_f1"])
     shipped = ship(best, data, args)
     study = adaptation_study.study(best["arch"], args.data, data)
-    write_adaptation(MODELS_DIR, "classifier.pt", study["on_by_default"])
+    write_adaptation(MODELS_DIR, "classifier.pt", study["default"], study["prior_fit"]["shipped"])
     write_card(results, best, shipped, data, study, sum(r["minutes"] for r in results) + (time.time() - started) / 60)
+
+
+def cross_validated(arch: str, data: dict, args) -> dict:
+    """``arch``'s cross-validation from its cache, or run (and cached) when missing, stale or ``--fresh``."""
+    path = T.CACHE / f"cv-{arch}.json"
+    folds_saved = all(p.exists() for p in adaptation_study.fold_paths(arch))  # the adaptation study's
+    if path.exists() and folds_saved and not args.fresh:
+        return json.loads(path.read_text())
+    result = T.cross_validate(arch, data, args)
+    path.write_text(json.dumps(result))
+    return result
 
 
 def metadata_findings(results: list[dict]) -> list[str]:
@@ -158,23 +177,96 @@ def metadata_findings(results: list[dict]) -> list[str]:
     return lines
 
 
-def differences(versus: dict) -> str:
-    """A bootstrap comparison (:func:`monitor.training.adaptation_study.bootstrap_difference`) as a phrase."""
-    return ", ".join(f"{key.replace('_', '-')} {100 * v['difference']:+.1f} points (95 % interval "
-                     f"{100 * v['low']:+.1f} to {100 * v['high']:+.1f})" for key, v in versus.items())
+def with_interval(v: dict, points: bool = False) -> str:
+    """A value and its 95 % interval: ``0.608 (0.532 to 0.681)``, or in points, ``+5.1 (+0.2 to +9.9)``."""
+    if points:  # (round first: no "-0.0")
+        value, low, high = (round(100 * v[k], 1) + 0.0 for k in ("value", "low", "high"))
+        return f"{value:+.1f} ({low:+.1f} to {high:+.1f})"
+    return f"{v['value']:.3f} ({v['low']:.3f} to {v['high']:.3f})"
+
+
+PREDICTOR_LABELS = {"population": "population model", "majority": "baby's majority so far",
+                    "adapted": "prototypes", "prior": "count prior"}
 
 
 def adaptation_table(study: dict) -> str:
-    rows = ["| answers so far | guesses (babies) | population acc / macro-F1 | baby's majority so far | adapted |",
-            "|---|---|---|---|---|"]
-    for b in [*study["buckets"], {**study["taught"], "answers": [1, None], "babies": None}]:
+    names = adaptation_study.PREDICTORS
+    rows = ["| answers so far | guesses (babies) | " + " | ".join(
+                f"{PREDICTOR_LABELS[p]} acc / macro-F1" if i == 0 else PREDICTOR_LABELS[p] for i, p in enumerate(names))
+            + " |", "|---|---|" + "---|" * len(names)]
+    for b in study["buckets"]:
         low, high = b["answers"]
-        label = f"{low}" if low == high else f"{low}–{high}" if high and high < 1000 else f"{low} or more"
-        who = f"{b['guesses']}" + (f" ({b['babies']})" if b["babies"] is not None else "")
-        rows.append(f"| {'**' + label + '** (all taught guesses)' if b['babies'] is None else label} | {who} | "
-                    + " | ".join(f"{b[p]['accuracy']:.3f} / {b[p]['macro_f1']:.3f}" for p in adaptation_study.PREDICTORS)
-                    + " |")
+        label = f"{low}" if low == high else f"{low}–{high}" if high < 1000 else f"{low} or more"
+        rows.append(f"| {label} | {b['guesses']} ({b['babies']}) | "
+                    + " | ".join(f"{b[p]['accuracy']:.3f} / {b[p]['macro_f1']:.3f}" for p in names) + " |")
     return "\n".join(rows)
+
+
+def intervals_table(study: dict) -> str:
+    rows = ["| over all taught guesses | `classifier.adaptation` | accuracy (95 % interval) | macro-F1 (95 % interval) |",
+            "|---|---|---|---|"]
+    for p in adaptation_study.PREDICTORS:
+        v = study["taught"][p]
+        rows.append(f"| {PREDICTOR_LABELS[p]} | `{adaptation_study.SETTING[p]}` | {with_interval(v['accuracy'])} | "
+                    f"{with_interval(v['macro_f1'])} |")
+    for pair, v in study["differences"].items():
+        a, b = pair.split("-")
+        rows.append(f"| {PREDICTOR_LABELS[a]} − {PREDICTOR_LABELS[b]} (points, paired) | | "
+                    f"{with_interval(v['accuracy'], True)} | {with_interval(v['macro_f1'], True)} |")
+    return "\n".join(rows)
+
+
+def decision(study: dict) -> str:
+    d = study["differences"]
+    default = study["default"]
+    versus = (f"count prior − majority {with_interval(d['prior-majority']['accuracy'], True)}, prototypes − majority "
+              f"{with_interval(d['adapted-majority']['accuracy'], True)} accuracy points")
+    if default in ("prior", "prototypes"):
+        return (f"**`{default}`** runs by default (`classifier.adaptation: auto` reads it from the manifest): its "
+                f"accuracy minus the baby's majority's has its 95 % interval above 0, the bar the issue set ({versus})")
+    if default == "majority":
+        return ("**`majority`** runs by default (`classifier.adaptation: auto` reads it from the manifest). Neither "
+                f"learner clears the baby's own majority, the bar the issue set ({versus}: intervals that do not lie "
+                "above 0), and the majority clears the population model (majority − population "
+                f"{with_interval(d['majority-population']['accuracy'], True)} points). So, before any answer the "
+                "daemon gives the model's probabilities; after, the shares of the parents' answers, whatever the "
+                "sound. `prior` and `prototypes` stay one setting away")
+    return ("**`off`** by default: nothing clears the baby's majority, and the majority does not clear the "
+            f"population model ({versus}; majority − population "
+            f"{with_interval(d['majority-population']['accuracy'], True)})")
+
+
+def adaptation_section(study: dict) -> str:
+    from monitor.config import ClassifierConfig
+
+    fit = study["prior_fit"]
+    grid = fit["grid"]
+    ratios = [f["b"] / f["a"] for f in [*fit["folds"], fit["shipped"]]]  # a > 0 throughout the grid
+    return ADAPTATION_SECTION.format(
+        arch=study["arch"], study_babies=study["babies"], study_clips=study["clips"], study_scored=study["scored"],
+        study_tags=", ".join(f"{tag} {n}" for tag, n in study["tags"].items()),
+        grid_a=", ".join(f"{v:g}" for v in grid["a"]), grid_b=", ".join(f"{v:g}" for v in grid["b"]),
+        grid_floor=", ".join(f"{v:g}" for v in grid["floor"]),
+        per_fold="; ".join(f"fold {f['fold']} ({f['babies']} babies): a {f['a']:g}, b {f['b']:g}, floor {f['floor']:g}"
+                           for f in fit["folds"]),
+        a=fit["shipped"]["a"], b=fit["shipped"]["b"], floor=fit["shipped"]["floor"],
+        ratios=" to ".join(dict.fromkeys(f"{r:g}" for r in (min(ratios), max(ratios)))),
+        differ=study["prior_and_majority_differ"]["guesses"],
+        prior_right=study["prior_and_majority_differ"]["prior_right"],
+        majority_right=study["prior_and_majority_differ"]["majority_right"],
+        adaptation=adaptation_table(study), taught=study["taught"]["guesses"], taught_babies=study["taught"]["babies"],
+        intervals=intervals_table(study), bootstrap=f"{adaptation_study.BOOTSTRAP:,}", decision=decision(study),
+        interpretation=(ADAPTATION_MAJORITY.format(threshold=ClassifierConfig().min_confidence)
+                        if study["default"] == "majority" else
+                        ADAPTATION_LEARNER if study["default"] in ("prior", "prototypes") else "") + ADAPTATION_CAVEAT)
+
+
+def rewrite_adaptation_section(card: Path, study: dict) -> None:
+    """Replace the card's section on the adaptation study (up to the next section) with this study's."""
+    text = card.read_text()
+    start = text.index(ADAPTATION_HEADING)
+    end = text.index("\n## ", start + len(ADAPTATION_HEADING)) + 1
+    card.write_text(text[:start] + adaptation_section(study) + "\n" + text[end:])
 
 
 def write_card(results: list[dict], best: dict, shipped: dict, data: dict, study: dict, minutes: float) -> None:
@@ -206,7 +298,6 @@ def write_card(results: list[dict], best: dict, shipped: dict, data: dict, study
         findings.append(f"- TBDM-Net reaches macro-F1 {by_arch['tbdm']['macro_f1']:.3f} (UAR {by_arch['tbdm']['uar']:.3f}), "
                         "at a fraction of the paper's width (13 MFCC instead of 39; deviations in "
                         "monitor/inference/models/tbdm.py).")
-    versus, against_population = study["adapted_vs_majority"], study["adapted_vs_population"]
     majority = max(counts.values()) / sum(counts.values())
     coverage_rows = ["| min_confidence | share of cries given a reason | of those, correct |", "|---|---|---|"]
     for level in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
@@ -224,30 +315,57 @@ def write_card(results: list[dict], best: dict, shipped: dict, data: dict, study
         threshold=threshold, share=100 * share, accuracy=100 * accuracy, findings="\n".join(findings), minutes=minutes,
         majority=100 * majority, ece_before=np.mean([f["ece_uncalibrated"] for f in best["folds"]]),
         ece_after=best["mean"]["ece"], folds=T.FOLDS,
-        study_babies=study["babies"], study_clips=study["clips"], study_scored=study["scored"],
-        study_tags=", ".join(f"{tag} {n}" for tag, n in study["tags"].items()),
-        adaptation=adaptation_table(study),
-        vs_majority=differences(versus), vs_population=differences(against_population),
-        decision=("**on** by default: it beats the baby's own majority in both accuracy and macro-F1"
-                  if study["on_by_default"] else
-                  "**off** by default (`classifier.adaptation: auto` reads this verdict from the manifest): it does not "
-                  "beat the baby's own majority, which is the bar the issue set. The answers are still stored, and "
-                  "`classifier.adaptation: true` uses them"),
+        adaptation_section=adaptation_section(study),
         metadata_dropout=100 * T.METADATA_DROPOUT, stage1=T.RECIPES["cnn14-mha-multitask"]["stage1_epochs"],
         aux_weight=T.RECIPES["cnn14-mha-multitask"]["aux_weight"],
-        interpretation=(ADAPTATION_WINS if study["on_by_default"] else ADAPTATION_LOSES) + ADAPTATION_CAVEAT,
     )
     (MODELS_DIR / "classifier.md").write_text(text)
 
 
-ADAPTATION_LOSES = """What this says: the parents' own tags are the strongest signal here. A baby's parents mostly give the same
-answer, so their running majority agrees with their next answer more often than any model of the sound; the sound
-model, which cannot tell the reasons apart even across babies, adds noise to that prior rather than information. """
-ADAPTATION_WINS = """What this says: the prototypes of a baby's own cries add information to what its parents usually
-answer. """
+ADAPTATION_HEADING = "## Learning this baby from the parents' answers"
+ADAPTATION_MAJORITY = """What this says: the parents' own answers are the strongest signal here. A baby's parents mostly give the
+same answer, so their running majority agrees with their next answer far more often than the model of the sound,
+and the model, which cannot tell the reasons apart even across babies, adds nothing measurable to it. With
+`majority` the daemon names the baby's usual reason when at least `classifier.min_confidence` ({threshold}) of the
+answers agree (after a single answer, always), and says `uncertain` otherwise, the answers' shares as its
+probabilities. """
+ADAPTATION_LEARNER = """What this says: the sound adds information to what this baby's parents usually answer. """
 ADAPTATION_CAVEAT = """The tags are the parents' guesses, unverified and noisy (some uploads hold little crying), so
 this measures agreement with the parents, which is all a parent-taught model can learn; most babies have only a
 few answers, so the rows beyond 5 answers rest on few babies: read their counts."""
+
+ADAPTATION_SECTION = ADAPTATION_HEADING + """
+Home Assistant's "Last cry was" select stores the answer with the cry's embedding (docs/home-assistant.md, "Teaching it your baby").
+Once there are answers, `classifier.adaptation` turns the population model's probabilities into this baby's with
+one of three learners (`monitor/core/adaptation.py`): `prototypes` mixes prototypes of the baby's answers with the
+model (nearest class mean on cosine similarity, weight n / (n + 2) after n answers; constants fixed before any
+study); `prior` takes the answer counts as a prior, p(reason) ∝ p_model(reason)^a · (count(reason) + 1)^b, a
+reason only the parents know (cold_hot, lonely, scared) entering at p_model = floor; `majority` is the answers'
+shares, the most frequent answer so far on top (ties: the one given first). Measured by
+`python tools/reason_table.py --adaptation-only` (`monitor/training/adaptation_study.py`; the whole run ends with
+it) on the raw Donate-a-cry uploads: {study_babies} babies whose parents gave at least two different tags,
+{study_clips} clips ({study_tags}), replayed one baby at a time in upload order; each clip is guessed before its
+tag is revealed, then learned ("unknown", the app's "don't know", is neither scored nor learned: {study_scored}
+guesses). Each baby is scored by the `{arch}` cross-validation model that never heard it. The prior's a, b and
+floor are fitted by cross-validation over babies: each baby is guessed with the values that did best (accuracy,
+ties: Brier score) on the babies of the other four folds, over a ∈ {{{grid_a}}}, b ∈ {{{grid_b}}}, floor ∈
+{{{grid_floor}}} (the values each fold's babies were guessed with: {per_fold}). Fitted the same way on all babies, the model ships with a = {a:g}, b = {b:g},
+floor = {floor:g} (its manifest entry, `answer_prior`). The fitted b / a ({ratios}) put most of the weight on the
+answers: the prior and the majority differ on {differ} of the {taught} guesses made after an answer (the prior right
+on {prior_right}, the majority on {majority_right}). Accuracy / macro-F1 over the 8 parent reasons, by how many
+answers the baby had when the guess was made:
+
+{adaptation}
+
+Over the {taught} guesses made after at least one answer ({taught_babies} babies), with 95 % intervals from
+{bootstrap} bootstrap resamples of babies (the prior's fitted values held fixed):
+
+{intervals}
+
+Verdict: {decision}.
+
+{interpretation}
+"""
 
 CARD = """# Cry-reason classifier (models/classifier.pt)
 
@@ -317,24 +435,7 @@ The default `classifier.min_confidence` is {threshold}: {share:.0f} % of the poo
 reasons are *less* accurate than that guess. So the daemon says `uncertain` almost always and publishes the
 calibrated probabilities for whoever wants them; lower the threshold only knowing this table.
 
-## Learning this baby from the parents' answers
-Home Assistant's "Last cry was" select stores the answer with the cry's embedding (docs/home-assistant.md, "Teaching it your baby");
-the adaptation mixes prototypes of the baby's answers with the population model
-(`monitor/core/adaptation.py`: nearest class mean on cosine similarity, weight n / (n + 2) after n answers; the
-constants were fixed before this study). Measured by `python -m monitor.training.adaptation_study` (run by the
-command above) on the raw Donate-a-cry uploads: {study_babies} babies whose parents gave at least two different
-tags, {study_clips} clips ({study_tags}), replayed one baby at a time in upload order; each clip is guessed before
-its tag is revealed, then learned ("unknown", the app's "don't know", is neither scored nor learned: {study_scored}
-guesses). Each baby is scored by the cross-validation model that never heard it. Accuracy / macro-F1 over the 8
-parent reasons, by how many answers the baby had when the guess was made:
-
-{adaptation}
-
-Adapted minus the baby's majority, over all taught guesses: {vs_majority}; adapted minus population:
-{vs_population} (intervals: 2,000 bootstrap resamples of babies). Verdict: {decision}.
-
-{interpretation}
-
+{adaptation_section}
 ## Limits
 This is a small, imbalanced, single-source data set (phone uploads of mostly hungry babies); a reason is a
 hint for tired parents, not a diagnosis. The paper's channel count (128) is kept for the IETMA family and

@@ -51,6 +51,7 @@ from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import structlog
 
 from monitor.core.control import CommandError, command_text

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monitor.training import detector, export_onnx
+from monitor.training import detector
+from monitor.training.cards import render
 from monitor.training.operating_point import SweepReport
 
 GOLDEN = Path(__file__).resolve().parent / "cards"
@@ -104,4 +105,4 @@ INT8 = {"file": "detector-int8.onnx", "sha": "12" * 32, "source": "detector.pt",
 
 
 def test_int8_card():
-    assert export_onnx.INT8_CARD.format(**INT8) == (GOLDEN / "detector-int8.md").read_text()
+    assert render("detector-int8.md", **INT8) == (GOLDEN / "detector-int8.md").read_text()

@@ -49,6 +49,7 @@ from monitor.inference.models import build, count_macs, count_params, streamed_m
 from monitor.inference.weights import MODELS_DIR, load_model, sha256_of, write_manifest_entry
 from monitor.offline.data import category, read_manifest, split_groups
 from monitor.offline.evaluation import f1
+from monitor.training.cards import render
 from monitor.training.export_onnx import exports_line
 from monitor.training.operating_point import SweepReport
 from monitor.training.soundscapes import coloured_noise, hum
@@ -681,20 +682,19 @@ def write_card(metrics: dict, args, sweep: SweepReport, ablation_results: dict[s
                      "a variant costs a 26-minute training (`python tools/train_detector.py --ablation NAME "
                      "--laugh-negatives [chopped] [voiced]`, then the card stage again), which the session that "
                      "trained this model could not fit after its calibration.\n")
-    text = CARD.format(exports=exports_line(args.out), title="streaming CNN10" + (f", widths {entry.kwargs['widths']}" if entry.kwargs else ""),
-                       file=args.out.name, description="PANNs-style CNN10 in streaming form" + (
-                           " with narrower blocks (a distilled student)" if log.get("teacher") else ""),
-                       params=count_params(model), macs=macs, gmac_per_s=gmac_per_s, teacher=distilled,
-                       origin=origin, parent=parent,
-                       command=shlex.join(["python", "tools/train_detector.py", *log["argv"]]),
-                       lr=log.get("lr", 1e-3),
-                       sha=entry.sha256, steps=log["steps"], batch=log["batch"], minutes=log["minutes"],
-                       init=log.get("init") or "none (from scratch)", laughs=", ".join(log.get("laugh_negatives", [])) or "none",
-                       data_rows=data_rows, val_groups=val_groups, w=w, a=w["at_0.5"], s=w["at_start_threshold"],
-                       neg_rows=neg_rows, cries=cries, history=history, ablation_rows=ablation_rows,
-                       mine_every=args.mine_every, mine_keep=args.mine_keep, mine_candidates=args.mine_candidates,
-                       missed="\n".join(f"- {m}" for m in cries["missed"]) or "- none",
-                       ablation_note=ablation_note, sweep=sweep)
+    text = render(
+        "detector.md", exports=exports_line(args.out),
+        title="streaming CNN10" + (f", widths {entry.kwargs['widths']}" if entry.kwargs else ""),
+        file=args.out.name, description="PANNs-style CNN10 in streaming form" + (
+            " with narrower blocks (a distilled student)" if log.get("teacher") else ""),
+        params=count_params(model), macs=macs, gmac_per_s=gmac_per_s, teacher=distilled, origin=origin, parent=parent,
+        command=shlex.join(["python", "tools/train_detector.py", *log["argv"]]), lr=log.get("lr", 1e-3),
+        sha=entry.sha256, steps=log["steps"], batch=log["batch"], minutes=log["minutes"],
+        init=log.get("init") or "none (from scratch)", laughs=", ".join(log.get("laugh_negatives", [])) or "none",
+        data_rows=data_rows, val_groups=val_groups, w=w, a=w["at_0.5"], s=w["at_start_threshold"],
+        neg_rows=neg_rows, cries=cries, history=history, ablation_rows=ablation_rows,
+        mine_every=args.mine_every, mine_keep=args.mine_keep, mine_candidates=args.mine_candidates,
+        missed="\n".join(f"- {m}" for m in cries["missed"]) or "- none", ablation_note=ablation_note, sweep=sweep)
     args.out.with_suffix(".md").write_text(text)
 
 
@@ -704,158 +704,6 @@ PARENT = """
 Its parent, issue 9's window-form detector (4c0674269b8d, commit af0651e, whose card holds the measurement), at
 its own medium preset (0.95, 3 of 4, hop 0.25 s) on the same report set: 46/71 cries, precision 0.88, F1 0.748,
 2.27 false alarms per hour, 6/11 at 0 dB under white noise, latency median 4.07 s, p95 18.48 s.
-"""
-
-CARD = """# Cry detector: {title} (models/{file})
-
-{description} ({params:,} parameters, {macs:.2f} GMAC per window, {gmac_per_s:.2f} GMAC per second of audio streamed;
-log-mel front end inside the model), one cry logit, trained on CPU. sha256 `{sha}` (also in `models/manifest.json`,
-checked at load, with this model's sensitivity presets and the hop they were calibrated at).
-
-{exports}
-
-**Reproduce every number here with one command:** `{command}` (trains, runs
-`tools/sweep_operating_point.py`, which calibrates the presets and measures them on real held-out soundscapes,
-evaluates held-out clips, and writes this card). `--stages calibrate card` redoes everything but the training.
-
-## Streaming
-The body runs once per 80 ms frame of the stream (valid convolutions in time, no centre padding; the last block
-pools frequency only), and a window's score is the head over its last 4 frame embeddings: 0.94 s of audio. Scoring
-a stream in chunks of any size equals scoring each window on its own (`tests/test_streaming.py`, to 1e-4 on real
-audio for chunks of 1 sample, 0.1 s, 0.25 s and 5 s), and the cost per second of audio does not depend on the hop
-(`tools/bench_detector.py`). {origin}
-
-## Goals (issue 9) on real held-out recordings, default (medium) preset
-
-The report set: {sweep.set_minutes[report]} min of nursery-like recordings built by `tools/make_real_soundscapes.py` only from
-real recordings of held-out groups (whole languages, voice packs, music tracks, effects, babies), 130 min of them
-with no cry at all (`models/detector-soundscapes.md` has every file and scene).
-
-{sweep.goals}
-
-Side by side with the previous detector (and a student's teacher) on the same recordings, each at its own medium
-preset and hop:
-
-{sweep.side_by_side}
-{parent}
-What the false alarms were (the category of the real sound under each):
-
-{sweep.categories}
-
-## Sensitivity presets
-Chosen on a second real set (seed 12, {sweep.set_minutes[calibration]} min, from the same held-out groups; rules in `tools/sweep_operating_point.py`) and
-written into this model's `operating_point` in `models/manifest.json`, which the daemon reads: another model brings
-its own presets.
-
-{sweep.choices}
-
-The hop is chosen with the presets (N of M counts windows, so the two travel together in the manifest). Streaming,
-a shorter hop costs nothing more; whether it starts cries sooner is measured here, each hop at its own medium choice
-on the report set:
-
-{sweep.hops}
-
-Measured on the report set:
-
-{sweep.report}
-
-Secondary report, synthetic scenes ({sweep.set_minutes[synthetic]} min; `tools/make_soundscapes.py`):
-
-{sweep.synthetic}
-
-## Data and split
-Positives: Donate-a-cry *cleaned* cries (8 kHz; ODbL 1.0 + DbCL 1.0); raw uploads are not used (many hold little
-or no crying). Negatives: every real non-cry recording in `../shared/data`, sampled by category, each category
-as likely as any other whatever its duration, plus espeak-ng babble (random syllables, 14 non-English languages),
-synthetic noise, hum, clicks and tonal music, and laugh-like negatives (below). Split by `group`
-(`monitor/offline/data.py`: sha256 of the group name; 20 % of each source's groups *per category* held out, so every kind
-of sound has held-out recordings):
-
-| category | train clips (minutes) | held-out clips (minutes) |
-|---|---|---|
-{data_rows}
-
-Held-out non-cry groups: {val_groups}.
-
-## Laugh-like negatives
-No recording of a laughing or babbling baby exists here. Three stand-ins, all negatives:
-- the real adult laughs and vocal efforts of the training voice packs (category `vocal`);
-- `chopped`: real training cries cut into 50–160 ms bursts at 4–7 bursts per second with breathy gaps (the baby's
-  voice without sustained phonation);
-- `voiced`: synthetic harmonic bursts with infant-like f0 (300–600 Hz, rising-falling), two formants and
-  aspiration, at laugh rhythm or as 150–300 ms babble syllables.
-
-Which helped, measured on held-out adult laughs, shouts, coughs and effort sounds (each clip alone in a quiet
-room, through the daemon's pipeline at this model's medium preset; there is no baby laughter to measure on).
-Because few fire at that point, two looser measures follow: how many reach a window score of 0.5 anywhere (what a
-laxer preset would hear) and their median peak score. The like-for-like comparison (the same window-form recipe
-and 600 steps from 783ad11, with and without the laugh-like negatives) is the one issue 9 ran on this model's
-parent (commit 02db14b's card): with the stand-ins, 73 of 89 held-out cries found and 69 of 171 held-out vocal clips
-peaking ≥ 0.5; without them, 79 and 66. **The stand-ins did not help**; they stay in the recipe only because this
-model descends from one trained with them. The rows below mix forms (this model is streaming and fine-tuned
-further; the ablation is window-form), so they are context, not a comparison:
-
-| laugh-like negatives | model | held-out vocal clips that fired | of them laughs | held-out cry clips found | vocal clips peaking ≥ 0.5 | median vocal peak | window ROC-AUC |
-|---|---|---|---|---|---|---|---|
-{ablation_rows}
-{ablation_note}
-## What was tried and dropped: a verifier head
-Its parent (af0651e, window form) carried a 0.2 M-parameter temporal head on its own frozen body that had to agree,
-over 3 s of audio, before a cry started (openWakeWord's verifier pattern). On the real calibration soundscapes it
-changed no decision at any chosen preset. Asked at a loose detector point (0.5, 1 of 1) it cut false alarms from 88
-to 56 per hour at its 0.9 threshold, while the detector alone at a stricter point did better at the same recall
-(0.85, 2 of 3: 18 per hour, every cry found); letting one refusal veto a sound for 3 or 10 s did not help either
-(0.8, 2 of 2: 25.7 per hour with or without). Sharing the detector's body, it erred where the detector erred: 26 %
-of its answers on the negatives it was asked about were ≥ 0.9. It cost 94 ms per call and a code path in the
-state machine, so this detector has none.
-
-## Recipe of the detector
-Initialised from {init}; {teacher}laugh-like negatives: {laughs}. 1 s windows; cries mixed over real negatives, babble,
-noise, hum, clicks, tonal music or a quiet room at SNR −5…30 dB; 30 % of positive windows start with 0–0.6 s of
-background before the cry; random level −50…−12 dBFS, random spectral tilt, random low-pass 2.5–7.5 kHz
-(p = 0.6) so bandwidth carries no label; SpecAugment; mixup on half the batches; hard-negative mining (every
-{mine_every} steps the {mine_keep} highest-scoring of {mine_candidates} fresh *training* backgrounds become a quarter
-of later batches' negatives); Adam (amsgrad) {lr:g} with cosine decay; BCE; batch {batch}; {steps} steps
-({minutes:.0f} min on 2 CPU cores). Checkpoint chosen by window F1 on validation set A; the window numbers below
-are on validation set B (other crops and mixtures of the same held-out groups).
-
-| step | precision | recall | F1 |
-|---|---|---|---|
-{history}
-
-Window level (validation set B, {w[windows]} windows, {w[positives]} with a cry):
-
-| threshold | precision | recall | F1 |
-|---|---|---|---|
-| 0.5 | {a[precision]:.3f} | {a[recall]:.3f} | {a[f1]:.3f} |
-| {s[threshold]} (medium start threshold) | {s[precision]:.3f} | {s[recall]:.3f} | {s[f1]:.3f} |
-
-ROC-AUC {w[roc_auc]:.4f}.
-
-## Held-out clips in a quiet room (medium preset)
-
-| category | held-out clips | that fired cry_start | laughs that fired |
-|---|---|---|---|
-{neg_rows}
-
-Held-out cry clips: {cries[detected]} of {cries[clips]} detected; onset → `cry_start` latency median
-{cries[latency_median_s]:.2f} s, p95 {cries[latency_p95_s]:.2f} s (onset = first 50 ms frame within 20 dB of the
-clip's peak). Missed:
-{missed}
-
-## Limits
-- Every cry here is a Donate-a-cry phone upload (8 kHz) of a few hundred babies; other microphones, rooms and
-  babies are not measured.
-- **No baby laughter, babbling, cooing or fussing exists in this data**, so how often the detector fires on them
-  is not measured by anything here; the laugh-like negatives are stand-ins, judged only on adult laughs.
-- The held-out real negatives are about 53 minutes, reused with other gains, offsets and backgrounds to make the
-  130 cry-free minutes: the rate is measured on many mixtures of few sounds. Real TV, pets in the room, fans,
-  sirens and snoring are represented by few or no recordings.
-- Calibration and report sets share held-out groups; the report is not what the presets were fitted to, but it
-  is drawn from the same sounds.
-- Known failures kept visible as strict expected failures in `tests/test_real_sounds.py`: the held-out meow
-  (`tux-sfx:blackcat`) in a quiet room fires at the medium preset, and one held-out cry (`02ead89b…`) is missed at
-  any level at the medium preset.
 """
 
 

@@ -48,6 +48,7 @@ from monitor.audio.files import read_file
 from monitor.inference.models.streaming_cnn10 import FrameStep
 from monitor.inference.onnx_runtime import LEAD, STEP, STEP_SAMPLES, WARM_STEPS, OnnxStream, load_session
 from monitor.inference.weights import MANIFEST, MODELS_DIR, load_model, sha256_of
+from monitor.training.cards import render
 
 CHECK = ROOT.parent / "shared/data/notcry/music/asterisk-moh/manolo_camp-morning_coffee.flac"
 TOLERANCE = 1e-4
@@ -260,47 +261,11 @@ def main(argv: list[str] | None = None) -> int:
         # report set against 0.785 and 4.15 at the source's 0.24 s
         sweep = sweep_operating_point.main(["--model", str(quantized), "--compare", str(args.model),
                                             "--hop", str(entry.hop_seconds)])
-        quantized.with_suffix(".md").write_text(INT8_CARD.format(
-            file=quantized.name, sha=sha256_of(quantized), source=args.model.name, source_sha=entry.sha256,
-            mb=quantized.stat().st_size / 1e6, fp32_mb=out.stat().st_size / 1e6, error=error,
-            check=args.check.name, sweep=sweep))
+        quantized.with_suffix(".md").write_text(render(
+            "detector-int8.md", file=quantized.name, sha=sha256_of(quantized), source=args.model.name,
+            source_sha=entry.sha256, mb=quantized.stat().st_size / 1e6, fp32_mb=out.stat().st_size / 1e6,
+            error=error, check=args.check.name, sweep=sweep))
     return 0
-
-
-INT8_CARD = """# Cry detector, int8 (models/{file})
-
-The shipped detector (`models/{source}`, sha256 `{source_sha}`) exported to ONNX and quantized to int8 by ONNX
-Runtime's static quantization: QDQ, int8 weights per output channel with 7-bit range (full-range weights
-saturate ONNX Runtime's kernels on x86 CPUs without VNNI: see `monitor/training/export_onnx.py`), uint8
-activations, the convolutions only (the log-mel stays fp32). {mb:.1f} MB ({fp32_mb:.1f} MB in fp32). sha256 `{sha}` (in `models/manifest.json`
-with the detector it came from, its own presets and hop). Runs in ONNX Runtime with numpy, without torch:
-`detector.model: models/{file}`.
-
-**Reproduce with one command:** `python tools/export_onnx.py --int8` (exports, quantizes, calibrates the presets
-with `tools/sweep_operating_point.py` on the real held-out soundscapes, measures them and writes this card).
-
-Calibration of the quantizer: about 6 s of each of up to 12 *training* clips of every category (cries, speech,
-vocal sounds, music, animals, household, noise), streamed through the fp32 graph; every third step's inputs.
-Largest probability difference from the fp32 model on {check} (30 s of music): {error:.3f}.
-
-## On the real held-out recordings, beside the fp32 detector, each at its own medium preset and hop
-
-{sweep.side_by_side}
-
-{sweep.goals}
-
-## Its presets (calibrated on the seed-12 set, measured on the report set)
-
-Calibrated at the hop of the detector it came from: an export is the same model. A first export of this graph
-let the sweep choose between 0.08 and 0.24 s as well; 0.08 s won on the calibration set by a hair and measured
-F1 0.772 and 4.53 false alarms per hour on the report set, against 0.785 and 4.15 at 0.24 s.
-
-{sweep.choices}
-
-{sweep.report}
-
-{sweep.categories}
-"""
 
 
 def record(export: Path, arch: str, source: Path, entry, presets: bool, **kwargs) -> None:

@@ -106,3 +106,18 @@ INT8 = {"file": "detector-int8.onnx", "sha": "12" * 32, "source": "detector.pt",
 
 def test_int8_card():
     assert render("detector-int8.md", **INT8) == (GOLDEN / "detector-int8.md").read_text()
+
+
+SWEEP_CARD = {"model": "detector-small.pt", "model_id": "4c0674269b8d", "parts": SWEEP, "hops": "0.08 and 0.24",
+              "minutes": {"calibration": 140.6, "report": 151.4, "synthetic": 60.2},
+              "events": argparse.Namespace(end_threshold=0.5, end_hold_seconds=3.0, cooldown_seconds=10.0),
+              "header": "| hop (s) | start threshold | N of M | cries found |\n|---|---|---|---|",
+              "sweep": "| 0.08 | 0.9 | 2 of 3 | 57/66 |\n| 0.24 | 0.95 | 3 of 4 | 50/66 |"}
+SOUNDSCAPES = {"model": "detector-small.pt", "model_id": "4c0674269b8d", "baseline": "af0651e",
+               "old_id": "0123456789ab", "medium_table": "scene  min  cries\nall    152  66",
+               "synthetic_table": "scene  min  cries\nall    60  31", "old_table": "scene  min  cries\nall    152  71"}
+
+
+def test_operating_point_and_soundscape_cards():
+    assert render("operating-point.md", **SWEEP_CARD) == (GOLDEN / "detector-small-operating-point.md").read_text()
+    assert render("soundscapes.md", **SOUNDSCAPES) == (GOLDEN / "detector-small-soundscapes.md").read_text()

@@ -48,7 +48,7 @@ from monitor.core.levels import frame_db
 from monitor.inference.models import build, count_macs, count_params, streamed_macs_per_second
 from monitor.inference.weights import MODELS_DIR, load_model, sha256_of, write_manifest_entry
 from monitor.offline.data import category, read_manifest, split_groups
-from monitor.offline.evaluation import f1
+from monitor.offline.evaluation import Windows
 from monitor.training.cards import render
 from monitor.training.export_onnx import exports_line
 from monitor.training.operating_point import SweepReport
@@ -420,14 +420,17 @@ def scores(model, x: torch.Tensor) -> np.ndarray:
     return torch.cat([torch.sigmoid(model(x[i : i + 128])) for i in range(0, len(x), 128)]).numpy()
 
 
-def f1_at(probs: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
-    pred = probs >= threshold
-    tp = float(np.sum(pred & (labels > 0.5)))
-    fp = float(np.sum(pred & (labels < 0.5)))
-    fn = float(np.sum(~pred & (labels > 0.5)))
-    precision = tp / max(tp + fp, 1)
-    recall = tp / max(tp + fn, 1)
-    return {"threshold": threshold, "precision": precision, "recall": recall, "f1": f1(precision, recall)}
+def window_metrics(windows: Windows, threshold: float) -> dict:
+    """Precision, recall and F1 of ``windows`` at ``threshold``, as the training log and the card record them:
+    counted by the evaluation's :meth:`~monitor.offline.evaluation.Windows.precision_recall_f1`, with 0 where it
+    has nothing to count (no window at the threshold, no cry).
+
+    Example:
+        >>> window_metrics(Windows(np.array([True, False]), np.array([0.2, 0.1])), 0.5)
+        {'threshold': 0.5, 'precision': 0.0, 'recall': 0.0, 'f1': 0.0}
+    """
+    precision, recall, f1 = windows.precision_recall_f1(threshold)
+    return {"threshold": threshold, "precision": precision or 0.0, "recall": recall or 0.0, "f1": f1 or 0.0}
 
 
 def run_file(args, stem: str, ext: str) -> Path:
@@ -521,7 +524,7 @@ def train(args) -> None:
         if step % 25 == 0:
             print(f"step {step} loss {loss.item():.4f} {time.time() - started:.0f}s", flush=True)
         if step % args.eval_every == 0 or step == args.steps:
-            metrics = f1_at(scores(model, val_a[0]), val_a[1].numpy(), 0.5)
+            metrics = window_metrics(Windows(val_a[1].numpy() > 0.5, scores(model, val_a[0])), 0.5)
             history.append({"step": step, **metrics})
             print(f"val A step {step}: {metrics}", flush=True)
             if metrics["f1"] > best:
@@ -584,7 +587,6 @@ def evaluate(model: Path, threads: int, val_windows: int) -> dict:
     from monitor.config import Config
     from monitor.core.pipeline import Pipeline
     from monitor.inference.detect import CryDetector
-    from monitor.offline.evaluation import roc_auc
 
     audio = np.load(CACHE / "audio.npy", mmap_mode="r")
     clips = json.loads((CACHE / "clips.json").read_text())
@@ -595,11 +597,10 @@ def evaluate(model: Path, threads: int, val_windows: int) -> dict:
     val = {label: [c for c in clips if c["split"] == "val" and c["label"] == label] for label in ("cry", "notcry")}
     x, y = make_batch(np.random.default_rng(2002), Pool(audio, val["cry"], True),
                       Negatives(audio, val["notcry"]), val_windows)
-    probs = scores(detector.runtime.model, x)
-    labels = y.numpy()
+    windows = Windows(y.numpy() > 0.5, scores(detector.runtime.model, x))
     medium = detector.presets["medium"].start_threshold
-    window = {"windows": int(labels.size), "positives": int(labels.sum()), "roc_auc": roc_auc(labels > 0.5, probs),
-              "at_0.5": f1_at(probs, labels, 0.5), "at_start_threshold": f1_at(probs, labels, medium)}
+    window = {"windows": int(windows.labels.size), "positives": int(windows.labels.sum()), "roc_auc": windows.auc,
+              "at_0.5": window_metrics(windows, 0.5), "at_start_threshold": window_metrics(windows, medium)}
 
     def run(samples: np.ndarray) -> tuple[list, float]:
         pipeline = Pipeline(config, detector)

@@ -46,8 +46,9 @@ from monitor import SAMPLE_RATE
 from monitor.audio.files import read_file
 from monitor.core.levels import frame_db
 from monitor.inference.models import build, count_macs, count_params, streamed_macs_per_second
-from monitor.inference.weights import MODELS_DIR, load_model, sha256_of, write_manifest_entry
-from monitor.offline.data import category, read_manifest, split_groups
+from monitor.inference.weights import (MODELS_DIR, load_model, read_manifest, sha256_of, write_manifest_entry,
+                                      write_operating_point)
+from monitor.offline.data import category, read_clips, split_groups
 from monitor.offline.evaluation import Windows
 from monitor.training.cards import render
 from monitor.training.export_onnx import exports_line
@@ -77,7 +78,7 @@ def load_cache(data_dir: Path) -> tuple[np.ndarray, list[dict]]:
 
 def build_cache(data_dir: Path, cache: Path) -> None:
     """Decode every used clip once to 16 kHz float16, concatenated, with offsets and per-clip metadata."""
-    clips = read_manifest(data_dir)
+    clips = read_clips(data_dir)
     split = split_groups(clips)
     used = [c for c in clips if c.label == "notcry" or c.source == "donateacry-cleaned"]
     arrays, meta, offset = [], [], 0
@@ -646,9 +647,7 @@ def write_card(metrics: dict, args, sweep: SweepReport, ablation_results: dict[s
     data_rows = "\n".join(f"| {k} | {v['train'][0]} ({v['train'][1]:.1f} min) | {v['val'][0]} ({v['val'][1]:.1f} min) |"
                           for k, v in sorted(by_category.items()))
     val_groups = ", ".join(sorted({c["group"] for c in cache_clips if c["split"] == "val" and c["label"] == "notcry"}))
-    from monitor.inference.weights import read_manifest as read_models
-
-    entry = read_models(args.out.parent)[args.out.name]
+    entry = read_manifest(args.out.parent)[args.out.name]
     w, cries = metrics["window"], metrics["cries"]
     neg_rows = "\n".join(f"| {k} | {v['clips']} | {v['fired']} | {v['laughs_fired']} of {v['laughs']} |"
                          for k, v in sorted(metrics["negatives"].items()))
@@ -774,19 +773,14 @@ STAGES = ("detector", "calibrate", "card")
 
 def preset_key(model: Path) -> str:
     """The medium preset and hop a model's held-out clips were measured at (recalibrating means measuring again)."""
-    from monitor.inference.weights import read_manifest as read_models
-
-    entry = read_models(model.parent)[model.name]
+    entry = read_manifest(model.parent)[model.name]
     return json.dumps([dataclasses.asdict(entry.operating_point["medium"]), entry.hop_seconds])
 
 
 def ablations(args, metrics: dict) -> dict[str, dict]:
     """Held-out clip results of the shipped detector and of every ablation trained (``--ablation NAME``), all at
     the shipped medium preset's start threshold, N of M and hop."""
-    from monitor.inference.weights import read_manifest as read_models
-    from monitor.inference.weights import write_operating_point
-
-    shipped = read_models(args.out.parent)[args.out.name]
+    shipped = read_manifest(args.out.parent)[args.out.name]
     rows = {" + ".join(args.laugh_negatives) + " (shipped)": metrics}
     for folder in sorted(ABLATIONS.glob("*/")) if args.out == MODELS_DIR / "detector.pt" else ():
         if (folder / "laugh_negatives.json").exists():

@@ -47,7 +47,8 @@ ROOT = Path(__file__).resolve().parents[2]
 from monitor.audio.files import read_file
 from monitor.inference.models.streaming_cnn10 import FrameStep
 from monitor.inference.onnx_runtime import LEAD, STEP, STEP_SAMPLES, WARM_STEPS, OnnxStream, load_session
-from monitor.inference.weights import MANIFEST, MODELS_DIR, load_model, sha256_of
+from monitor.inference.weights import MANIFEST, MODELS_DIR, load_model, read_manifest, sha256_of
+from monitor.offline.data import category, read_clips, split_groups
 from monitor.training.cards import render
 
 CHECK = ROOT.parent / "shared/data/notcry/music/asterisk-moh/manolo_camp-morning_coffee.flac"
@@ -167,10 +168,9 @@ def classifier_difference(model: torch.nn.Module, onnx_path: Path, data: Path) -
     from monitor.core.baby import metadata_vector
     from monitor.inference.classify import prepare
     from monitor.inference.features import logmel
-    from monitor.offline.data import read_manifest
 
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    cries = sorted((c for c in read_manifest(data) if c.source == "donateacry-cleaned"), key=lambda c: c.path)
+    cries = sorted((c for c in read_clips(data) if c.source == "donateacry-cleaned"), key=lambda c: c.path)
     worst = 0.0
     for clip in cries[:: max(1, len(cries) // CLASSIFIER_CHECK_CRIES)][:CLASSIFIER_CHECK_CRIES]:
         x = prepare(logmel(read_file(clip.path)))[None]
@@ -292,8 +292,6 @@ EXPORTS_LINE = "ONNX exports of this file"
 def exports_line(source: Path) -> str:
     """The model card's line naming the current exports of ``source`` with their sha256 (the card writers put it
     in; :func:`refresh_card_exports` keeps it current when an export is made after the card)."""
-    from monitor.inference.weights import read_manifest
-
     entries = read_manifest(source.parent)
     current = [f"`models/{name}` (sha256 `{e.sha256}`)" for name, e in entries.items()
                if e.kwargs.get("exported_from") == source.name
@@ -313,9 +311,7 @@ def refresh_card_exports(source: Path) -> None:
 def calibration_audio(data: Path, per_category: int = 12, seconds: float = 6.0, seed: int = 0) -> np.ndarray:
     """Real training-split audio for the quantizer: up to ``per_category`` clips of every category (cries and
     each kind of non-cry), ``seconds`` each, end to end with 0.5 s of a quiet room between them."""
-    from monitor.offline.data import category, read_manifest, split_groups
-
-    clips = read_manifest(data)
+    clips = read_clips(data)
     split = split_groups(clips)
     rng = np.random.default_rng(seed)
     by_category: dict[str, list] = {}

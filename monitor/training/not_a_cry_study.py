@@ -51,7 +51,7 @@ from monitor.core.events import CryStateMachine
 from monitor.core.home_sounds import HoldBack, HoldRules, HomeSounds
 from monitor.core.levels import level_dbfs
 from monitor.inference.detect import CryDetector
-from monitor.offline.data import category, read_manifest, split_groups
+from monitor.offline.data import category, read_clips, split_groups
 from monitor.offline.evaluation import read_annotations
 from monitor.training import nursery_soundscapes as nursery
 from monitor.training.soundscapes import (SR, Track, active_db, at_db, coloured_noise, excerpt, faded, room, trim)
@@ -86,7 +86,7 @@ class Scored:
 
 # --------------------------------------------------------------------------------------------- the material
 def held_out_sources(data_dir: Path) -> list[Source]:
-    clips = read_manifest(data_dir)
+    clips = read_clips(data_dir)
     side = split_groups(clips)
     groups: dict[tuple[str, str], list] = defaultdict(list)
     for clip in sorted(clips, key=lambda c: str(c.path)):

@@ -43,7 +43,7 @@ from scipy.signal import fftconvolve
 from monitor import SAMPLE_RATE
 from monitor.inference.models.yamnet import CRY_CLASS, PATCH_SAMPLES, YamnetCry
 from monitor.inference.weights import MODELS_DIR, load_model, write_manifest_entry
-from monitor.offline.data import read_manifest
+from monitor.offline.data import read_clips
 from monitor.training.detector import Negatives, Pool, load_cache, make_example
 from monitor.training.nursery_soundscapes import nursery_room, wideband_cries
 from monitor.audio.files import read_file
@@ -69,7 +69,7 @@ def training_material(data: Path, rooms: int) -> Material:
     audio, clips = load_cache(data)
     cleaned = [audio[c["offset"] : c["offset"] + c["length"]] for c in clips
                if c["split"] == "train" and c["label"] == "cry"]
-    wideband = [read_file(c.path) for c in wideband_cries(read_manifest(data), split="train")]
+    wideband = [read_file(c.path) for c in wideband_cries(read_clips(data), split="train")]
     cries = Pool.from_arrays(np.concatenate(cleaned + wideband), np.array([x.size for x in cleaned + wideband]),
                              cry=True)
     negatives = Negatives(audio, [c for c in clips if c["split"] == "train" and c["label"] == "notcry"])

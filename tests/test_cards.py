@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monitor.training import detector
+from monitor.training import detector, material
 from monitor.training.cards import render
 from monitor.training.operating_point import SweepReport
 
@@ -92,9 +92,10 @@ def test_detector_card(golden, tmp_path, monkeypatch):
     np.save(cache / "audio.npy", np.zeros(16, np.float16))
     (cache / "clips.json").write_text(json.dumps(CLIPS))
     (cache / f"train_log-{Path(name).stem}.json").write_text(json.dumps(log))
-    monkeypatch.setattr(detector, "CACHE", cache)
+    monkeypatch.setattr(material, "CACHE", cache)
     monkeypatch.setattr(detector, "MODELS_DIR", models)
-    args = argparse.Namespace(out=models / name, ablation=None, mine_every=150, mine_keep=128, mine_candidates=1024)
+    args = argparse.Namespace(out=models / name, data=tmp_path / "data", ablation=None, mine_every=150, mine_keep=128,
+                              mine_candidates=1024)
     metrics = next(iter(ablations.values()))
     detector.write_card(metrics, args, SWEEP, ablations)
     assert (models / name).with_suffix(".md").read_text() == (GOLDEN / golden).read_text()

@@ -135,9 +135,9 @@ def test_real_validation_uses_held_out_groups_of_every_category(real_soundscapes
 
 @pytest.fixture(scope="module")
 def trainer():
-    from monitor.training import detector
+    from monitor.training import negatives
 
-    return detector
+    return negatives
 
 
 def test_laugh_like_negatives_are_short_bursts_at_laugh_rate(trainer):

@@ -21,6 +21,9 @@ Recipe (decisions and reasons are in models/detector.md):
   same held-out groups).
 - Hard-negative mining: every ``--mine-every`` steps the model scores fresh *training* negatives and the
   highest-scoring ones make a quarter of each later batch's negatives. No validation audio is ever mined.
+
+The clips and the crops cut from them are in monitor/training/material.py, the negatives in negatives.py, the
+examples and their augmentation in augment.py.
 """
 
 from __future__ import annotations
@@ -43,365 +46,23 @@ import torch
 import torch.nn.functional as F
 
 from monitor import SAMPLE_RATE
-from monitor.audio.files import read_file
 from monitor.core.levels import frame_db
 from monitor.inference.models import build, count_macs, count_params, streamed_macs_per_second
 from monitor.inference.weights import (MODELS_DIR, load_model, read_manifest, sha256_of, write_manifest_entry,
                                       write_operating_point)
-from monitor.offline.data import category, read_clips, split_groups
 from monitor.offline.evaluation import Windows
+from monitor.training.augment import colour, make_batch, mixup, spec_augment
 from monitor.training.cards import render
 from monitor.training.export_onnx import exports_line
+from monitor.training.material import ABLATIONS, ACTIVE_HOP, Pool, load_cache, rms, run_file
+from monitor.training.negatives import Generated, Negatives, babble, background, chopped_cry, voiced_bursts
 from monitor.training.operating_point import SweepReport
-from monitor.training.soundscapes import coloured_noise, hum
-from monitor.training.speech import espeak
 
 ROOT = Path(__file__).resolve().parents[2]
 # The detector shipped by commit af0651e (issue 9's retraining on every real negative, window form; git history
 # keeps it and its own recipe reproducible). The streaming form has the same layers and shapes, so it starts
 # from those weights and only learns to do without the zero padding, which takes a fraction of a full training.
 INIT = "af0651e:models/detector.pt"
-WIN = SAMPLE_RATE  # 1 s windows
-ACTIVE_HOP = 800  # 50 ms activity frames
-
-
-CACHE = ROOT / "cache" / "detector"
-
-
-def load_cache(data_dir: Path) -> tuple[np.ndarray, list[dict]]:
-    """The decoded clips (:func:`build_cache`, built on first use) as (float16 audio, memory-mapped; per-clip
-    metadata)."""
-    if not (CACHE / "audio.npy").exists():
-        build_cache(data_dir, CACHE)
-    return np.load(CACHE / "audio.npy", mmap_mode="r"), json.loads((CACHE / "clips.json").read_text())
-
-
-def build_cache(data_dir: Path, cache: Path) -> None:
-    """Decode every used clip once to 16 kHz float16, concatenated, with offsets and per-clip metadata."""
-    clips = read_clips(data_dir)
-    split = split_groups(clips)
-    used = [c for c in clips if c.label == "notcry" or c.source == "donateacry-cleaned"]
-    arrays, meta, offset = [], [], 0
-    for i, clip in enumerate(used):
-        audio = read_file(clip.path)
-        arrays.append(audio.astype(np.float16))
-        meta.append({"path": str(clip.path.relative_to(data_dir)), "label": clip.label, "group": clip.group,
-                     "source": clip.source, "category": category(clip), "split": split[clip.group],
-                     "offset": offset, "length": audio.size})
-        offset += audio.size
-        if i % 500 == 0:
-            print(f"cache {i}/{len(used)}", flush=True)
-    cache.mkdir(parents=True, exist_ok=True)
-    np.save(cache / "audio.npy", np.concatenate(arrays))
-    (cache / "clips.json").write_text(json.dumps(meta))
-
-
-# Training babble: languages and voice variants that the validation soundscapes (English voices, m1–m7/f1–f5) never use
-ESPEAK_LANGUAGES = ["de", "fr", "es", "it", "nl", "pt", "pl", "sv", "cs", "ro", "hu", "tr", "id", "fi"]
-ESPEAK_VARIANTS = ["klatt", "klatt2", "klatt3", "klatt4", "Andy", "Annie", "grandma", "grandpa", "anika", "belinda",
-                   "boris", "david", "linda", "max", "paul", "steph", "Alex", "announcer", "aunty", "norbert"]
-SYLLABLES = ["ma", "to", "ri", "ken", "sa", "lo", "vi", "der", "un", "po", "tras", "mi", "ne", "gal", "so", "fe",
-             "bar", "ti", "lu", "mon", "es", "ka", "dra", "ve", "in", "zo", "pel", "qui", "ha", "nor"]
-
-
-def build_espeak_bank(cache: Path, count: int = 400, seed: int = 7) -> None:
-    """Synthesise ``count`` pseudo-sentences (random syllables) in varied voices, speeds and pitches."""
-    rng = np.random.default_rng(seed)
-    arrays = []
-    for _ in range(count):
-        words = [''.join(rng.choice(SYLLABLES, size=int(rng.integers(1, 4)))) for _ in range(int(rng.integers(4, 14)))]
-        voice = f"{rng.choice(ESPEAK_LANGUAGES)}+{rng.choice(ESPEAK_VARIANTS)}"
-        speed, pitch = int(rng.integers(110, 210)), int(rng.integers(20, 90))
-        arrays.append(espeak(" ".join(words) + ".", voice, speed, pitch).astype(np.float16))
-    lengths = np.array([a.size for a in arrays])
-    np.savez(cache / "espeak.npz", audio=np.concatenate(arrays), lengths=lengths)
-
-
-class Pool:
-    """Clips of one split and label, with the crop starts where a 1 s window is worth taking."""
-
-    def __init__(self, audio: np.ndarray, clips: list[dict], cry: bool) -> None:
-        self.segments: list[np.ndarray] = []
-        self.starts: list[np.ndarray] = []
-        for c in clips:
-            self._add(audio[c["offset"] : c["offset"] + c["length"]], cry)
-        self.weights = np.array([s.size for s in self.starts], dtype=np.float64) ** 0.5
-        self.weights /= self.weights.sum()  # sqrt-length: long music tracks do not drown short speech
-
-    @classmethod
-    def from_arrays(cls, audio: np.ndarray, lengths: np.ndarray, cry: bool = False) -> "Pool":
-        offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        return cls(audio, [{"offset": int(o), "length": int(n)} for o, n in zip(offsets, lengths)], cry=cry)
-
-    def _add(self, x: np.ndarray, cry: bool) -> None:
-        if x.size < WIN:
-            x = np.pad(x, (0, WIN - x.size))
-        db = frame_db(x, ACTIVE_HOP)
-        per_win = WIN // ACTIVE_HOP
-        n_starts = db.size - per_win + 1
-        if n_starts <= 0:
-            return
-        if cry:  # a positive crop must hold crying, not the inhale pause between bouts
-            active = (db > db.max() - 20) & (db > -55)
-            frac = np.convolve(active, np.ones(per_win), "valid") / per_win
-            ok = np.flatnonzero(frac >= 0.3)
-        else:
-            ok = np.arange(n_starts)
-        if ok.size:
-            self.segments.append(x)
-            self.starts.append(ok * ACTIVE_HOP)
-
-    def crop(self, rng: np.random.Generator, n: int = WIN) -> np.ndarray:
-        """``n`` samples from a start where a 1 s window is worth taking (zero-padded past the clip's end)."""
-        i = rng.choice(len(self.segments), p=self.weights)
-        start = int(rng.choice(self.starts[i])) + int(rng.integers(0, ACTIVE_HOP))
-        window = self.segments[i][start : start + n].astype(np.float32)
-        return np.pad(window, (0, n - window.size))
-
-
-class Negatives:
-    """Real non-cry crops with every category (speech, vocal, music, animal, household, noise) equally likely,
-    whatever its share of the data, plus the ``extra`` pools (babble, laugh-like sounds), each as likely as one
-    category.
-
-    Weighted by duration, 90 minutes of game music would drown 3 minutes of animal effects; a first model trained
-    that way on the old data called a held-out music track a cry for a minute on end.
-    """
-
-    def __init__(self, audio: np.ndarray, clips: list[dict], extra: tuple = ()) -> None:
-        kinds: dict[str, list[dict]] = {}
-        for c in clips:
-            kinds.setdefault(c["category"], []).append(c)
-        self.pools = [Pool(audio, members, cry=False) for _, members in sorted(kinds.items())] + list(extra)
-
-    def crop(self, rng: np.random.Generator, n: int = WIN) -> np.ndarray:
-        return self.pools[int(rng.integers(len(self.pools)))].crop(rng, n)
-
-
-class Generated:
-    """A pool whose crops are made on the fly by ``make(rng)`` (same ``crop`` interface as :class:`Pool`)."""
-
-    def __init__(self, make) -> None:
-        self.make = make
-
-    def crop(self, rng: np.random.Generator, n: int = WIN) -> np.ndarray:
-        return tiled(self.make, rng, n)
-
-
-def tiled(make, rng: np.random.Generator, n: int) -> np.ndarray:
-    """``n`` samples from a generator of 1 s pieces (each piece drawn afresh)."""
-    return np.concatenate([make(rng) for _ in range(-(-n // WIN))])[:n]
-
-
-def laugh_rhythm(rng: np.random.Generator) -> list[tuple[int, int]]:
-    """(start, length) in samples of a laugh-like burst train in 1 s: 4–7 bursts per second of 50–160 ms,
-    sometimes after a pause (a laugh comes in runs of bursts, not a steady phonation)."""
-    rate = rng.uniform(4, 7)
-    t, bursts = rng.uniform(-0.2, 0.3), []
-    while t < 1.0:
-        length = rng.uniform(0.05, min(0.16, 0.8 / rate))
-        if t + length > 0:
-            bursts.append((int(max(t, 0) * SAMPLE_RATE), int(length * SAMPLE_RATE)))
-        t += 1 / rate * rng.uniform(0.85, 1.15)
-    return bursts
-
-
-def burst_envelope(length: int) -> np.ndarray:
-    ramp = max(1, length // 4)
-    env = np.ones(length, np.float32)
-    env[:ramp] = np.linspace(0, 1, ramp)
-    env[length - ramp :] = np.linspace(1, 0, ramp)
-    return env
-
-
-def chopped_cry(rng: np.random.Generator, cries: Pool) -> np.ndarray:
-    """Laugh-like negative made of real cry audio: short voiced bursts at laugh rhythm with breathy gaps.
-
-    A baby's laugh is the same voice and timbre as its cry, chopped into 4–7 short bursts per second; with no
-    recording of a laughing baby, this teaches the model that the voice alone is not the evidence, the
-    sustained phonation is.
-    """
-    cry = cries.crop(rng)
-    out = noise(rng) * 0.02 * rms(cry)  # breath between the bursts
-    for start, length in laugh_rhythm(rng):
-        source = int(rng.integers(0, WIN - length))
-        piece = cry[source : source + length] * burst_envelope(length) * rng.uniform(0.5, 1.0)
-        out[start : start + length] += piece[: WIN - start]
-    return out
-
-
-def voiced_bursts(rng: np.random.Generator) -> np.ndarray:
-    """Synthetic infant-like laughter or babble: harmonic bursts with f0 300–600 Hz and a rising-falling
-    contour, two vowel-like formants, aspiration noise, at 4–7 bursts per second (laugh) or 2–4 syllables of
-    150–300 ms (babble)."""
-    t = np.arange(WIN) / SAMPLE_RATE
-    out = np.zeros(WIN, np.float32)
-    babble = rng.random() < 0.35
-    if babble:
-        bursts, pos = [], rng.uniform(0, 0.2)
-        while pos < 1.0:
-            length = rng.uniform(0.15, 0.3)
-            bursts.append((int(pos * SAMPLE_RATE), int(length * SAMPLE_RATE)))
-            pos += length + rng.uniform(0.05, 0.25)
-    else:
-        bursts = laugh_rhythm(rng)
-    formants = rng.uniform([700, 1500], [1200, 3000])
-    for start, length in bursts:
-        length = min(length, WIN - start)
-        if length <= 16:
-            continue
-        local = t[:length]
-        f0 = rng.uniform(300, 600) * (1 + rng.uniform(-0.15, 0.15) * np.sin(np.pi * local / local[-1]))
-        phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
-        k = np.arange(1, 16)[:, None]
-        amp = sum(1 / (1 + ((k * f0[None] - f) / 250.0) ** 2) for f in formants) / k
-        voice = (amp * np.sin(k * phase[None])).sum(axis=0)
-        voice += rng.uniform(0.05, 0.4) * np.std(voice) * rng.standard_normal(length)  # aspiration
-        out[start : start + length] += (voice * burst_envelope(length)).astype(np.float32)
-    return out
-
-
-def synthetic_music(rng: np.random.Generator) -> np.ndarray:
-    """Notes and chords on a musical scale with harmonic timbres and envelopes, plus optional drums.
-
-    Tonal music is the nearest thing to a cry that a nursery hears (TV, radio, a mobile): steady pitches on a
-    scale, shared onsets and percussion tell it apart from a cry's gliding, voiced bursts.
-    """
-    t = np.arange(WIN) / SAMPLE_RATE
-    out = np.zeros(WIN)
-    root = rng.integers(40, 70)
-    scale = root + np.array([0, 2, 4, 5, 7, 9, 11, 12, 14, 16])
-    onset = -rng.uniform(0, 0.3)
-    while onset < 1.0:
-        length = rng.uniform(0.12, 0.7)
-        decay = rng.uniform(1.5, 12)  # plucked/piano-like to sustained/organ-like
-        brightness = rng.uniform(0.6, 2.0)
-        timbre = rng.choice(["harmonic", "odd", "pure"])  # odd harmonics: square/clarinet-like; pure: toys
-        span = slice(max(0, int(onset * SAMPLE_RATE)), min(WIN, int((onset + length) * SAMPLE_RATE)))
-        local = t[span] - onset
-        env = np.exp(-decay * local) * np.clip(local / 0.01, 0, 1)  # 10 ms attack
-        for note in rng.choice(scale, size=int(rng.integers(1, 4)), replace=False):
-            f0 = 440.0 * 2 ** ((note - 69) / 12)
-            k = np.arange(1, int(min(12, 7000 // f0)) + 1, 2 if timbre == "odd" else 1)[:, None]
-            if timbre == "pure":
-                k = k[:1]
-            phases = rng.uniform(0, 6.3, (k.size, 1))
-            out[span] += env * (np.sin(2 * np.pi * k * f0 * local + phases) / k**brightness).sum(axis=0)
-        onset += length * rng.uniform(0.6, 1.0)
-    if rng.random() < 0.5:  # drums: kick (decaying 60 Hz) and hi-hat (short noise bursts)
-        beat = rng.uniform(0.25, 0.6)
-        for start in np.arange(rng.uniform(0, beat), 1.0, beat):
-            local = np.clip(t - start, 0, None) * (t >= start)
-            out += 0.8 * np.exp(-local * 25) * np.sin(2 * np.pi * 60 * local) * (t >= start)
-            out += 0.2 * np.exp(-local * 80) * rng.standard_normal(WIN) * (t >= start)
-    return out.astype(np.float32)
-
-
-def rms(x: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(x**2) + 1e-12))
-
-
-def noise(rng: np.random.Generator, n: int = WIN) -> np.ndarray:
-    """White, pink or brown noise at unit RMS (:func:`~monitor.training.soundscapes.coloured_noise`, the
-    project's one implementation). The shipped detector was trained with an earlier copy of its own that kept
-    the drift below 20 Hz and was not normalised (its pink and brown noise 30–400 times quieter than its white at
-    the same factor); a retrain uses this one, with its hum, as the synthetic soundscapes do: not measured yet."""
-    return coloured_noise(rng, n, float(rng.choice([0.0, 1.0, 2.0])))
-
-
-def clicks(rng: np.random.Generator) -> np.ndarray:
-    """Knocks, taps and clicks: short decaying noise or resonant bursts at random times."""
-    t = np.arange(WIN) / SAMPLE_RATE
-    out = np.zeros(WIN)
-    for start in rng.uniform(0, 1, int(rng.integers(1, 6))):
-        local = np.clip(t - start, 0, None)
-        burst = rng.standard_normal(WIN) if rng.random() < 0.5 else np.sin(2 * np.pi * rng.uniform(150, 3000) * local)
-        out += (t >= start) * np.exp(-local * rng.uniform(30, 300)) * burst * rng.uniform(0.2, 1)
-    return out.astype(np.float32)
-
-
-def colour(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Random tilt EQ and, with p = 0.6, a random low-pass: bandwidth and mic colour must carry no label."""
-    spectrum = np.fft.rfft(x)
-    freqs = np.fft.rfftfreq(x.size, 1 / SAMPLE_RATE)
-    spectrum *= (np.maximum(freqs, 100.0) / 1000.0) ** rng.uniform(-0.4, 0.4)
-    if rng.random() < 0.6:
-        cutoff = rng.uniform(2500, 7500)
-        spectrum *= 1.0 / (1.0 + (freqs / cutoff) ** 16)
-    return np.fft.irfft(spectrum, x.size).astype(np.float32)
-
-
-def background(rng: np.random.Generator, negatives: Negatives | Pool, n: int = WIN) -> np.ndarray:
-    kind = rng.random()
-    if kind < 0.45:
-        return negatives.crop(rng, n)
-    if kind < 0.6:
-        return negatives.crop(rng, n) + noise(rng, n) * rng.uniform(0.05, 1.0) * 0.05
-    if kind < 0.72:
-        music = tiled(synthetic_music, rng, n)
-        return music + (negatives.crop(rng, n) * rng.uniform(0, 1) * rms(music) / max(rms(negatives.crop(rng, n)), 1e-6)
-                        if rng.random() < 0.3 else 0)
-    if kind < 0.85:
-        return noise(rng, n)
-    if kind < 0.89:
-        return hum(rng, n) + 0.1 * noise(rng, n)
-    if kind < 0.93:
-        return tiled(clicks, rng, n) + noise(rng, n) * rng.uniform(0, 0.05)
-    return noise(rng, n) * 1e-3  # a quiet room
-
-
-# (probability, shortest and longest delay in s) of a positive whose cry begins inside the example
-DETECTOR_ONSETS = (0.3, 0.0, 0.6)  # the first windows of a cry, so they already score high
-
-
-def make_example(rng: np.random.Generator, cries: Pool, negatives: Negatives, positive: bool,
-                 hard: list[np.ndarray] | None = None, n: int = WIN,
-                 onsets: tuple[float, float, float] = DETECTOR_ONSETS) -> np.ndarray:
-    if not positive and hard and rng.random() < 0.25:
-        bg = hard[int(rng.integers(len(hard)))]
-    else:
-        bg = background(rng, negatives, n)
-    if positive:
-        cry = cries.crop(rng, n)
-        p_onset, shortest, longest = onsets
-        if rng.random() < p_onset:  # the cry begins inside the example, as it does at onset
-            delay = int(rng.uniform(shortest, longest) * SAMPLE_RATE)
-            cry = np.concatenate([np.zeros(delay, np.float32), cry[: n - delay]])
-        snr = rng.uniform(-5, 30)
-        bg = bg * (rms(cry) / (rms(bg) * 10 ** (snr / 20)))
-        bg = cry + bg
-    x = colour(bg, rng)
-    x *= 10 ** (rng.uniform(-50, -12) / 20) / rms(x)
-    return np.clip(x, -1, 1)
-
-
-def make_batch(rng, cries, negatives, n, hard=None):
-    labels = rng.random(n) < 0.5
-    x = np.stack([make_example(rng, cries, negatives, bool(y), hard) for y in labels])
-    return torch.from_numpy(x), torch.from_numpy(labels.astype(np.float32))
-
-
-def spec_augment(x: torch.Tensor) -> torch.Tensor:
-    """Zero 2 time stripes (≤ 10 frames) and 2 mel stripes (≤ 8 bins) per example; x is (B, 1, T, mels)."""
-    b, _, t, m = x.shape
-    mask = torch.ones(b, 1, t, m)
-    for size, width, dim in ((t, 10, 2), (m, 8, 3)):
-        for _ in range(2):
-            w = torch.randint(0, width, (b,))
-            s = (torch.rand(b) * (size - w)).long()
-            idx = torch.arange(size)
-            stripe = (idx[None] >= s[:, None]) & (idx[None] < (s + w)[:, None])  # (B, size)
-            shape = (b, 1, size, 1) if dim == 2 else (b, 1, 1, size)
-            mask = mask * (~stripe).float().view(shape)
-    return x * mask
-
-
-def mixup(logmel: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Blend each example with another of the batch (log-mel and target), λ ~ Beta(0.4, 0.4)."""
-    lam = torch.from_numpy(rng.beta(0.4, 0.4, len(y)).astype(np.float32))
-    perm = torch.from_numpy(rng.permutation(len(y)))
-    mixed = lam.view(-1, 1, 1) * logmel + (1 - lam.view(-1, 1, 1)) * logmel[perm]
-    return mixed, lam * y + (1 - lam) * y[perm]
 
 
 def mine_hard_negatives(model, rng: np.random.Generator, negatives: Negatives, candidates: int, keep: int) -> list:
@@ -432,12 +93,6 @@ def window_metrics(windows: Windows, threshold: float) -> dict:
     """
     precision, recall, f1 = windows.precision_recall_f1(threshold)
     return {"threshold": threshold, "precision": precision or 0.0, "recall": recall or 0.0, "f1": f1 or 0.0}
-
-
-def run_file(args, stem: str, ext: str) -> Path:
-    """A run's own file in the cache (``best-detector.pt``, ``train_log-detector-small.json``, …): each output
-    model, and each ablation, keeps its checkpoints, logs and measurements apart."""
-    return CACHE / f"{stem}-{args.ablation or args.out.stem}.{ext}"
 
 
 def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor,
@@ -476,15 +131,11 @@ def pruned_from(teacher: torch.nn.Module, student: torch.nn.Module) -> dict:
 
 def train(args) -> None:
     audio, clips = load_cache(args.data)
-    if not (CACHE / "espeak.npz").exists():
-        build_espeak_bank(CACHE)
-    espeak = np.load(CACHE / "espeak.npz")
-    babble = Pool.from_arrays(espeak["audio"], espeak["lengths"])
     pools = {}
     for split in ("train", "val"):
         pools[split, "cry"] = Pool(audio, [c for c in clips if c["split"] == split and c["label"] == "cry"], cry=True)
     laughs = {"chopped": Generated(partial(chopped_cry, cries=pools["train", "cry"])), "voiced": Generated(voiced_bursts)}
-    extra = (babble, *(laughs[k] for k in args.laugh_negatives))
+    extra = (babble(), *(laughs[k] for k in args.laugh_negatives))
     for split in ("train", "val"):
         pools[split, "notcry"] = Negatives(audio, [c for c in clips if c["split"] == split and c["label"] == "notcry"],
                                            extra=extra if split == "train" else ())
@@ -582,15 +233,14 @@ def held_out_streams(audio: np.ndarray, clips: list[dict]) -> tuple[list, list]:
     return negatives, cries
 
 
-def evaluate(model: Path, threads: int, val_windows: int) -> dict:
+def evaluate(model: Path, data: Path, threads: int, val_windows: int) -> dict:
     """Window metrics on validation set B, then the daemon's pipeline on held-out clips in a quiet room (at the
     medium preset)."""
     from monitor.config import Config
     from monitor.core.pipeline import Pipeline
     from monitor.inference.detect import CryDetector
 
-    audio = np.load(CACHE / "audio.npy", mmap_mode="r")
-    clips = json.loads((CACHE / "clips.json").read_text())
+    audio, clips = load_cache(data)
     config = Config()
     config = dataclasses.replace(config, classifier=dataclasses.replace(config.classifier, enabled=False))
     detector = CryDetector(dataclasses.replace(config.detector, model=model))
@@ -638,7 +288,7 @@ def evaluate(model: Path, threads: int, val_windows: int) -> dict:
 
 def write_card(metrics: dict, args, sweep: SweepReport, ablation_results: dict[str, dict]) -> None:
     log = json.loads(run_file(args, "train_log", "json").read_text())
-    cache_clips = json.loads((CACHE / "clips.json").read_text())
+    cache_clips = load_cache(args.data)[1]
     by_category = {}
     for c in cache_clips:
         row = by_category.setdefault(c["category"], {"train": [0, 0.0], "val": [0, 0.0]})
@@ -697,8 +347,6 @@ def write_card(metrics: dict, args, sweep: SweepReport, ablation_results: dict[s
         missed="\n".join(f"- {m}" for m in cries["missed"]) or "- none", ablation_note=ablation_note, sweep=sweep)
     args.out.with_suffix(".md").write_text(text)
 
-
-ABLATIONS = CACHE / "ablations"
 
 PARENT = """
 Its parent, issue 9's window-form detector (4c0674269b8d, commit af0651e, whose card holds the measurement), at
@@ -761,7 +409,8 @@ def main(argv=None) -> None:
         stored = run_file(args, "metrics", "json")
         metrics = json.loads(stored.read_text()) if stored.exists() else {}
         if (metrics.get("model"), metrics.get("presets")) != (sha256_of(args.out)[:12], preset_key(args.out)):
-            metrics = evaluate(args.out, args.threads, args.val_windows)  # else: measured already, as it is now
+            # new weights or presets (else it was measured already, as it is now)
+            metrics = evaluate(args.out, args.data, args.threads, args.val_windows)
             metrics["presets"] = preset_key(args.out)
             stored.write_text(json.dumps(metrics, indent=1))
         write_card(metrics, args, sweep, ablations(args, metrics))
@@ -788,7 +437,8 @@ def ablations(args, metrics: dict) -> dict[str, dict]:
             measured = folder / f"metrics-at-{shipped.sha256[:12]}.json"
             if not measured.exists():
                 write_operating_point(folder, "detector.pt", shipped.operating_point, shipped.hop_seconds)
-                measured.write_text(json.dumps(evaluate(folder / "detector.pt", args.threads, args.val_windows)))
+                measured.write_text(json.dumps(evaluate(folder / "detector.pt", args.data, args.threads,
+                                                        args.val_windows)))
             laughs = json.loads((folder / "laugh_negatives.json").read_text())
             rows[" + ".join(laughs) or "none (real adult laughs only)"] = json.loads(measured.read_text())
     return rows

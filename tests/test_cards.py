@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monitor.training import detector, material
+from monitor.training import detector_card, material
 from monitor.training.cards import render
 from monitor.training.operating_point import SweepReport
 
@@ -93,11 +93,11 @@ def test_detector_card(golden, tmp_path, monkeypatch):
     (cache / "clips.json").write_text(json.dumps(CLIPS))
     (cache / f"train_log-{Path(name).stem}.json").write_text(json.dumps(log))
     monkeypatch.setattr(material, "CACHE", cache)
-    monkeypatch.setattr(detector, "MODELS_DIR", models)
+    monkeypatch.setattr(detector_card, "MODELS_DIR", models)
     args = argparse.Namespace(out=models / name, data=tmp_path / "data", ablation=None, mine_every=150, mine_keep=128,
                               mine_candidates=1024)
     metrics = next(iter(ablations.values()))
-    detector.write_card(metrics, args, SWEEP, ablations)
+    detector_card.write_card(metrics, args, SWEEP, ablations)
     assert (models / name).with_suffix(".md").read_text() == (GOLDEN / golden).read_text()
 
 

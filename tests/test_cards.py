@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from monitor.core.home_sounds import HoldRules
 from monitor.training import detector_card, material
 from monitor.training.cards import render
 from monitor.training.operating_point import SweepReport
@@ -122,3 +123,17 @@ SOUNDSCAPES = {"model": "detector-small.pt", "model_id": "4c0674269b8d", "baseli
 def test_operating_point_and_soundscape_cards():
     assert render("operating-point.md", **SWEEP_CARD) == (GOLDEN / "detector-small-operating-point.md").read_text()
     assert render("soundscapes.md", **SOUNDSCAPES) == (GOLDEN / "detector-small-soundscapes.md").read_text()
+
+
+NOT_A_CRY = {"model": "detector-yamnet-lwf-int8.onnx", "sha": "abababababab", "hop": 0.24, "on": "no",
+             "rules": HoldRules(0.1234, 0.97, 6.5), "homes": 2, "minutes": 40.0, "residents": 3, "sources": 12,
+             "why": {"nearest_cry_to_alarm": 0.2468, "cry_windows": 321, "false_alarms": 45, "alarm_peak_max": 0.965,
+                     "alarm_duration_max_s": 6.2},
+             "header": "| marks | false alarms per hour | cries lost |\n|---|---|---|",
+             "category_header": "| category | false alarms per hour | cries lost |\n|---|---|---|",
+             "lines": "| 1 | 3.1 → 2.0 | 0 |\n| 3 | 3.1 → 0.5 | 0 |", "by_category": "| animal | 2.0 → 0.1 | 0 |",
+             "home_list": "- home-1 (cat, tv)\n- home-2 (dog)", "worst": "| medium | 12 | 57/66 | 55/66 |"}
+
+
+def test_not_a_cry_study_card():
+    assert render("not-a-cry-study.md", **NOT_A_CRY) == (GOLDEN / "not-a-cry-study.md").read_text()

@@ -54,6 +54,7 @@ from monitor.inference.detect import CryDetector
 from monitor.offline.data import category, read_clips, split_groups
 from monitor.offline.evaluation import read_annotations
 from monitor.training import nursery_soundscapes as nursery
+from monitor.training.cards import render
 from monitor.training.soundscapes import (SR, Track, active_db, at_db, coloured_noise, excerpt, faded, room, trim)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -452,50 +453,12 @@ def write_card(args, detector: CryDetector, pool: list[Source], sources: list[So
     write_not_a_cry(args.model.parent, args.model.name, dataclasses.asdict(rules), on)
     worst_lines = [f"| {name} | {marks} | {without} | {with_marks} |" for name, (marks, without, with_marks)
                    in worst.items()]
-    card = f"""# "Not a cry": the study behind its rules
-
-Written by `python tools/not_a_cry_study.py` (the method is in its docstring) for `{args.model.name}`
-(`{detector.entry.sha256[:12]}`), at its medium preset, windows every {HOP_S} s.
-
-**On by default: {"yes" if on else "no"}.** The rule: no cry lost on validation, and the repeated sources' false
-alarms cut at least 5× after 3 marks.
-
-## The rules (in the manifest entry's `not_a_cry`)
-| rule | value | from the calibration data (homes of seed 1 and the nursery calibration set) |
-|---|---|---|
-| `max_distance` (cosine) | {rules.max_distance} | half the smallest distance from a cry's confirming windows to any false alarm: {why["nearest_cry_to_alarm"]} ({why["cry_windows"]} cry windows, {why["false_alarms"]} false alarms) |
-| `never_above` (score) | {rules.never_above} | above the highest window score of any false alarm: {why["alarm_peak_max"]} |
-| `announce_after_s` | {rules.announce_after_s} | past the longest false alarm: {why["alarm_duration_max_s"]} s |
-
-## Report homes (seed 2): {len(homes)} homes × {args.minutes:g} min
-{len(pool)} of {len(sources)} held-out sources reach the medium threshold on their own and can be residents.
-Marks are per source: the parent marks a source's first *k* announced false alarms. "Repeats" are a source's
-false alarms after its *k*-th; "before" is the same home with the feature off.
-
-{HEADER}
-{chr(10).join(lines)}
-
-Per category, 3 marks, only that category's sources marked and counted:
-
-{HEADER.replace("| marks", "| category")}
-{chr(10).join(by_category)}
-
-The homes:
-{chr(10).join(f"- {h.name}" for h in homes)}
-
-## The worst a parent can do: every false alarm marked (nursery report set, seed 23)
-Every false alarm the set raises at the preset is stored beforehand; then the whole set is replayed.
-
-| preset | marks | cries found without | cries found with |
-|---|---|---|---|
-{chr(10).join(worst_lines)}
-
-## What this does not show
-The residents' recurrences are one recording varied (pitch, tempo, level, place) or other clips of one voice pack:
-more alike than a real cat's meows, so real homes will see less suppression than this. The cries are 20 held-out
-babies' wideband uploads; a cry that sounds like a marked sound to this detector is what `never_above`,
-`announce_after_s` and the change-of-sound check are for, and what the worst case measures.
-"""
+    card = render(
+        "not-a-cry-study.md", model=args.model.name, sha=detector.entry.sha256[:12], hop=HOP_S,
+        on="yes" if on else "no", rules=rules, why=why, homes=len(homes), minutes=args.minutes, residents=len(pool),
+        sources=len(sources), header=HEADER, lines="\n".join(lines),
+        category_header=HEADER.replace("| marks", "| category"), by_category="\n".join(by_category),
+        home_list="\n".join(f"- {h.name}" for h in homes), worst="\n".join(worst_lines))
     args.out.write_text(card)
     print(f"wrote {args.out}")
     return 0

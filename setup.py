@@ -15,6 +15,6 @@ SHIPPED_MODELS = ["manifest.json", "detector-yamnet-lwf-int8.onnx", "classifier.
 setup(
     packages=[*find_packages(include=["monitor", "monitor.*"]), "monitor._models"],
     package_dir={"monitor._models": "models"},
-    package_data={"monitor._models": SHIPPED_MODELS},
+    package_data={"monitor._models": SHIPPED_MODELS, "monitor.training.cards": ["*.md"]},  # and the cards' templates
     exclude_package_data={"monitor._models": ["*.pt", "*.md"]},
 )

@@ -16,7 +16,7 @@ import paho.mqtt.client as mqtt
 import pytest
 import soundfile as sf
 
-from monitor.offline.data import read_manifest, split_groups
+from monitor.offline.data import read_clips, split_groups
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -135,7 +135,7 @@ def subscriber_factory():
 @pytest.fixture(scope="session")
 def val_clips():
     """Manifest clips from the held-out validation groups (never used for training the shipped detector)."""
-    clips = read_manifest(DATA)
+    clips = read_clips(DATA)
     split = split_groups(clips)
     return [c for c in clips if split[c.group] == "val"]
 

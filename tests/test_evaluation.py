@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from conftest import DATA
-from monitor.offline.data import read_manifest, split_groups
+from monitor.offline.data import read_clips, split_groups
 from monitor.offline.evaluate_cli import main
 from monitor.offline.evaluation import (
     Annotation,
@@ -166,7 +166,7 @@ def soundscapes():
 
 
 def test_soundscapes_use_held_out_groups_only(soundscapes):
-    clips = read_manifest(DATA)
+    clips = read_clips(DATA)
     split = split_groups(clips)
     roles = soundscapes.select_clips(clips)
     assert all(roles.values()), {role: len(chosen) for role, chosen in roles.items()}
@@ -185,7 +185,7 @@ def test_trim_cuts_near_silence_to_the_frame(soundscapes):
 @pytest.fixture(scope="module")
 def small_materials(soundscapes):
     """A few held-out clips of each kind, no espeak speech: enough to build short recordings quickly."""
-    roles = soundscapes.select_clips(read_manifest(DATA))
+    roles = soundscapes.select_clips(read_clips(DATA))
     load = soundscapes.read_file
     return soundscapes.Materials(cries=[soundscapes.trim(load(c.path)) for c in roles["cries"][:4]],
                                  digits=[load(c.path) for c in roles["digits"][:20]], voices=[],

@@ -5,7 +5,7 @@ import numpy as np
 import soundfile as sf
 
 from conftest import DATA
-from monitor.offline.data import read_manifest, split_groups
+from monitor.offline.data import read_clips, split_groups
 from monitor.training.nursery_soundscapes import SR, nursery_room, wideband_cries
 
 
@@ -28,7 +28,7 @@ def test_rooms_are_nurseries_and_reverberate_as_drawn():
 
 
 def test_wideband_cries_are_held_out_16k_uploads_with_a_cleaned_twin():
-    clips = read_manifest(DATA)
+    clips = read_clips(DATA)
     split = split_groups(clips)
     held_out, training = wideband_cries(clips), wideband_cries(clips, split="train")
     assert len(held_out) >= 15 and len(training) >= 100

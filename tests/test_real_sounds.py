@@ -16,8 +16,8 @@ from monitor.audio.files import read_file
 from monitor.config import Config, OperatingPoint, override
 from monitor.core.pipeline import Pipeline
 from monitor.inference.detect import CryDetector
-from monitor.inference.weights import read_manifest as read_models
-from monitor.offline.data import category, read_manifest, split_groups
+from monitor.inference.weights import read_manifest
+from monitor.offline.data import category, read_clips, split_groups
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def detector():
 
 @pytest.fixture(scope="module")
 def split():
-    clips = read_manifest(DATA)
+    clips = read_clips(DATA)
     return clips, split_groups(clips)
 
 
@@ -89,7 +89,7 @@ def test_held_out_cry_at_the_same_levels_fires(split, detector, prefix, level):
 
 
 def test_the_operating_point_comes_from_the_model_manifest(tmp_path, detector):
-    calibrated = read_models(ROOT / "models")[Config().detector.model.name]
+    calibrated = read_manifest(ROOT / "models")[Config().detector.model.name]
     shipped = calibrated.operating_point
     assert Pipeline(Config(), detector).hop == round(calibrated.hop_seconds * 16000)  # N of M counts windows of this hop
     for sensitivity, point in shipped.items():
@@ -135,9 +135,9 @@ def test_real_validation_uses_held_out_groups_of_every_category(real_soundscapes
 
 @pytest.fixture(scope="module")
 def trainer():
-    from monitor.training import detector
+    from monitor.training import negatives
 
-    return detector
+    return negatives
 
 
 def test_laugh_like_negatives_are_short_bursts_at_laugh_rate(trainer):

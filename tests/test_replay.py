@@ -14,7 +14,7 @@ from monitor.audio.files import read_file
 from monitor.cli import main
 from monitor.config import Config
 from monitor.inference.detect import CryDetector
-from monitor.inference.weights import read_manifest as read_models
+from monitor.inference.weights import read_manifest
 from monitor.offline.replay import Collector, replay_file
 
 
@@ -95,7 +95,7 @@ def test_cli_replay_writes_events_and_scores_and_survives_a_bad_file(cry_then_qu
     samples, window, hop = sf.info(cry_then_quiet).frames, detector.window_samples, 0.24 * 16000
     assert len(rows) == int((samples - window) // hop) + 1  # a window every hop once the first one is complete
     assert float(rows[0]["t"]) == round(window / 16000, 3) and all(0.0 <= float(r["score"]) <= 1.0 for r in rows)
-    medium = read_models(ROOT / "models")[Config().detector.model.name].operating_point["medium"]
+    medium = read_manifest(ROOT / "models")[Config().detector.model.name].operating_point["medium"]
     assert max(float(r["score"]) for r in rows) >= medium.start_threshold
 
 

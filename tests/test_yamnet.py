@@ -7,7 +7,7 @@ import torch
 
 from conftest import DATA
 from monitor.audio.files import read_file
-from monitor.offline.data import read_manifest
+from monitor.offline.data import read_clips
 from monitor.inference.models.yamnet import CRY_CLASS, PATCH_SAMPLES, Yamnet, YamnetCry
 from monitor.inference.weights import MODELS_DIR, load_model
 from monitor.training.nursery_soundscapes import wideband_cries
@@ -74,7 +74,7 @@ def test_shipped_yamnet_detector_is_the_file_s_weights():
 
 def test_yamnet_hears_a_held_out_wideband_cry_and_not_a_quiet_room():
     model, _ = load_model(MODELS_DIR / "detector-yamnet.pt")
-    cry = read_file(wideband_cries(read_manifest(DATA))[0].path)
+    cry = read_file(wideband_cries(read_clips(DATA))[0].path)
     windows = np.stack([cry[i : i + PATCH_SAMPLES] for i in range(0, cry.size - PATCH_SAMPLES, 8000)])
     quiet = np.random.default_rng(0).standard_normal((1, PATCH_SAMPLES)).astype(np.float32) * 1e-4
     with torch.no_grad():

@@ -34,7 +34,9 @@ class Clip:
     age: str = ""
 
 
-def read_manifest(data_dir: Path) -> list[Clip]:
+def read_clips(data_dir: Path) -> list[Clip]:
+    """Every clip listed in ``data_dir/manifest.csv`` (the models' own manifest is
+    :func:`monitor.inference.weights.read_manifest`)."""
     with open(data_dir / "manifest.csv", newline="") as handle:
         return [
             Clip(data_dir / row["path"], row["label"], row["reason"], row["group"], row["source"],

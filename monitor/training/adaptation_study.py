@@ -60,9 +60,8 @@ from monitor.core.baby import metadata_vector
 from monitor.core.events import PARENT_REASONS
 from monitor.inference.classify import prepare
 from monitor.inference.features import logmel
-from monitor.inference.weights import MODELS_DIR, sha256_of
-from monitor.inference.weights import read_manifest as read_model_manifest
-from monitor.offline.data import read_manifest
+from monitor.inference.weights import MODELS_DIR, read_manifest, sha256_of
+from monitor.offline.data import read_clips
 from monitor.training import classifier as T
 
 PREDICTORS = ("population", "majority", "adapted", "prior")
@@ -84,7 +83,7 @@ def upload_time(path: Path) -> float:
 def study_babies(data_dir: Path) -> dict[str, list]:
     """Group → that baby's raw uploads in upload order, for the babies with at least two different tags."""
     by_group: dict[str, list] = defaultdict(list)
-    for clip in read_manifest(data_dir):
+    for clip in read_clips(data_dir):
         if clip.source == "donateacry-raw":
             by_group[clip.group].append(clip)
     return {g: sorted(clips, key=lambda c: (upload_time(c.path), c.path.name)) for g, clips in sorted(by_group.items())
@@ -93,7 +92,7 @@ def study_babies(data_dir: Path) -> dict[str, list]:
 
 def shipped_arch() -> str:
     """The architecture of models/classifier.pt: the one whose fold models the card's study uses."""
-    return read_model_manifest(MODELS_DIR)["classifier.pt"].kwargs["backbone"]
+    return read_manifest(MODELS_DIR)["classifier.pt"].kwargs["backbone"]
 
 
 def fold_paths(arch: str) -> list[Path]:

@@ -42,7 +42,7 @@ from monitor.inference.classify import MAX_FRAMES, prepare, trim_silence
 from monitor.inference.models import count_macs, count_params
 from monitor.inference.models.logmel import LogMel
 from monitor.inference.models.reason import ReasonNet
-from monitor.offline.data import read_manifest, split_groups
+from monitor.offline.data import read_clips, split_groups
 from monitor.offline.evaluation import f1
 
 CACHE = ROOT / "cache" / "classifier"
@@ -84,7 +84,7 @@ def new_model(arch: str) -> ReasonNet:
 def build_cache(data_dir: Path) -> dict:
     """Log-mel of every cleaned cry (trimmed) and a bank of training-split noise log-mel, saved to CACHE."""
     logmel = LogMel()
-    clips = read_manifest(data_dir)
+    clips = read_clips(data_dir)
     split = split_groups(clips)
     cries = [c for c in clips if c.source == "donateacry-cleaned"]
     items = []

@@ -47,7 +47,9 @@ ROOT = Path(__file__).resolve().parents[2]
 from monitor.audio.files import read_file
 from monitor.inference.models.streaming_cnn10 import FrameStep
 from monitor.inference.onnx_runtime import LEAD, STEP, STEP_SAMPLES, WARM_STEPS, OnnxStream, load_session
-from monitor.inference.weights import MANIFEST, MODELS_DIR, load_model, sha256_of
+from monitor.inference.weights import MANIFEST, MODELS_DIR, load_model, read_manifest, sha256_of
+from monitor.offline.data import category, read_clips, split_groups
+from monitor.training.cards import render
 
 CHECK = ROOT.parent / "shared/data/notcry/music/asterisk-moh/manolo_camp-morning_coffee.flac"
 TOLERANCE = 1e-4
@@ -166,10 +168,9 @@ def classifier_difference(model: torch.nn.Module, onnx_path: Path, data: Path) -
     from monitor.core.baby import metadata_vector
     from monitor.inference.classify import prepare
     from monitor.inference.features import logmel
-    from monitor.offline.data import read_manifest
 
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    cries = sorted((c for c in read_manifest(data) if c.source == "donateacry-cleaned"), key=lambda c: c.path)
+    cries = sorted((c for c in read_clips(data) if c.source == "donateacry-cleaned"), key=lambda c: c.path)
     worst = 0.0
     for clip in cries[:: max(1, len(cries) // CLASSIFIER_CHECK_CRIES)][:CLASSIFIER_CHECK_CRIES]:
         x = prepare(logmel(read_file(clip.path)))[None]
@@ -260,47 +261,11 @@ def main(argv: list[str] | None = None) -> int:
         # report set against 0.785 and 4.15 at the source's 0.24 s
         sweep = sweep_operating_point.main(["--model", str(quantized), "--compare", str(args.model),
                                             "--hop", str(entry.hop_seconds)])
-        quantized.with_suffix(".md").write_text(INT8_CARD.format(
-            file=quantized.name, sha=sha256_of(quantized), source=args.model.name, source_sha=entry.sha256,
-            mb=quantized.stat().st_size / 1e6, fp32_mb=out.stat().st_size / 1e6, error=error,
-            check=args.check.name, sweep=sweep))
+        quantized.with_suffix(".md").write_text(render(
+            "detector-int8.md", file=quantized.name, sha=sha256_of(quantized), source=args.model.name,
+            source_sha=entry.sha256, mb=quantized.stat().st_size / 1e6, fp32_mb=out.stat().st_size / 1e6,
+            error=error, check=args.check.name, sweep=sweep))
     return 0
-
-
-INT8_CARD = """# Cry detector, int8 (models/{file})
-
-The shipped detector (`models/{source}`, sha256 `{source_sha}`) exported to ONNX and quantized to int8 by ONNX
-Runtime's static quantization: QDQ, int8 weights per output channel with 7-bit range (full-range weights
-saturate ONNX Runtime's kernels on x86 CPUs without VNNI: see `monitor/training/export_onnx.py`), uint8
-activations, the convolutions only (the log-mel stays fp32). {mb:.1f} MB ({fp32_mb:.1f} MB in fp32). sha256 `{sha}` (in `models/manifest.json`
-with the detector it came from, its own presets and hop). Runs in ONNX Runtime with numpy, without torch:
-`detector.model: models/{file}`.
-
-**Reproduce with one command:** `python tools/export_onnx.py --int8` (exports, quantizes, calibrates the presets
-with `tools/sweep_operating_point.py` on the real held-out soundscapes, measures them and writes this card).
-
-Calibration of the quantizer: about 6 s of each of up to 12 *training* clips of every category (cries, speech,
-vocal sounds, music, animals, household, noise), streamed through the fp32 graph; every third step's inputs.
-Largest probability difference from the fp32 model on {check} (30 s of music): {error:.3f}.
-
-## On the real held-out recordings, beside the fp32 detector, each at its own medium preset and hop
-
-{sweep.side_by_side}
-
-{sweep.goals}
-
-## Its presets (calibrated on the seed-12 set, measured on the report set)
-
-Calibrated at the hop of the detector it came from: an export is the same model. A first export of this graph
-let the sweep choose between 0.08 and 0.24 s as well; 0.08 s won on the calibration set by a hair and measured
-F1 0.772 and 4.53 false alarms per hour on the report set, against 0.785 and 4.15 at 0.24 s.
-
-{sweep.choices}
-
-{sweep.report}
-
-{sweep.categories}
-"""
 
 
 def record(export: Path, arch: str, source: Path, entry, presets: bool, **kwargs) -> None:
@@ -327,8 +292,6 @@ EXPORTS_LINE = "ONNX exports of this file"
 def exports_line(source: Path) -> str:
     """The model card's line naming the current exports of ``source`` with their sha256 (the card writers put it
     in; :func:`refresh_card_exports` keeps it current when an export is made after the card)."""
-    from monitor.inference.weights import read_manifest
-
     entries = read_manifest(source.parent)
     current = [f"`models/{name}` (sha256 `{e.sha256}`)" for name, e in entries.items()
                if e.kwargs.get("exported_from") == source.name
@@ -348,9 +311,7 @@ def refresh_card_exports(source: Path) -> None:
 def calibration_audio(data: Path, per_category: int = 12, seconds: float = 6.0, seed: int = 0) -> np.ndarray:
     """Real training-split audio for the quantizer: up to ``per_category`` clips of every category (cries and
     each kind of non-cry), ``seconds`` each, end to end with 0.5 s of a quiet room between them."""
-    from monitor.offline.data import category, read_manifest, split_groups
-
-    clips = read_manifest(data)
+    clips = read_clips(data)
     split = split_groups(clips)
     rng = np.random.default_rng(seed)
     by_category: dict[str, list] = {}

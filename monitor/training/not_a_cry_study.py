@@ -47,15 +47,16 @@ from pathlib import Path
 import numpy as np
 
 from monitor import SAMPLE_RATE
-from monitor.config import DetectorConfig, EventsConfig, effective_events, load_config
+from monitor.config import EventsConfig, effective_events, load_config
 from monitor.core.events import CryStateMachine
-from monitor.core.home_sounds import HoldBack, HoldRules, HomeSounds
+from monitor.core.home_sounds import HoldBack, HoldRules, HomeSounds, normalised
 from monitor.core.levels import level_dbfs
 from monitor.inference.detect import CryDetector
-from monitor.offline.data import category, read_manifest, split_groups
+from monitor.offline.data import category, read_clips, split_groups
 from monitor.offline.evaluation import read_annotations
 from monitor.training import nursery_soundscapes as nursery
-from monitor.training.soundscapes import (SR, Track, active_db, at_db, coloured_noise, excerpt, faded, room, trim)
+from monitor.training.cards import render
+from monitor.training.soundscapes import SR, active_db, at_db, coloured_noise, excerpt, faded, room, trim
 
 ROOT = Path(__file__).resolve().parents[2]
 OCCURRENCES = 30  # each resident's sounds per home: one every 80 s in a 40-minute home
@@ -88,7 +89,7 @@ class Scored:
 
 # --------------------------------------------------------------------------------------------- the material
 def held_out_sources(data_dir: Path) -> list[Source]:
-    clips = read_manifest(data_dir)
+    clips = read_clips(data_dir)
     side = split_groups(clips)
     groups: dict[tuple[str, str], list] = defaultdict(list)
     for clip in sorted(clips, key=lambda c: str(c.path)):
@@ -321,6 +322,28 @@ def cry_embeddings(recordings: list[Scored], events: EventsConfig) -> np.ndarray
     return np.array(out)
 
 
+def distances(recordings: list[Scored], presets: dict[str, EventsConfig]) -> dict[str, str]:
+    """Why a distance cannot be both safe and useful, or can: the median and 5th percentile of the distance from
+    each false alarm to the nearest cry window, and of the distances between false alarms of one source."""
+    to_cry, same = [], []
+    for events in presets.values():
+        alarms = [(d.source, normalised(d.embedding)) for _, d in false_alarms(recordings, events)
+                  if d.embedding is not None]
+        cries = cry_embeddings(recordings, events)
+        if len(cries):
+            to_cry += [float(np.min(1.0 - cries @ e)) for _, e in alarms]
+        same += [float(1.0 - a @ b) for i, (s, a) in enumerate(alarms) for t, b in alarms[i + 1 :]
+                 if s == t and s != "none"]
+
+    def summary(values: list[float]) -> str:
+        if not values:
+            return "none measured"
+        p5, p50 = np.quantile(values, [0.05, 0.5])
+        return f"median {p50:.3f}, 5th percentile {p5:.3f} ({len(values)})"
+
+    return {"alarm_to_nearest_cry": summary(to_cry), "same_source_alarms": summary(same)}
+
+
 DISTANCES = (0.3, 0.2, 0.15, 0.12, 0.1, 0.08, 0.06, 0.05, 0.04, 0.03, 0.02, 0.01)
 
 
@@ -342,7 +365,8 @@ def choose_rules(recordings: list[Scored], presets: dict[str, EventsConfig]) -> 
             break
     else:
         rules = HoldRules(0.0, round(never_above, 4), announce_after_s)
-    return rules, {"false_alarms": len(alarms), "alarm_peak_max": round(max(peaks, default=0.0), 4),
+    return rules, {**distances(recordings, presets), "false_alarms": len(alarms),
+                   "alarm_peak_max": round(max(peaks, default=0.0), 4),
                    "alarm_duration_max_s": round(max(durations, default=0.0), 2),
                    "cries_found_with_every_alarm_marked": tried}
 
@@ -479,45 +503,11 @@ def write_card(args, detector: CryDetector, pool: list[Source], sources: list[So
                           f"\n\nPer category, 3 marks, only that category's sources marked and counted:\n\n"
                           f"{HEADER.replace('| marks', '| preset, category')}\n" + "\n".join(by_category[name])
                           for name in lines)
-    card = f"""# "Not a cry": the study behind its rules
-
-Written by `python tools/not_a_cry_study.py` (the method is in its docstring) for `{args.model.name}`
-(`{detector.entry.sha256[:12]}`), windows every {HOP_S} s.
-
-**On by default: {"yes" if on else "no"}.** The rule: no cry lost on validation, and the repeated sources' false
-alarms cut at least 5× after 3 marks, at the medium and the high preset.
-
-## The rules (in the manifest entry's `not_a_cry`)
-| rule | value | from the calibration data (homes of seed 1 and the nursery calibration set) |
-|---|---|---|
-| `max_distance` (cosine) | {rules.max_distance} | the largest tried at which no calibration cry is lost with every calibration false alarm marked beforehand (cries found with / without, per distance tried: {tried}) |
-| `never_above` (score) | {rules.never_above} | above the highest window score of any of the {why["false_alarms"]} false alarms: {why["alarm_peak_max"]} |
-| `announce_after_s` | {rules.announce_after_s} | past the longest of them: {why["alarm_duration_max_s"]} s |
-
-## Report homes (seed 2): {len(homes)} homes × {args.minutes:g} min
-{len(pool)} of {len(sources)} held-out sources reach the medium threshold on their own and can be residents.
-Marks are per source: the parent marks a source's first *k* announced false alarms. "Repeats" are a source's
-false alarms after its *k*-th; "before" is the same home with the feature off.
-
-{tables}
-
-The homes:
-{chr(10).join(f"- {h.name}" for h in homes)}
-
-## The worst a parent can do: every false alarm marked (report homes and nursery report set, seed 23)
-Every false alarm the sets raise at the preset is stored beforehand; then they are replayed.
-
-| preset | marks | cries found without | cries found with |
-|---|---|---|---|
-{chr(10).join(worst_lines)}
-
-## What this does not show
-The residents' recurrences are one recording varied (pitch, tempo, level, place) or other clips of one voice pack or
-excerpts of one track: sometimes more alike than a real cat's meows, sometimes less (two excerpts of one song are
-different sounds). The cries are 20 held-out babies' wideband uploads; a cry that sounds like a marked sound to this
-detector is what `never_above`, `announce_after_s` and the change-of-sound check are for, and what the worst case
-measures.
-"""
+    card = render(
+        "not-a-cry-study.md", model=args.model.name, sha=detector.entry.sha256[:12], hop=HOP_S,
+        on="yes" if on else "no", rules=rules, why=why, tried=tried, homes=len(homes), minutes=args.minutes,
+        residents=len(pool), sources=len(sources), tables=tables, home_list="\n".join(f"- {h.name}" for h in homes),
+        worst="\n".join(worst_lines))
     args.out.write_text(card)
     print(f"wrote {args.out}")
     return 0

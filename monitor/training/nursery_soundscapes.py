@@ -31,7 +31,7 @@ import numpy as np
 from scipy.signal import fftconvolve
 
 from monitor.audio.files import read_file
-from monitor.offline.data import Clip, read_manifest, split_groups
+from monitor.offline.data import Clip, read_clips, split_groups
 from monitor.training import real_soundscapes as real
 from monitor.training.soundscapes import SR, trim
 
@@ -121,7 +121,7 @@ def in_room(m: real.RealMaterials, room: Room, rng: np.random.Generator) -> real
 
 def load_materials(data_dir: Path) -> real.RealMaterials:
     """The real set's held-out negatives with the wideband held-out cries in place of the cleaned ones."""
-    clips = read_manifest(data_dir)
+    clips = read_clips(data_dir)
     base = real.load_materials(data_dir)
     cries = [trim(x) for x in (read_file(c.path) for c in wideband_cries(clips)) if x.size >= SR // 2]
     return dataclasses.replace(base, cries=cries)

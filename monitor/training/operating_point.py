@@ -66,6 +66,7 @@ from monitor.offline.evaluate_cli import report
 from monitor.offline.evaluation import EventCounts, FileResult, evaluate_file, read_annotations
 from monitor.training import real_soundscapes as make_real_soundscapes
 from monitor.training import soundscapes as make_soundscapes
+from monitor.training.cards import render
 
 THRESHOLDS = (0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.98, 0.99)
 N_OF_M = ((1, 1), (2, 2), (2, 3), (3, 3), (3, 4), (4, 5), (5, 6))  # in windows at REFERENCE_HOP
@@ -358,62 +359,13 @@ def main(argv: list[str] | None = None) -> SweepReport:
         medium_cry_free_fa_h=medium.cry_free_fa_h,
     )
     stem = args.model.parent / args.model.stem
-    Path(f"{stem}-operating-point.md").write_text(f"""# Operating point and sensitivity presets (models/{args.model.name} {detector.model_id})
-
-Written by `python tools/sweep_operating_point.py` (rules in its docstring). Calibration: real held-out
-soundscapes, seed 12, {minutes['calibration']:.0f} min; report: real held-out soundscapes, seed 11,
-{minutes['report']:.0f} min (`tools/make_real_soundscapes.py`). End threshold {config.events.end_threshold}, hold
-{config.events.end_hold_seconds} s, cool-down {config.events.cooldown_seconds} s for every row. FA/h = false alarms
-per hour; "white 0 dB" = cries found in the white-noise recording with cries at 0 dB SNR. The chosen points are
-in `models/manifest.json` under this model's `operating_point`.
-
-## Chosen on the calibration set
-
-{parts.choices}
-
-## Measured on the report set (the numbers to quote)
-
-{parts.report}
-
-{parts.categories}
-
-## The hop
-
-The streaming detector costs the same per second of audio at any hop (`tools/bench_detector.py`), so the sweep
-tries hops of {' and '.join(f'{h:g}' for h in hops)} s (N of M scaled to cover the same seconds) and the medium rule
-picks the hop with the preset. Each hop's own medium choice, measured on the report set:
-
-{parts.hops}
-
-## The calibration sweep
-
-{HEADER}
-{chr(10).join(p.row() for p in sweep)}
-""")
-    Path(f"{stem}-soundscapes.md").write_text(f"""# Soundscapes at the default (medium) preset (models/{args.model.name} {detector.model_id})
-
-Written by `python tools/sweep_operating_point.py`; the same tables as `crymonitor evaluate DIR`. min = minutes;
-dets = detections; FA/h = false alarms per hour of cry-free audio; lat50/lat95 = onset → cry_start latency (s);
-AUC/wF1 = window level at the start threshold.
-
-## Real held-out recordings (report set, the headline)
-
-```
-{medium_table}
-```
-
-## Synthetic scenes (secondary: espeak-ng speech, toy melodies, coloured noise; `tools/make_soundscapes.py`)
-
-```
-{synthetic_table}
-```
-
-## The previous detector ({args.baseline}, {old_id}) on the same real report set, at its shipped 0.95, 2 of 2
-
-```
-{old_table}
-```
-""")
+    Path(f"{stem}-operating-point.md").write_text(render(
+        "operating-point.md", model=args.model.name, model_id=detector.model_id, minutes=minutes,
+        events=config.events, parts=parts, hops=" and ".join(f"{h:g}" for h in hops), header=HEADER,
+        sweep="\n".join(p.row() for p in sweep)))
+    Path(f"{stem}-soundscapes.md").write_text(render(
+        "soundscapes.md", model=args.model.name, model_id=detector.model_id, medium_table=medium_table,
+        synthetic_table=synthetic_table, baseline=args.baseline, old_id=old_id, old_table=old_table))
     print(parts.to_json())
     return parts
 

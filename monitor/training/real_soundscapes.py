@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 
 from monitor.audio.files import read_file
-from monitor.offline.data import Clip, category, read_manifest, split_groups
+from monitor.offline.data import Clip, category, read_clips, split_groups
 from monitor.training.soundscapes import (
     SR,
     Recording,
@@ -79,7 +79,7 @@ def select_clips(clips: list[Clip]) -> dict[str, list[Clip]]:
 
 def load_materials(data_dir: Path) -> RealMaterials:
     by_category: dict[str, list[np.ndarray]] = {}
-    for kind, chosen in select_clips(read_manifest(data_dir)).items():
+    for kind, chosen in select_clips(read_clips(data_dir)).items():
         audio = (read_file(c.path) for c in chosen)
         by_category[kind] = [trim(x) for x in audio if x.size >= SR // 10 and np.any(x)]
     return RealMaterials(

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 from monitor.audio.files import read_file
 from monitor.core.levels import frame_db
-from monitor.offline.data import Clip, read_manifest, split_groups
+from monitor.offline.data import Clip, read_clips, split_groups
 from monitor.training.speech import espeak
 
 SR = 16000
@@ -129,7 +129,7 @@ def espeak_sentences(rng: np.random.Generator, count: int) -> list[np.ndarray]:
 
 
 def load_materials(data_dir: Path, rng: np.random.Generator) -> Materials:
-    roles = select_clips(read_manifest(data_dir))
+    roles = select_clips(read_clips(data_dir))
     return Materials(
         cries=[trim(read_file(c.path)) for c in roles["cries"]],
         digits=[trim(read_file(c.path)) for c in roles["digits"]],

@@ -13,10 +13,11 @@ where it was, while the cry output learns our cries as a nursery microphone hear
 
 - **Data** (training groups only, ``split_groups``): Donate-a-cry's cleaned cries and the training babies' wideband
   iOS uploads that have a cleaned twin, mixed at −5…30 dB SNR over every category of real non-cry and the
-  synthetic backgrounds of :mod:`monitor.training.detector` (its ``make_example``: random tilt and low-pass on both
-  classes so bandwidth carries no label; 30 % of cries begin inside the window). Each example is then heard
-  through a simulated nursery (pyroomacoustics, rooms drawn like the validation's but from another seed) with
-  p = 0.8, whole scene, so reverberation carries no label either.
+  synthetic backgrounds of :mod:`monitor.training.negatives`, by the detector's ``make_example``
+  (:mod:`monitor.training.augment`: random tilt and low-pass on both classes so bandwidth carries no label;
+  30 % of cries begin inside the window). Each example is then heard through a simulated nursery
+  (pyroomacoustics, rooms drawn like the validation's but from another seed) with p = 0.8, whole scene, so
+  reverberation carries no label either.
 - **What trains**: layers 7–14 and the dense layer (the 6×4 and 3×2 resolutions, 83 % of the weights). Layers 1–6
   stay as released; their outputs for the fixed example set are computed once and cached in memory, so an epoch
   costs only the top of the network.
@@ -43,8 +44,10 @@ from scipy.signal import fftconvolve
 from monitor import SAMPLE_RATE
 from monitor.inference.models.yamnet import CRY_CLASS, PATCH_SAMPLES, YamnetCry
 from monitor.inference.weights import MODELS_DIR, load_model, write_manifest_entry
-from monitor.offline.data import read_manifest
-from monitor.training.detector import Negatives, Pool, load_cache, make_example
+from monitor.offline.data import read_clips
+from monitor.training.augment import make_example
+from monitor.training.material import Pool, load_cache
+from monitor.training.negatives import Negatives
 from monitor.training.nursery_soundscapes import nursery_room, wideband_cries
 from monitor.audio.files import read_file
 
@@ -69,7 +72,7 @@ def training_material(data: Path, rooms: int) -> Material:
     audio, clips = load_cache(data)
     cleaned = [audio[c["offset"] : c["offset"] + c["length"]] for c in clips
                if c["split"] == "train" and c["label"] == "cry"]
-    wideband = [read_file(c.path) for c in wideband_cries(read_manifest(data), split="train")]
+    wideband = [read_file(c.path) for c in wideband_cries(read_clips(data), split="train")]
     cries = Pool.from_arrays(np.concatenate(cleaned + wideband), np.array([x.size for x in cleaned + wideband]),
                              cry=True)
     negatives = Negatives(audio, [c for c in clips if c["split"] == "train" and c["label"] == "notcry"])

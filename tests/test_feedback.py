@@ -474,3 +474,71 @@ def test_the_daemon_names_the_reason_its_learner_gives_from_the_stored_answers(b
         assert event["probs"]["lonely"] == 1.0 and event["confidence"] == 1.0
     else:
         assert 0.9 <= event["probs"]["lonely"] < 1.0
+
+
+@pytest.fixture
+def cat_thrice(tmp_path, val_clips):
+    """A held-out cat meow (a sound the detector takes for a cry at a sensitive setting) three times, 15 s apart: the
+    first is marked "not a cry", the later ones must be held back. (Whether one meow raises an alarm depends on
+    where the windows fall on it; at this offset all three do when nothing is marked.)"""
+    cat = read_file(next(c for c in val_clips if c.group == "tux-sfx:blackcat").path) * 0.5
+    quiet = (np.random.default_rng(0).standard_normal(15 * 16000) * 1e-3).astype(np.float32)
+    path = tmp_path / "cat_thrice.wav"
+    import soundfile as sf
+
+    sf.write(path, np.concatenate([quiet[:40000], cat, quiet, cat, quiet, cat, quiet[: 8 * 16000]]), 16000,
+             subtype="FLOAT")
+    return path
+
+
+def models_with_rules(folder, max_distance: float):
+    """The shipped default detector beside a manifest whose not-a-cry rules hold the same meow back (the shipped
+    rules come from the study and may hold nothing; this tests the daemon's path, not the rules)."""
+    import shutil
+
+    folder.mkdir()
+    model = "detector-yamnet-lwf-int8.onnx"
+    shutil.copy(MODELS_DIR / model, folder / model)
+    manifest = json.loads((MODELS_DIR / "manifest.json").read_text())
+    manifest[model]["not_a_cry"] = {"max_distance": max_distance, "never_above": 0.999, "announce_after_s": 30.0,
+                                    "on_by_default": True}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder / model
+
+
+def test_the_daemon_holds_back_a_sound_marked_not_a_cry_and_forgets_on_the_button(broker, subscriber_factory,
+                                                                                   cat_thrice, tmp_path):
+    from test_service import publish
+
+    model = models_with_rules(tmp_path / "models", max_distance=0.2)
+    sub = subscriber_factory(broker.port, "crymonitor/nc/#")
+    config = write_config(tmp_path / "c.yaml", broker.port, "nc",
+                          f"detector:\n  model: {model}\n  not_a_cry: auto\n"
+                          "events:\n  start_threshold: 0.9\n  confirm_windows: 2\n  of_windows: 3\n")
+    daemon = DaemonProcess(config, "--input", str(cat_thrice))
+    try:
+        sub.wait_for(lambda m: any(json.loads(p)["type"] == "cry_end" for p in sub.payloads("event")), timeout=40)
+        publish(broker.port, "crymonitor/nc/set/last_cry_reason", b"not a cry")
+        accepted = daemon.wait_log("feedback_accepted")
+        suppressed = daemon.wait_log("detection_suppressed", timeout=40)
+        sub.wait_for(lambda m: any(json.loads(p)["kept"] == 1 and json.loads(p)["suppressed_today"] >= 1
+                                   for p in sub.payloads("not_a_cry")))
+        publish(broker.port, "crymonitor/nc/set/forget_not_a_cry", b"PRESS")
+        forgotten = daemon.wait_log("not_a_cry_forgotten")
+        sub.wait_for(lambda m: any(json.loads(p)["kept"] == 0 and json.loads(p)["suppressed_today"] >= 1
+                                   for p in sub.payloads("not_a_cry")))
+    finally:
+        code, _ = daemon.stop(signal.SIGTERM)
+    assert code == 0, daemon.stderr
+    starts = [json.loads(p) for p in sub.payloads("event") if json.loads(p)["type"] == "cry_start"]
+    assert len(starts) == 1 and accepted["reason"] == NOT_A_CRY and accepted["not_a_cry"] == 1
+    assert 0 <= suppressed["distance"] <= 0.2 and forgotten["count"] == 1
+
+
+def test_discovery_offers_not_a_cry_with_its_button_and_counters_only_when_marks_are_on():
+    cmps = discovery_payload("crymonitor/n", "n", "Nursery", controls=True, feedback=feedback_options(True, True))["cmps"]
+    assert cmps["last_cry_reason"]["options"] == [*PARENT_REASONS, NOT_A_CRY, DONT_KNOW]
+    assert cmps["forget_not_a_cry"]["p"] == "button"
+    assert cmps["forget_not_a_cry"]["command_topic"] == "crymonitor/n/set/forget_not_a_cry"
+    assert {cmps[k]["state_topic"] for k in ("not_a_cry_kept", "suppressed_today")} == {"crymonitor/n/not_a_cry"}
+    assert feedback_options(False, False) == ()

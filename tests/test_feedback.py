@@ -542,3 +542,16 @@ def test_discovery_offers_not_a_cry_with_its_button_and_counters_only_when_marks
     assert cmps["forget_not_a_cry"]["command_topic"] == "crymonitor/n/set/forget_not_a_cry"
     assert {cmps[k]["state_topic"] for k in ("not_a_cry_kept", "suppressed_today")} == {"crymonitor/n/not_a_cry"}
     assert feedback_options(False, False) == ()
+
+
+def test_a_flood_of_not_a_cry_answers_or_button_presses_is_rate_limited(tmp_path):
+    feedback, home = marking(tmp_path)
+    detect(feedback, "cat")
+    with capture_logs() as logs:
+        for _ in range(FLOOD_LIMIT):
+            feedback.answer(b"not a cry")
+        feedback.answer(b"not a cry")
+        feedback.forget_home_sounds(b"PRESS")
+    assert [e["error"] for e in logs if e["event"] == "feedback_rejected"][-1].startswith("more than")
+    assert any(e["event"] == "command_rejected" and "flood" in e["error"] for e in logs)
+    assert len(home_file(tmp_path)["sounds"]) == 1 and len(home.sounds) == 1  # the flood forgot nothing

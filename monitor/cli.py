@@ -66,9 +66,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from monitor.core.schedule import reasons_enabled
     from monitor.core.stats import CryStats
-    from monitor.inference.classify import ReasonClassifier
+    from monitor.inference.classify import make_classifier
     from monitor.inference.detect import make_detector
     from monitor.offline.replay import JsonLines, ScoresCsv, replay_file
     from monitor.service.picture import CryPictureSink
@@ -77,7 +76,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     config = _config(args)
     configure_logging(config.logging)
     detector = make_detector(config.detector)
-    classifier = ReasonClassifier(config.classifier) if reasons_enabled(config) else None
+    classifier = make_classifier(config)
     mqtt, roll_call = replay_device(config, reasons=classifier is not None) if args.publish else (None, None)
     published = [mqtt, StatsSink(CryStats(), mqtt.stats)] if mqtt else []
     if mqtt and config.clips.picture:

@@ -14,13 +14,14 @@ import os
 import stat
 import types
 import typing
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from monitor.core.control import SENSITIVITIES, CommandError, QuietHours  # noqa: F401  SENSITIVITIES: the schema's choices
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 # The shipped models: a wheel carries the ONNX files the defaults need and the manifest inside the package (setup.py
@@ -29,7 +30,6 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 PACKAGED_MODELS = Path(__file__).resolve().parent / "_models"
 MODELS_DIR = PACKAGED_MODELS if (PACKAGED_MODELS / "manifest.json").is_file() else PACKAGE_ROOT / "models"
 PASSWORD_ENV = "CRYMONITOR_MQTT_PASSWORD"
-SENSITIVITIES = ("low", "medium", "high")  # the presets every detector's manifest entry holds; settable over MQTT
 MAX_NAME_BYTES = 128  # base topic, device id, discovery prefix, client id
 INSTANCE_ENV = "CRYMONITOR_INSTANCE"  # set by systemd/crymonitor@.service to the instance (room) name
 ADAPTATIONS = ("prior", "majority", "prototypes", "off")  # classifier.adaptation's learners (besides auto, true, false)
@@ -78,18 +78,6 @@ class DetectorConfig:
     # auto: as the model's study decided (its manifest entry's not_a_cry.on_by_default); on: whenever the model has
     # studied rules; off: the answer is not offered and nothing is held back.
     not_a_cry: str = field(default="auto", metadata=_choices("auto", "on", "off"))
-
-
-LOUDNESS_HOP_SECONDS = 0.25  # detector.kind: loudness, unless detector.hop_seconds is set
-
-
-@dataclass(frozen=True)
-class OperatingPoint:
-    """When a cry starts: ``confirm_windows`` of the last ``of_windows`` scores ≥ ``start_threshold``."""
-
-    start_threshold: float
-    confirm_windows: int
-    of_windows: int
 
 
 @dataclass(frozen=True)
@@ -148,49 +136,6 @@ class ClassifierConfig:
     def at_seconds(self) -> tuple[float, ...]:
         first, refine = self.first_after_seconds, self.refine_after_seconds
         return (first, refine) if refine > first else (first,)
-
-
-def effective_events(events: EventsConfig, sensitivity: str, detector: DetectorConfig | None = None,
-                     presets: Mapping[str, OperatingPoint] | None = None) -> EventsConfig:
-    """The state machine's settings for a sensitivity preset: every field resolved.
-
-    ``presets`` are the model's calibrated operating points (``low``, ``medium``, ``high``; see
-    :class:`monitor.inference.weights.ModelEntry`). The events section's own ``start_threshold`` / ``confirm_windows`` /
-    ``of_windows``, where set, replace the model's ``medium`` (with the first three set, no
-    model preset is needed). The end threshold is lowered to the start threshold if it is above it; end hold and
-    cool-down stay. In loudness mode the scores are 0/1, so a start needs every
-    window over ``loudness_hold_seconds`` to be loud and the presets do not apply (the level itself is the
-    setting).
-
-    Example:
-        >>> model = {"medium": OperatingPoint(0.9, 2, 3), "high": OperatingPoint(0.7, 2, 2)}
-        >>> effective_events(EventsConfig(), "high", presets=model).start_threshold
-        0.7
-        >>> effective_events(EventsConfig(confirm_windows=3), "medium", presets=model).confirm_windows
-        3
-    """
-    if detector is not None and detector.kind == "loudness":
-        windows = max(1, round(detector.loudness_hold_seconds / (detector.hop_seconds or LOUDNESS_HOP_SECONDS)))
-        return dataclasses.replace(events, start_threshold=0.5, end_threshold=0.5, confirm_windows=windows,
-                                   of_windows=windows, sensitivity=sensitivity)
-    point = (presets or {}).get(sensitivity)
-    if sensitivity == "medium":
-        own = {f.name: getattr(events, f.name) for f in dataclasses.fields(OperatingPoint)
-               if getattr(events, f.name) is not None}
-        if point is not None:
-            point = dataclasses.replace(point, **own)
-        elif {"start_threshold", "confirm_windows", "of_windows"} <= own.keys():
-            point = OperatingPoint(**own)
-    if point is None:
-        raise ConfigError(f"the detector model has no calibrated operating point for sensitivity {sensitivity!r} "
-                          "(its entry in models/manifest.json lacks 'operating_point'; run "
-                          "tools/sweep_operating_point.py)")
-    if point.confirm_windows > point.of_windows:
-        raise ConfigError("events.confirm_windows must not exceed events.of_windows")
-    return dataclasses.replace(events, start_threshold=point.start_threshold, confirm_windows=point.confirm_windows,
-                               of_windows=point.of_windows,
-                               end_threshold=min(events.end_threshold, point.start_threshold),
-                               sensitivity=sensitivity)
 
 
 @dataclass(frozen=True)
@@ -289,8 +234,6 @@ class Config:
         if e.start_threshold is not None and e.end_threshold > e.start_threshold:
             raise ConfigError("events.end_threshold must not exceed events.start_threshold (hysteresis)")
         if self.events.quiet_hours is not None and self.events.quiet_hours.strip().upper() != "OFF":
-            from monitor.core.control import CommandError, QuietHours
-
             try:
                 QuietHours.parse(self.events.quiet_hours)
             except CommandError as exc:

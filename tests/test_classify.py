@@ -136,7 +136,7 @@ def test_cuda_asked_for_without_a_gpu_falls_back_to_cpu_with_a_warning(held_out_
 def test_pipeline_hands_over_the_cry_audio_in_time(cry_then_quiet):
     config = Config()
     audio, _ = sf.read(cry_then_quiet, dtype="float32")
-    result = Pipeline(config, CryDetector(config.detector)).feed(audio)
+    result = Pipeline(config, CryDetector(config.detector), reasons=True).feed(audio)
     start = next(e for e in result.events if e.type == "cry_start")
     requests = result.requests
     assert [r.id for r in requests] == [start.id] * len(requests) and len(requests) >= 1
@@ -150,12 +150,16 @@ def test_pipeline_hands_over_the_cry_audio_in_time(cry_then_quiet):
 
 
 def test_loudness_mode_asks_for_no_reasons(cry_then_quiet):
+    from monitor.inference.classify import make_classifier
+
     config = Config()
+    assert make_classifier(config) is not None
     config = dataclasses.replace(config, detector=dataclasses.replace(config.detector, kind="loudness", loudness_dbfs=-60.0))
+    assert make_classifier(config) is None  # a "reason" for a slammed door would be noise
     from monitor.inference.detect import LoudnessDetector
 
     audio, _ = sf.read(cry_then_quiet, dtype="float32")
-    result = Pipeline(config, LoudnessDetector(config.detector)).feed(audio)
+    result = Pipeline(config, LoudnessDetector(config.detector), reasons=False).feed(audio)
     assert any(e.type == "cry_start" for e in result.events) and result.requests == []
 
 

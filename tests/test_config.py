@@ -10,12 +10,11 @@ from monitor.config import (
     ConfigError,
     DetectorConfig,
     EventsConfig,
-    OperatingPoint,
-    effective_events,
     load_config,
     override,
     parse_config,
 )
+from monitor.core.presets import OperatingPoint, effective_events
 from monitor.inference.weights import read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent

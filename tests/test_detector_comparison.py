@@ -1,6 +1,6 @@
 """The preset rules of tools/compare_detectors.py (monitor.training.detector_comparison.choose)."""
 
-from monitor.config import OperatingPoint
+from monitor.core.presets import OperatingPoint
 from monitor.offline.evaluation import EventCounts
 from monitor.training.detector_comparison import choose
 from monitor.training.operating_point import Point

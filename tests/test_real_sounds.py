@@ -13,7 +13,8 @@ import pytest
 
 from conftest import DATA, ROOT
 from monitor.audio.files import read_file
-from monitor.config import Config, OperatingPoint, override
+from monitor.config import Config, override
+from monitor.core.presets import OperatingPoint
 from monitor.core.pipeline import Pipeline
 from monitor.inference.detect import CryDetector
 from monitor.inference.weights import read_manifest

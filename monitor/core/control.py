@@ -27,8 +27,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from monitor.config import SENSITIVITIES
-
+SENSITIVITIES = ("low", "medium", "high")  # the presets every detector's manifest entry holds; settable over MQTT
 CONTROLS = ("enabled", "sensitivity", "quiet_hours")
 MAX_PAYLOAD = 64
 _HH_MM = r"([01]\d|2[0-3]):([0-5]\d)"

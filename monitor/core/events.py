@@ -8,7 +8,7 @@
   is still crying, restarts after a fresh confirmation with no cool-down: a state can never be stuck ON.
 
 Times are the audio clock (seconds since the stream started); the caller maps them to wall-clock time. The
-configuration must be resolved (:func:`monitor.config.effective_events` fills in the model's operating point).
+configuration must be resolved (:func:`monitor.core.presets.effective_events` fills in the model's operating point).
 
 Example:
     >>> from monitor.config import EventsConfig
@@ -98,7 +98,7 @@ def event_payload(event: Event, wall_time: float) -> dict:
 
 def _resolved(config: EventsConfig) -> EventsConfig:
     if None in (config.start_threshold, config.confirm_windows, config.of_windows):
-        raise ValueError("events config without an operating point: resolve it with config.effective_events")
+        raise ValueError("events config without an operating point: resolve it with monitor.core.presets.effective_events")
     return config
 
 

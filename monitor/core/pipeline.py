@@ -30,12 +30,13 @@ from typing import Protocol
 import numpy as np
 
 from monitor import SAMPLE_RATE
-from monitor.config import Config, OperatingPoint, effective_events
+from monitor.config import Config
+from monitor.core.presets import OperatingPoint, effective_events
 from monitor.core.buffer import RingBuffer
 from monitor.core.events import CryEvent, CryStateMachine
 from monitor.core.home_sounds import Hold, HoldBack, HomeSounds
 from monitor.core.levels import level_dbfs
-from monitor.core.schedule import ClassifyRequest, ReasonSchedule, reasons_enabled
+from monitor.core.schedule import ClassifyRequest, ReasonSchedule
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,9 @@ class FeedResult:
 
 
 class Pipeline:
-    def __init__(self, config: Config, scorer: Scorer) -> None:
+    def __init__(self, config: Config, scorer: Scorer, reasons: bool = False) -> None:
+        """``reasons``: a classifier runs (:func:`monitor.inference.classify.make_classifier` decided), so the
+        cries' audio is handed over for it."""
         self.scorer = scorer
         self.hop = round((config.detector.hop_seconds or scorer.hop_seconds) * SAMPLE_RATE)
         self.gate_dbfs = config.detector.gate_dbfs
@@ -79,7 +82,7 @@ class Pipeline:
         self.events = CryStateMachine(effective_events(config.events, config.events.sensitivity, config.detector,
                                                        scorer.presets))
         self.schedule = (ReasonSchedule(config.classifier.at_seconds(), config.classifier.lookback_seconds)
-                         if reasons_enabled(config) else None)
+                         if reasons else None)
         self.holdback = HoldBack(self.events.config.of_windows)
         self.window = scorer.window_samples
         scorer.stream(self.hop)  # a hop the model cannot score fails here, not at the first loud window

@@ -29,12 +29,13 @@ import numpy as np
 import structlog
 
 from monitor import SAMPLE_RATE
-from monitor.config import ClassifierConfig
+from monitor.config import ClassifierConfig, Config
 from monitor.core.adaptation import AnswerPrior, BabyAdaptation, BabyMajority
 from monitor.core.baby import age_band, metadata_vector
 from monitor.core.events import UNCERTAIN, Reason
+from monitor.core.schedule import reasons_enabled
 from monitor.inference.features import logmel
-from monitor.inference.weights import open_model
+from monitor.inference.runtime import open_model
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +77,12 @@ def prepare(frames: np.ndarray, max_frames: int = MAX_FRAMES) -> np.ndarray:
         x = np.tile(x, (-(-MIN_FRAMES // x.shape[0]), 1))[:MIN_FRAMES]
     start = max(0, (x.shape[0] - max_frames) // 2)
     return x[start : start + max_frames]
+
+
+def make_classifier(config: Config) -> ReasonClassifier | None:
+    """The reason classifier, or None where reasons are off (:func:`monitor.core.schedule.reasons_enabled`): the one
+    place that decides, for the daemon, replay and the pipeline they build."""
+    return ReasonClassifier(config.classifier) if reasons_enabled(config) else None
 
 
 class ReasonClassifier:

@@ -22,11 +22,12 @@ from __future__ import annotations
 import numpy as np
 
 from monitor import SAMPLE_RATE
-from monitor.config import LOUDNESS_HOP_SECONDS, ConfigError, DetectorConfig, OperatingPoint
+from monitor.config import ConfigError, DetectorConfig
+from monitor.core.presets import LOUDNESS_HOP_SECONDS, OperatingPoint
 from monitor.core.home_sounds import HoldRules
 from monitor.core.levels import level_dbfs
 from monitor.inference.onnx_runtime import STEP as FRAME  # the streaming CNN10's 80 ms frame, without importing torch
-from monitor.inference.weights import open_model
+from monitor.inference.runtime import open_model
 
 MAX_BATCH = 32  # windows per forward pass of a window-form model
 
@@ -49,7 +50,7 @@ class LoudnessDetector:
         self.model_id = f"loudness@{config.loudness_dbfs:g}dBFS"
         self.embedding_space = None  # a level has no embedding: "not a cry" marks cannot apply
         self.hold_rules = None
-        self.presets: dict[str, OperatingPoint] = {}  # the level is the setting (config.effective_events)
+        self.presets: dict[str, OperatingPoint] = {}  # the level is the setting (monitor.core.presets.effective_events)
 
     def stream(self, hop: int) -> LoudnessStream:
         return LoudnessStream(self.threshold_dbfs, hop)

@@ -1,7 +1,7 @@
 """The ONNX runtime: exported models run by ONNX Runtime with numpy only (no torch), the edge path.
 
 Two kinds of model export (``tools/export_onnx.py``), each with the interface of its torch twin in
-:mod:`monitor.inference.torch_runtime` (:func:`monitor.inference.weights.open_model` picks the runtime by the file's suffix):
+:mod:`monitor.inference.torch_runtime` (:func:`monitor.inference.runtime.open_model` picks the runtime by the file's suffix):
 :class:`Detector` and :class:`ReasonModel` (the reason classifier: a graph
 from a prepared log-mel of any length (and, for a metadata model, the baby's metadata vector) to calibrated
 logits and the embedding the per-baby adaptation learns from; the log-mel itself comes from

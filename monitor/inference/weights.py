@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-from monitor.config import ADAPTATIONS, MODELS_DIR, OperatingPoint  # noqa: F401  MODELS_DIR: where the tools find the models
+from monitor.config import ADAPTATIONS, MODELS_DIR  # noqa: F401  MODELS_DIR: where the tools find the models
+from monitor.core.presets import OperatingPoint
 MANIFEST = "manifest.json"
 
 
@@ -181,21 +182,3 @@ def load_model(path: Path, device: str = "cpu") -> tuple[torch.nn.Module, ModelE
     except Exception as exc:  # torch raises many types for a bad pickle or mismatched keys
         raise ModelFileError(f"{path}: cannot load weights ({exc})") from None
     return model.to(device).eval(), entry
-
-
-def open_model(path: Path, role: str, device: str = "cpu", threads: int = 1):
-    """The model at ``path`` in the runtime its file names, as a ``role`` (``detector`` or ``classifier``): a
-    ``.onnx`` export in ONNX Runtime (:mod:`monitor.inference.onnx_runtime`), anything else in torch
-    (:mod:`monitor.inference.torch_runtime`). A runtime that is not installed is a one-line error naming its extra."""
-    path = Path(path)
-    if path.suffix == ".onnx":
-        from monitor.inference import onnx_runtime as runtime
-    else:
-        verified_entry(path, "the model card names the tool that makes it")  # before the seconds torch takes
-        try:
-            from monitor.inference import torch_runtime as runtime
-        except ImportError:
-            raise ModelFileError(f"{path}: a .pt model needs torch: pip install -e '.[torch]' (or configure its "
-                                 ".onnx export)") from None
-    kind = {"detector": runtime.Detector, "classifier": runtime.ReasonModel}[role]
-    return kind(path, device, threads)

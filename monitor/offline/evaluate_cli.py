@@ -22,7 +22,8 @@ import soundfile as sf
 
 from monitor import SAMPLE_RATE
 from monitor.audio.files import AudioFileError
-from monitor.config import Config, ConfigError, effective_events, load_config
+from monitor.config import Config, ConfigError, load_config
+from monitor.core.presets import effective_events
 from monitor.core.pipeline import Scorer
 from monitor.inference.detect import make_detector
 from monitor.inference.weights import ModelFileError

@@ -45,7 +45,8 @@ def replay_file(path: str, config: Config, scorer: Scorer, sinks: Sequence[Sink]
                 classifier: ReasonClassifier | None = None, realtime: bool = False) -> None:
     """Replay one file into ``sinks``; a file that fails to decode part-way raises
     :class:`~monitor.audio.files.AudioFileError` after the events up to that point (an open cry ended)."""
-    driver = Driver(Pipeline(config, scorer), sinks, FileClock(), classifier, reasons_inline=True)
+    driver = Driver(Pipeline(config, scorer, reasons=classifier is not None), sinks, FileClock(), classifier,
+                    reasons_inline=True)
     block = config.audio.block_seconds if realtime else BLOCK_SECONDS
     asyncio.run(driver.run(file_chunks(path, block, realtime)))
 

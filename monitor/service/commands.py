@@ -14,7 +14,8 @@ from pathlib import Path
 
 import structlog
 
-from monitor.config import SENSITIVITIES, Config, ConfigError, OperatingPoint, effective_events, load_config
+from monitor.config import SENSITIVITIES, Config, ConfigError, load_config
+from monitor.core.presets import OperatingPoint, effective_events
 from monitor.core.control import CommandError, ControlState, apply_command
 from monitor.core.pipeline import Pipeline
 from monitor.service.feedback import Feedback

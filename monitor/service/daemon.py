@@ -32,8 +32,7 @@ from monitor.config import Config, ConfigError
 from monitor.core.health import MicHealth
 from monitor.core.levels import level_dbfs
 from monitor.core.pipeline import Pipeline
-from monitor.core.schedule import reasons_enabled
-from monitor.inference.classify import ReasonClassifier
+from monitor.inference.classify import make_classifier
 from monitor.inference.detect import make_detector
 from monitor.service.clips import ClipRecorder
 from monitor.service.commands import Controller
@@ -65,8 +64,8 @@ class Daemon:
         self._broker_had_ours = False  # our instance came back from the broker (twin.py)
         self._consumer: asyncio.Future | None = None  # the audio loop (run() makes it before any MQTT callback runs)
         self.detector = make_detector(config.detector)
-        self.classifier = ReasonClassifier(config.classifier) if reasons_enabled(config) else None
-        self.pipeline = Pipeline(config, self.detector)
+        self.classifier = make_classifier(config)
+        self.pipeline = Pipeline(config, self.detector, reasons=self.classifier is not None)
         self.state = DaemonState(self.state_dir, config, self._publish_stats)
         self.health = MicHealth(config.audio.deaf_after_seconds)
         self.notifier = Notifier()

@@ -44,7 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
-from monitor.config import Config, OperatingPoint
+from monitor.config import Config
+from monitor.core.presets import OperatingPoint
 from monitor.inference.detect import CryDetector
 from monitor.inference.weights import MODELS_DIR, write_operating_point
 from monitor.training import nursery_soundscapes

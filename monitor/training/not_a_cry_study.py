@@ -47,7 +47,8 @@ from pathlib import Path
 import numpy as np
 
 from monitor import SAMPLE_RATE
-from monitor.config import EventsConfig, effective_events, load_config
+from monitor.config import EventsConfig, load_config
+from monitor.core.presets import effective_events
 from monitor.core.events import CryStateMachine
 from monitor.core.home_sounds import HoldBack, HoldRules, HomeSounds, normalised
 from monitor.core.levels import level_dbfs

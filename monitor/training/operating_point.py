@@ -55,7 +55,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 
 from monitor import SAMPLE_RATE
-from monitor.config import Config, EventsConfig, OperatingPoint
+from monitor.config import Config, EventsConfig
+from monitor.core.presets import OperatingPoint, with_point
 from monitor.core.events import CryStateMachine, event_payload
 from monitor.core.pipeline import Pipeline
 from monitor.inference.detect import CryDetector
@@ -186,8 +187,7 @@ PRESET_HEADER = "| preset " + HEADER.split("\n")[0] + "\n|---" + HEADER.split("\
 
 def evaluate(config: Config, point: OperatingPoint, recordings: list[Scored],
              hop: float) -> tuple[Point, list[FileResult]]:
-    events = dataclasses.replace(config.events, **dataclasses.asdict(point),
-                                 end_threshold=min(config.events.end_threshold, point.start_threshold))
+    events = with_point(config.events, point)
     results = [replay(events, r) for r in recordings]
     total = sum((r.events for r in results), EventCounts())
     negatives = sum((r.events for r in results if r.scene == "negatives"), EventCounts())

@@ -555,3 +555,40 @@ def test_a_flood_of_not_a_cry_answers_or_button_presses_is_rate_limited(tmp_path
     assert [e["error"] for e in logs if e["event"] == "feedback_rejected"][-1].startswith("more than")
     assert any(e["event"] == "command_rejected" and "flood" in e["error"] for e in logs)
     assert len(home_file(tmp_path)["sounds"]) == 1 and len(home.sounds) == 1  # the flood forgot nothing
+
+
+def test_the_daemon_rejects_bad_not_a_cry_answers_sets_a_corrupt_store_aside_and_keeps_marks_across_a_restart(
+        broker, subscriber_factory, cat_thrice, tmp_path):
+    from daemon_helpers import quiet_file
+    from test_service import publish
+
+    model = models_with_rules(tmp_path / "models", max_distance=0.2)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / HOME_FILE).write_text("{not json")
+    sub = subscriber_factory(broker.port, "crymonitor/nr/#")
+    config = write_config(tmp_path / "c.yaml", broker.port, "nr",
+                          f"detector:\n  model: {model}\n"
+                          "events:\n  start_threshold: 0.9\n  confirm_windows: 2\n  of_windows: 3\n")
+    daemon = DaemonProcess(config, "--input", str(cat_thrice))
+    try:
+        corrupt = daemon.wait_log("feedback_store_corrupt")
+        publish(broker.port, "crymonitor/nr/set/last_cry_reason", json.dumps({"id": "nope", "reason": NOT_A_CRY}).encode())
+        unknown = daemon.wait_log("feedback_rejected")
+        sub.wait_for(lambda m: any(json.loads(p)["type"] == "cry_end" for p in sub.payloads("event")), timeout=40)
+        for _ in range(FLOOD_LIMIT + 1):
+            publish(broker.port, "crymonitor/nr/set/last_cry_reason", b"not a cry")
+        sub.wait_for(lambda m: any(json.loads(p)["kept"] == 1 for p in sub.payloads("not_a_cry")))
+    finally:
+        code, _ = daemon.stop(signal.SIGTERM)
+    assert code == 0, daemon.stderr
+    assert list((tmp_path / "state").glob(f"{HOME_FILE}.corrupt-*")) and corrupt["path"].endswith(HOME_FILE)
+    assert "unknown or ended" in unknown["error"]
+    rejected = [r["error"] for r in daemon.logs() if r["event"] == "feedback_rejected"]
+    assert any(e.startswith(f"more than {FLOOD_LIMIT} answers") for e in rejected)
+    again = DaemonProcess(config, "--input", str(quiet_file(tmp_path / "quiet.wav", 3)))
+    try:
+        loaded = again.wait_log("feedback_loaded")
+    finally:
+        code, _ = again.stop(signal.SIGTERM)
+    assert code == 0, again.stderr
+    assert loaded["not_a_cry"] == 1  # the mark survived the restart; the flood added nothing

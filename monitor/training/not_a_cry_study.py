@@ -40,6 +40,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +115,7 @@ def rendition(rng: np.random.Generator, source: Source) -> np.ndarray:
     if clip.size > MAX_EVENT_S * SR:
         clip = excerpt(rng, clip, int(rng.uniform(2, MAX_EVENT_S) * SR))
     if len(source.clips) == 1:  # one recording: vary it, as one cat's meows vary
+        random.seed(int(rng.integers(2**31)))  # audiomentations draws from Python's random: seeded from ours
         clip = PitchShift(-1.5, 1.5, p=1.0)(clip.astype(np.float32), SR)
         clip = TimeStretch(0.9, 1.1, p=1.0, leave_length_unchanged=False)(clip, SR)
     return faded(np.asarray(clip, dtype=np.float32))

@@ -21,7 +21,7 @@ class Stamp(Sink):
 
 def run(path, reasons_inline: bool, sinks) -> None:
     config = Config()
-    driver = Driver(Pipeline(config, make_detector(config.detector)), sinks, FileClock(0.0),
+    driver = Driver(Pipeline(config, make_detector(config.detector), reasons=True), sinks, FileClock(0.0),
                     ReasonClassifier(config.classifier), reasons_inline=reasons_inline)
     asyncio.run(driver.run(file_chunks(str(path), 5.0 if reasons_inline else 0.1, realtime=False)))
 

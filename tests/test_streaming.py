@@ -96,6 +96,10 @@ class CountingDetector(CryDetector):
                 outer.pushed += samples.size
                 return inner.push(samples)
 
+            @property
+            def embeddings(self):
+                return inner.embeddings
+
         return Counted()
 
 

@@ -60,9 +60,11 @@ class Broker:
             time.sleep(0.02)
         raise RuntimeError("mosquitto did not start")
 
-    def stop(self) -> None:
+    def stop(self, graceful: bool = True) -> None:
+        """``graceful``: SIGTERM, as a broker restart in a test must be (mosquitto saves its persistence then, at
+        its next loop turn: up to a second); else SIGKILL, for a test that is over."""
         if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.terminate() if graceful else self.proc.kill()
             self.proc.wait(5)
 
 
@@ -71,7 +73,7 @@ def broker(tmp_path):
     b = Broker(tmp_path)
     b.start()
     yield b
-    b.stop()
+    b.stop(graceful=False)  # the test is over: nothing needs its persistence, and SIGTERM costs a second
 
 
 class Subscriber:
@@ -114,8 +116,8 @@ class Subscriber:
             return [p for t, p, _ in self.messages if t.endswith("/" + leaf)]
 
     def close(self) -> None:
+        self.client.disconnect()  # first: the network thread then leaves its select at once, not after a second
         self.client.loop_stop()
-        self.client.disconnect()
 
 
 @pytest.fixture

@@ -48,7 +48,7 @@ def tls_broker(tmp_path, certs):
 
     yield start
     for broker in started:
-        broker.stop()
+        broker.stop(graceful=False)
 
 
 def run_daemon(folder: Path, port: int, device: str, mqtt: str = "") -> DaemonProcess:

@@ -15,6 +15,8 @@ from monitor.audio.capture import MicCapture, list_input_devices
 from monitor.cli import main
 from monitor.config import AudioConfig
 
+pytestmark = pytest.mark.xdist_group("pulse")  # one PulseAudio server: its tests run in one worker, one at a time
+
 
 def play(path, sink="vspk") -> subprocess.Popen:
     return subprocess.Popen(["paplay", f"--device={sink}", str(path)])

@@ -22,6 +22,17 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 
 
+# A test that needs one of these runs real processes in real time: it is ``slow`` (``pytest -m "not slow"`` is the
+# fast lane). Marked here, from what the test asks for, so no such test can be left out of the mark.
+SLOW_FIXTURES = {"broker", "tls_broker", "subscriber_factory", "pulse", "small_disk"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def need(tool: str) -> str:
     """Path of a system tool; a missing tool fails in CI (which installs it) and skips elsewhere."""
     path = shutil.which(tool)

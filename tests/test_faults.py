@@ -161,6 +161,7 @@ def test_a_sighup_a_tenth_of_a_second_after_start_is_a_reload_not_a_death(broker
     assert codes == [0, 0, 0], [d.stderr[-500:] for d in daemons]
 
 
+@pytest.mark.slow  # seconds of real work: the full suite, not the fast lane
 def test_a_broker_that_accepts_tcp_but_never_answers_is_logged_with_a_reason_promptly(tmp_path):
     silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel does) and never says a word
     port = silent.getsockname()[1]

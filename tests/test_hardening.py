@@ -209,6 +209,7 @@ def yaml_variants(count: int, seed: int = 12):
             yield "\n".join(lines) + f"\nmqtt:\n  host: *a{levels - 1}\n"
 
 
+@pytest.mark.slow  # seconds of real work: the full suite, not the fast lane
 def test_config_fuzz_every_variant_loads_or_is_one_config_error():
     outcomes = {"loaded": 0, "rejected": 0}
     for text in yaml_variants(480):
@@ -302,6 +303,7 @@ def audio_variants(folder: Path, count: int, seed: int = 5):
         yield path
 
 
+@pytest.mark.slow  # seconds of real work: the full suite, not the fast lane
 def test_audio_fuzz_every_file_replays_or_is_one_clear_error(tmp_path):
     from monitor.inference.detect import make_detector
     from monitor.offline.replay import Collector, replay_file

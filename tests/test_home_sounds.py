@@ -124,6 +124,7 @@ def sensitive(config, sensitivity: str):
     return dataclasses.replace(config, events=dataclasses.replace(config.events, sensitivity=sensitivity))
 
 
+@pytest.mark.slow  # seconds of real work: the full suite, not the fast lane
 @pytest.mark.parametrize("sensitivity", ["medium", "high"])
 def test_marks_of_real_false_alarms_never_suppress_a_held_out_cry(val_clips, sensitivity):
     """The home's worst case: every false alarm the held-out troublemakers raise is marked "not a cry"; then every

@@ -28,6 +28,8 @@ def exported_copy(tmp_path_factory, name: str) -> Path:
     return folder
 
 
+pytestmark = pytest.mark.xdist_group("onnx-exports")  # one worker makes the module's exports, once
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     return exported_copy(tmp_path_factory, "detector.pt")

@@ -221,6 +221,7 @@ def test_differential_attention_on_one_token_is_a_gated_projection():
     assert attention.v_proj.weight.grad.abs().max() > 0
 
 
+@pytest.mark.slow  # seconds of real work: the full suite, not the fast lane
 @pytest.mark.parametrize("name", REASON_MODELS)
 def test_every_model_trains_one_step(name):
     torch.manual_seed(3)
@@ -267,6 +268,7 @@ def test_metadata_changes_the_prehoc_model_and_unknown_is_zeros():
         ReasonNet("ietma", metadata=True)
 
 
+@pytest.mark.slow  # seconds of real work: the full suite, not the fast lane
 def test_registry_round_trip():
     expected = {"ietma": Ietma, "ecapa": EcapaTdnn, "resnet18": ResNet18, "cnn14-stat": Cnn14, "cnn14-mha": Cnn14,
                 "tbdm": TbdmNet, "cnn14-mha-multitask": MultiTaskCnn14}

@@ -463,6 +463,7 @@ def test_replay_events_reach_a_subscriber_that_subscribes_300_ms_after_the_disco
     assert [(a["new"], a["paused_s"]) for a in announced] == [(True, 2.0), (False, 0.0)]
 
 
+@pytest.mark.slow  # seconds of real work: the full suite, not the fast lane
 def test_replay_publish_to_a_broker_it_cannot_reach_is_a_one_line_error(cry_then_quiet, tmp_path, capsys):
     from conftest import free_port
     from monitor.cli import main

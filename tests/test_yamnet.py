@@ -110,6 +110,7 @@ print(cpu["AVX512VNNI"], cpu["AVX512F"])
 """
 
 
+@pytest.mark.slow  # seconds of real work: the full suite, not the fast lane
 def test_int8_detector_scores_the_same_on_a_cpu_without_vnni(tmp_path, cry_then_quiet):
     # ONNX Runtime's int8 kernels differ by CPU: with VNNI, and without it (AVX2 only), where uint8 × int8 pairs are
     # added in 16 bits and saturate on full-range weights. The export keeps 7-bit weights for that reason; qemu's

@@ -3,7 +3,9 @@ as the "microphone", MQTT subscribers, and clips from ../shared/data (held-out v
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -181,6 +183,59 @@ def cry_then_quiet(tmp_path_factory, cry_clip) -> Path:
     path = tmp_path_factory.mktemp("clips") / "cry_then_quiet.wav"
     sf.write(path, np.concatenate([quiet[:16000], audio, quiet]), 16000)
     return path
+
+
+@pytest.fixture(scope="session")
+def nursery_minutes(val_clips, tmp_path_factory) -> Path:
+    """Two and a half minutes built the same way every time from held-out clips: a cry that ends in quiet, music,
+    speech, household noise, game sounds, three cries back to back (longer than the 20 s maximum cry the golden
+    tests set), a raw upload's cry, and a cry cut off by the end of the file. Quiet room between them at -80 dBFS (the detector sleeps) and
+    at -50 dBFS (it stays awake)."""
+    from monitor.audio.files import read_file
+
+    rng = np.random.default_rng(22)
+
+    def room(seconds: float, level: float = 1e-4) -> np.ndarray:
+        return (rng.standard_normal(round(seconds * 16000)) * level).astype(np.float32)
+
+    def clip(source: str, label: str, index: int = 0, seconds: float | None = None) -> np.ndarray:
+        audio = read_file(pick(val_clips, source, label)[index].path)
+        return audio if seconds is None else audio[: round(seconds * 16000)]
+
+    cry = [c.path for c in pick(val_clips, "donateacry-cleaned", "cry", 6.0)]
+    parts = [room(2), read_file(cry[1]), room(12), clip("debian asterisk-moh", "notcry", seconds=20), room(4),
+             *[clip("free-spoken-digit", "notcry", i) for i in range(40)], room(3, 3e-3),
+             clip("Google Speech Commands", "notcry", seconds=15), room(3), clip("hedgewars", "notcry", 0),
+             clip("hedgewars", "notcry", 1), room(3, 3e-3), *[read_file(p) for p in cry[2:5]], room(12),
+             clip("donateacry-raw", "cry", 0), room(12, 3e-3), read_file(cry[5])]
+    path = tmp_path_factory.mktemp("golden") / "nursery-minutes.wav"
+    sf.write(path, np.concatenate(parts), 16000)
+    return path
+
+
+GOLDEN = ROOT / "tests" / "golden"
+# the models' outputs in an event: a cry's confidence (its window scores) and a reason's confidence and probabilities
+MODEL_NUMBER = re.compile(r'(\\?"(?:confidence|belly_pain|burping|discomfort|hungry|tired)\\?": ?)(-?[0-9.e-]+)')
+
+
+def assert_golden(text: str, name: str, tolerance: float = 2e-4) -> None:
+    """``text`` is the golden file ``tests/golden/<name>`` byte for byte (``CRYMONITOR_WRITE_GOLDEN=1`` writes it
+    instead). ONNX Runtime's kernels differ by CPU (AVX-512, VNNI), so a CPU other than the one that wrote the file
+    may give the models' outputs other last digits: then every other byte must still be the same and each of those
+    numbers within ``tolerance``."""
+    path = GOLDEN / name
+    if os.environ.get("CRYMONITOR_WRITE_GOLDEN"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    golden = path.read_text()
+    if text == golden:
+        return
+    masked, expected = (MODEL_NUMBER.sub(r"\1#", s) for s in (text, golden))
+    if masked != expected:  # more than the models' numbers: show where
+        diff = difflib.unified_diff(expected.splitlines(), masked.splitlines(), "golden", "now", lineterm="", n=1)
+        pytest.fail(f"{name} differs:\n" + "\n".join(list(diff)[:40]))
+    for (_, now), (_, then) in zip(MODEL_NUMBER.findall(text), MODEL_NUMBER.findall(golden)):
+        assert abs(float(now) - float(then)) <= tolerance, (name, now, then)
 
 
 def cry_then_long_quiet(folder: Path, cry_then_quiet: Path) -> Path:

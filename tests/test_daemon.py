@@ -1,17 +1,22 @@
 """The real daemon process on a file paced in real time, publishing to a real mosquitto."""
 
+import asyncio
 import json
+import re
 import signal
 
 import pytest
 import soundfile as sf
+import structlog
 
+from conftest import assert_golden
 from daemon_helpers import DaemonProcess, without_torch, write_config
+from monitor.audio.capture import file_chunks
 from monitor.config import load_config
 from monitor.core.events import UNCERTAIN
 from monitor.inference.classify import ReasonClassifier
 from monitor.inference.detect import make_detector
-from monitor.offline.replay import Collector, replay_file
+from monitor.offline.replay import BLOCK_SECONDS, Collector, replay_file
 
 
 def events(sub, kind=None):
@@ -96,3 +101,60 @@ def test_unusable_state_dir_is_a_clear_error(tmp_path, broker):
     assert daemon.proc.wait(timeout=60) == 2
     daemon.stop(signal.SIGTERM)
     assert "crymonitor: error: state.dir" in daemon.stderr and "Traceback" not in daemon.stderr
+
+
+SHOWN_LOGS = {"cry_start", "cry_end", "cry_reason", "clip_saved", "clip_failed", "monitoring_paused",
+              "monitoring_resumed"}
+HIDDEN_TOPICS = {"diagnostics", "level", "status", "instance"}  # on a timer, or the connection's
+
+
+def normalised(text: str) -> str:
+    """Clip names (local wall time and the id's start), cry ids, the crashed cry's time and today's date, by order
+    of appearance; everything else as it was."""
+    names: dict[str, str] = {}
+    text = re.sub(r"\d{8}T\d{6}_[0-9a-f]{8}\.flac", lambda m: names.setdefault(m.group(), f"clip-{len(names) + 1}"),
+                  text)
+    ids: dict[str, str] = {}
+    text = re.sub(r"[0-9a-f]{32}", lambda m: ids.setdefault(m.group(), f"cry-{len(ids) + 1}"), text)
+    text = re.sub(r"20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", "<now>", text)
+    return re.sub(r"20\d\d-\d\d-\d\d", "<today>", text)
+
+
+def test_the_daemon_publishes_and_logs_the_golden_messages_for_fixed_minutes(broker, subscriber_factory,
+                                                                             nursery_minutes, tmp_path):
+    """What the daemon's outputs make of tests/golden/replay-events.jsonl's minutes (its wiring as it runs, with
+    the file's start at the epoch and reasons awaited in line, as replay does, so the order is fixed): each MQTT
+    message and each event's log record, a cry left open by a killed run first. Written before the outputs took
+    typed events."""
+    from monitor.config import parse_config
+    from monitor.service.daemon import Daemon
+    from monitor.service.driver import FileClock
+
+    state = tmp_path / "state"
+    state.mkdir()
+    crashed_cry = {"id": "d" * 32, "started_ts": "2026-01-01T00:00:00.000+00:00"}
+    (state / "state.json").write_text(json.dumps({"open_cry": crashed_cry}))
+    config = parse_config(f"mqtt:\n  port: {broker.port}\n  device_id: golden\nstate:\n  dir: {state}\n"
+                          "clips:\n  enabled: true\nevents:\n  max_duration_seconds: 20\n")
+    sub = subscriber_factory(broker.port, "crymonitor/golden/#")
+
+    async def once_online():
+        while ("crymonitor/golden/status", "online", False) not in sub.messages:
+            await asyncio.sleep(0.02)
+        async for chunk in file_chunks(str(nursery_minutes), BLOCK_SECONDS, realtime=False):
+            yield chunk
+
+    with structlog.testing.capture_logs() as logs:
+        daemon = Daemon(config, source=once_online())
+        daemon.driver.clock, daemon.driver.reasons_inline = FileClock(0.0), True
+        asyncio.run(daemon.run())
+    crashed = [p for t, p, _ in sub.messages if t.endswith("/event") and "d" * 32 in p]
+    online = sub.messages.index(("crymonitor/golden/status", "online", False))
+    published = [(t.rsplit("/", 1)[-1], "<png>" if t.endswith("picture") else p) for t, p, retained in
+                 sub.messages[online:] if not retained and t.rsplit("/", 1)[-1] not in HIDDEN_TOPICS]
+    records = [r for r in logs if r["event"] in SHOWN_LOGS]
+    lines = "".join(json.dumps(item) + "\n" for item in [*(["crashed", p] for p in crashed),
+                                                        *(["mqtt", *m] for m in published),
+                                                        *(["log", r] for r in records)])
+    lines = normalised(lines.replace(str(tmp_path), "<tmp>"))
+    assert_golden(lines, "daemon-outputs.jsonl")

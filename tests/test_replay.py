@@ -1,21 +1,29 @@
 """Replay of real held-out clips through the shipped detector and the daemon's pipeline."""
 
+import asyncio
 import csv
+import io
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import ROOT, pick
+from conftest import ROOT, assert_golden, pick
+from monitor.audio.capture import file_chunks
 from monitor.audio.files import read_file
 from monitor.cli import main
-from monitor.config import Config
+from monitor.config import Config, override
+from monitor.core.pipeline import Pipeline
+from monitor.inference.classify import ReasonClassifier
 from monitor.inference.detect import CryDetector
 from monitor.inference.weights import read_manifest
-from monitor.offline.replay import Collector, replay_file
+from monitor.offline.replay import BLOCK_SECONDS, Collector, JsonLines, replay_file
+from monitor.service.driver import Driver, FileClock
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +113,30 @@ def test_tools_replay_wrapper_prints_json_lines(cry_then_quiet):
     assert out.returncode == 0, out.stderr
     types = [json.loads(line)["type"] for line in out.stdout.splitlines()]
     assert types[0] == "cry_start" and types[-1] == "cry_end" and set(types[1:-1]) == {"cry_reason"}
+
+
+# --- the replay's events, byte for byte ------------------------------------------------------------------------
+CRY_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def replay_lines(path: Path) -> str:
+    """``crymonitor replay``'s JSON lines for ``path`` (named ``input.wav``), with the replay's start at 0 (the
+    epoch) and each cry id replaced by ``cry-<n>`` in order of appearance: everything else as replay writes it."""
+    config = override(Config(), "events", max_duration_seconds=20.0)
+    out = io.StringIO()
+    pipeline = Pipeline(config, CryDetector(config.detector), reasons=True)
+    driver = Driver(pipeline, [JsonLines(out, "input.wav")], FileClock(0.0), ReasonClassifier(config.classifier),
+                    reasons_inline=True)
+    asyncio.run(driver.run(file_chunks(str(path), BLOCK_SECONDS, realtime=False)))
+    ids: dict[str, str] = {}
+    return CRY_ID.sub(lambda m: ids.setdefault(m.group(), f"cry-{len(ids) + 1}"), out.getvalue())
+
+
+def test_the_replay_of_fixed_minutes_gives_the_golden_events_byte_for_byte(nursery_minutes):
+    """The outputs' refactorings change no byte of an event: tests/golden/replay-events.jsonl was written by this
+    replay before the driver handed its sinks typed events."""
+    lines = replay_lines(nursery_minutes)
+    events = [json.loads(line) for line in lines.splitlines()]
+    assert [e["type"] for e in events].count("cry_start") >= 4 and "cry_reason" in {e["type"] for e in events}
+    assert {e.get("ended_by") for e in events} - {None} == {"quiet", "max_duration", "shutdown"}
+    assert_golden(lines, "replay-events.jsonl")

@@ -33,7 +33,7 @@ from monitor.audio.capture import CaptureError  # noqa: E402
 from monitor.audio.files import AudioFileError  # noqa: E402
 from monitor.config import Config, ConfigError, load_config, override  # noqa: E402
 from monitor.inference.weights import ModelFileError  # noqa: E402
-from monitor.service.log import configure_logging  # noqa: E402
+from monitor.logs import configure_logging  # noqa: E402
 
 EXPECTED_ERRORS = (ConfigError, AudioFileError, ModelFileError, CaptureError)
 

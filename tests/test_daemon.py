@@ -128,7 +128,7 @@ def test_the_daemon_publishes_and_logs_the_golden_messages_for_fixed_minutes(bro
     typed events."""
     from monitor.config import parse_config
     from monitor.service.daemon import Daemon
-    from monitor.service.driver import FileClock
+    from monitor.driver import FileClock
 
     state = tmp_path / "state"
     state.mkdir()

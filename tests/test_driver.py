@@ -1,4 +1,4 @@
-"""The one driver (monitor/service/driver.py) on its own: the shipped detector and classifier on a held-out cry,
+"""The one driver (monitor/driver.py) on its own: the shipped detector and classifier on a held-out cry,
 with reasons computed inline (replay) and as tasks of the loop (the daemon)."""
 
 import asyncio
@@ -9,7 +9,7 @@ from monitor.core.pipeline import Pipeline
 from monitor.inference.classify import ReasonClassifier
 from monitor.inference.detect import make_detector
 from monitor.offline.replay import Collector
-from monitor.service.driver import Driver, FileClock, Sink
+from monitor.driver import Driver, FileClock, Sink
 
 
 class Stamp(Sink):

@@ -1,5 +1,6 @@
 """The layout is the data flow: the pure core imports numpy (and the config's YAML parser) and nothing else."""
 
+import ast
 import json
 import pkgutil
 import subprocess
@@ -51,3 +52,45 @@ def test_the_manifest_module_imports_no_runtime():
     assert not monitor_imports("monitor.inference.weights") & {"monitor.inference.onnx_runtime",
                                                                 "monitor.inference.torch_runtime",
                                                                 "monitor.inference.runtime"}
+
+
+# Who may import whom, by package: the run-time parts below never reach up into those above them. The driver and
+# the log set-up sit at the package's top, between the parts they join (core, audio, inference) and the two
+# programs on them: the daemon (service/) and the offline tools (offline/), which never import each other.
+BELOW = {
+    "monitor.core": ("monitor.audio", "monitor.inference", "monitor.driver", "monitor.logs", "monitor.offline",
+                     "monitor.service", "monitor.training", "monitor.cli"),
+    "monitor.driver": ("monitor.offline", "monitor.service", "monitor.training", "monitor.cli"),
+    "monitor.logs": ("monitor.offline", "monitor.service", "monitor.training", "monitor.cli"),
+    "monitor.offline": ("monitor.service", "monitor.training", "monitor.cli"),
+}
+
+
+def imports_in(path) -> set[str]:
+    """Every ``monitor`` module a file imports, at its top or inside a function."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return {name for name in names if name.startswith("monitor.")}
+
+
+def test_no_part_imports_one_above_it_offline_never_reaches_into_service():
+    broken = []
+    for path in sorted((ROOT / "monitor").rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for part, above in BELOW.items():
+            if module == part or module.startswith(part + "."):
+                broken += [f"{module} imports {name}" for name in sorted(imports_in(path))
+                           if any(name == a or name.startswith(a + ".") for a in above)]
+    assert not broken, broken
+    assert imports_in(ROOT / "monitor" / "offline" / "replay.py") >= {"monitor.driver"}  # the rule sees imports
+
+
+def test_replay_and_evaluate_load_nothing_of_the_daemon():
+    code = ("import sys, monitor.offline.replay, monitor.offline.evaluate_cli; "
+            "print(sorted(m for m in sys.modules if m.startswith('monitor.service')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]"

@@ -23,7 +23,7 @@ from monitor.inference.classify import ReasonClassifier
 from monitor.inference.detect import CryDetector
 from monitor.inference.weights import read_manifest
 from monitor.offline.replay import BLOCK_SECONDS, Collector, JsonLines, replay_file
-from monitor.service.driver import Driver, FileClock
+from monitor.driver import Driver, FileClock
 
 
 @pytest.fixture(scope="module")

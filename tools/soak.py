@@ -33,7 +33,7 @@ from monitor import SAMPLE_RATE  # noqa: E402
 from monitor.audio.files import iter_file  # noqa: E402
 from monitor.config import Config, override  # noqa: E402
 from monitor.service.daemon import Daemon  # noqa: E402
-from monitor.service.log import configure_logging  # noqa: E402
+from monitor.logs import configure_logging  # noqa: E402
 
 BLOCK_SECONDS = 5.0
 

@@ -27,6 +27,7 @@ from monitor.core.presets import effective_events
 from monitor.core.pipeline import Scorer
 from monitor.inference.detect import make_detector
 from monitor.inference.weights import ModelFileError
+from monitor.logs import configure_logging
 from monitor.offline.evaluation import (
     Annotation,
     Detection,
@@ -39,7 +40,6 @@ from monitor.offline.evaluation import (
     summarize,
 )
 from monitor.offline.replay import Collector, replay_file
-from monitor.service.log import configure_logging
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 

@@ -1,8 +1,8 @@
-"""Replay: recorded files through the daemon's driver (:mod:`monitor.service.driver`) and pipeline.
+"""Replay: recorded files through the daemon's driver (:mod:`monitor.driver`) and pipeline.
 
 As fast as the CPU allows (5 s blocks, pending windows scored in batches), or paced like a microphone with
 ``realtime=True``. Each file starts a fresh pipeline, so ``t`` is seconds from the file's start and ``ts`` is
-the replay's start time plus ``t`` (:class:`~monitor.service.driver.FileClock`). An open cry is closed at the
+the replay's start time plus ``t`` (:class:`~monitor.driver.FileClock`). An open cry is closed at the
 end of the file (``ended_by: shutdown``), or where its decoding failed (``ended_by: input_error``, then the
 error). Reasons are computed inline (replay measures, it need not stay responsive), so ``cry_reason`` events
 appear in order right after the window that made them due. The file is decoded block by block: memory does not
@@ -35,8 +35,8 @@ from typing import TextIO
 from monitor.audio.capture import file_chunks
 from monitor.config import Config
 from monitor.core.pipeline import Pipeline, Scorer, WindowScore
+from monitor.driver import Driver, FileClock, Sink
 from monitor.inference.classify import ReasonClassifier
-from monitor.service.driver import Driver, FileClock, Sink
 
 BLOCK_SECONDS = 5.0
 

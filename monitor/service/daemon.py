@@ -1,4 +1,4 @@
-"""The daemon: wiring and the asyncio loops around the one driver (:mod:`monitor.service.driver`).
+"""The daemon: wiring and the asyncio loops around the one driver (:mod:`monitor.driver`).
 
 Audio arrives on the event loop from the capture callback thread (or a file paced like it) and goes through the
 driver, which scores it on its inference thread and classifies on its own (a reason is an awaited task), to the
@@ -32,11 +32,11 @@ from monitor.config import Config, ConfigError
 from monitor.core.health import MicHealth
 from monitor.core.levels import level_dbfs
 from monitor.core.pipeline import Pipeline
+from monitor.driver import Driver, WallClock
 from monitor.inference.classify import make_classifier
 from monitor.inference.detect import make_detector
 from monitor.service.clips import ClipRecorder
 from monitor.service.commands import Controller
-from monitor.service.driver import Driver, WallClock
 from monitor.service.feedback import Feedback
 from monitor.service.mqtt_sink import MqttSink
 from monitor.service.notify import Notifier

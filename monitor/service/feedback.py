@@ -57,7 +57,7 @@ import structlog
 from monitor.core.control import CommandError, command_text
 from monitor.core.events import DONT_KNOW, PARENT_REASONS
 from monitor.core.home_sounds import Hold, HoldRules, HomeSounds
-from monitor.service.driver import Sink
+from monitor.driver import Sink
 from monitor.service.homeassistant import FEEDBACK_CONTROL, NOT_A_CRY, feedback_options
 from monitor.service.state import StateFileError, read_json, set_aside, write_json
 

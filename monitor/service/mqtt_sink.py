@@ -19,7 +19,7 @@ import structlog
 
 from monitor.config import Config, ConfigError, MqttConfig
 from monitor.core.events import UNCERTAIN
-from monitor.service.driver import Sink
+from monitor.driver import Sink
 from monitor.service.homeassistant import (FEEDBACK_CONTROL, HOME_SOUNDS, PICTURE, discovery_payload, discovery_topic,
                                            feedback_options)
 from monitor.service.publish import MqttPublisher, RetainedProbe, connection_problem

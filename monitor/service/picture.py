@@ -23,8 +23,8 @@ import numpy as np
 
 from monitor import SAMPLE_RATE
 from monitor.core.pipeline import WindowScore
+from monitor.driver import Sink
 from monitor.inference.features import N_FFT, mel_filterbank
-from monitor.service.driver import Sink
 
 WIDTH = 320
 BANDS = 96

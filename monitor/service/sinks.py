@@ -1,5 +1,5 @@
 """The daemon's sinks besides MQTT (:class:`~monitor.service.mqtt_sink.MqttSink`): each a small object that turns
-events into one kind of output. The driver (:mod:`monitor.service.driver`) hands them every payload in order.
+events into one kind of output. The driver (:mod:`monitor.driver`) hands them every payload in order.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import structlog
 
 from monitor.core.buffer import RingBuffer
 from monitor.core.stats import CryStats
+from monitor.driver import Sink
 from monitor.service.clips import ClipRecorder
-from monitor.service.driver import Sink
 from monitor.service.notify import Notifier
 
 log = structlog.get_logger(__name__)

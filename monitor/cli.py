@@ -71,14 +71,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from monitor.inference.detect import make_detector
     from monitor.offline.replay import JsonLines, ScoresCsv, replay_file
     from monitor.service.picture import CryPictureSink
-    from monitor.service.sinks import StatsSink
 
     config = _config(args)
     configure_logging(config.logging)
     detector = make_detector(config.detector)
     classifier = make_classifier(config)
     mqtt, roll_call = replay_device(config, reasons=classifier is not None) if args.publish else (None, None)
-    published = [mqtt, StatsSink(CryStats(), mqtt.stats)] if mqtt else []
+    published, stats = ([mqtt], CryStats()) if mqtt else ([], None)  # the device's cries, counted over the files
     if mqtt and config.clips.picture:
         published.append(CryPictureSink(config.classifier.lookback_seconds, mqtt.last_cry_picture))
     events_out = sys.stdout if args.events_out == "-" else open(args.events_out, "w")
@@ -90,7 +89,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         for path in args.files:
             sinks = [JsonLines(events_out, path), *published, *([ScoresCsv(scores_out)] if scores_out else [])]
             try:
-                replay_file(path, config, detector, sinks, classifier, realtime=args.realtime)
+                replay_file(path, config, detector, sinks, classifier, realtime=args.realtime, stats=stats)
             except AudioFileError as exc:  # report it and go on with the other files
                 print(f"crymonitor: error: {exc}", file=sys.stderr)
                 failed += 1

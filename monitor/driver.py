@@ -5,15 +5,20 @@ and MQTT as a replay device with ``--publish``) and ``crymonitor evaluate`` (a f
 loop with other sources and sinks, so a timestamp or a field cannot differ between them.
 
 For each chunk the :class:`~monitor.core.pipeline.Pipeline` decides on the inference thread (never on the event
-loop). What it decided goes out in audio-time order: each event as one payload (:func:`event_payload`, ``ts``
-from the clock) to every sink's :meth:`Sink.cry_event`; each classification request becomes a reason computed on
-the classifier's own thread, whose payload goes to :meth:`Sink.reason_event`. Live, a reason is a task that
-publishes whenever it is ready, so the detector never waits for it; offline (``reasons_inline``) it is awaited at
-once, so ``cry_reason`` follows the window that made it due. The window scores go to :meth:`Sink.scores` and the
-chunk, once decided, to :meth:`Sink.audio`. :meth:`Driver.stop` lets the chunk being scored finish and go out,
-ends an open cry (``ended_by``), waits for the reasons under way and closes the sinks.
+loop). What it decided goes out in audio-time order, typed: each event as an :class:`Emitted` (the event, its
+wall-clock ``ts`` from the clock, and the clip it is saved in) to every sink's :meth:`Sink.cry_event`; each
+classification request becomes a reason computed on the classifier's own thread, which goes to
+:meth:`Sink.reason_event`. Live, a reason is a task that publishes whenever it is ready, so the detector never
+waits for it; offline (``reasons_inline``) it is awaited at once, so ``cry_reason`` follows the window that made
+it due. The window scores go to :meth:`Sink.scores` and the chunk, once decided, to :meth:`Sink.audio`.
+:meth:`Driver.stop` lets the chunk being scored finish and go out, ends an open cry (``ended_by``), waits for the
+reasons under way and closes the sinks.
 
-Sinks run in the order given; a sink may add a field to a payload for the sinks after it (clips add ``clip``).
+:meth:`Driver.emit` is the one way an event goes out (a cry a killed run left open too). Before any sink sees a
+cry event, the clips (:class:`Clips`, if any) say which clip holds it, and a ``cry_end`` is counted in the cry
+statistics (if kept), which then go to every sink's :meth:`Sink.statistics` just before the event. Sinks get
+the same frozen :class:`Emitted`, so none can change what another sees; the outputs that serialise (JSON lines,
+MQTT, the log) call :meth:`Emitted.payload`.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 import numpy as np
@@ -32,18 +39,46 @@ from monitor.core.events import CryEvent, ReasonEvent, event_payload
 from monitor.core.home_sounds import Hold
 from monitor.core.pipeline import FeedResult, Pipeline, WindowScore
 from monitor.core.schedule import ClassifyRequest
+from monitor.core.stats import CryStats
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Clip:
+    """The clip a cry is saved in (``clips.enabled``): its file name, or None if it could not be written."""
+
+    name: str | None
+
+
+@dataclass(frozen=True)
+class Emitted:
+    """An event as it goes out: what was decided, its wall-clock time (seconds since the epoch), and for a cry the
+    clips are recording, its :class:`Clip`."""
+
+    event: CryEvent | ReasonEvent
+    ts: float
+    clip: Clip | None = None
+
+    def payload(self) -> dict:
+        """The event's JSON object (:func:`event_payload`), with ``clip`` when there is one: what is published."""
+        payload = event_payload(self.event, self.ts)
+        if self.clip is not None:
+            payload["clip"] = self.clip.name
+        return payload
 
 
 class Sink:
     """One kind of output; every method is optional (a no-op here)."""
 
-    def cry_event(self, payload: dict) -> None:
-        """A ``cry_start`` or ``cry_end`` payload."""
+    def cry_event(self, emitted: Emitted) -> None:
+        """A ``cry_start`` or ``cry_end`` (a :class:`CryEvent`)."""
 
-    def reason_event(self, payload: dict) -> None:
-        """A ``cry_reason`` payload."""
+    def reason_event(self, emitted: Emitted) -> None:
+        """A ``cry_reason`` (a :class:`ReasonEvent`)."""
+
+    def statistics(self, stats: CryStats) -> None:
+        """The cry statistics: at the start, when a ``cry_end`` counted (just before it) and at midnight."""
 
     def reason_embedding(self, cry_id: str, embedding: tuple[float, ...]) -> None:
         """The embedding that reason came from (what the parents' answers teach; not in the payload)."""
@@ -63,6 +98,13 @@ class Sink:
 
     def close(self) -> None:
         """The driver stopped: nothing more will come."""
+
+
+class Clips(Protocol):
+    """What records each cry as a clip: asked for every cry event before any sink sees it."""
+
+    def clip(self, event: CryEvent) -> Clip | None:
+        """Start or end the cry's clip; its :class:`Clip`, or None for a cry it does not record."""
 
 
 class Classifier(Protocol):
@@ -90,9 +132,13 @@ class FileClock:
 
 class Driver:
     def __init__(self, pipeline: Pipeline, sinks: Sequence[Sink], clock: WallClock | FileClock,
-                 classifier: Classifier | None = None, reasons_inline: bool = False) -> None:
-        self.pipeline, self.sinks, self.clock = pipeline, list(sinks), clock
-        self.classifier = classifier
+                 classifier: Classifier | None = None, reasons_inline: bool = False,
+                 clips: Clips | None = None, stats: CryStats | None = None) -> None:
+        """``clips``: what records cries (a sink too: it comes first); ``stats``: the cry statistics, counted here
+        at each ``cry_end`` (None: not kept)."""
+        self.pipeline, self.clock = pipeline, clock
+        self.sinks = [*([clips] if clips is not None else []), *sinks]
+        self.classifier, self.clips, self.stats = classifier, clips, stats
         self.reasons_inline = reasons_inline
         self.inference_ms: float | None = None  # per window, of the last chunk that scored any
         self.last_score: float | None = None
@@ -153,11 +199,7 @@ class Driver:
         decided = sorted([*result.events, *result.requests], key=lambda item: item.t)  # stable: events first
         for item in decided:
             if isinstance(item, CryEvent):
-                payload = event_payload(item, self.clock.ts(item.t, self.pipeline.t))
-                for sink in self.sinks:
-                    sink.cry_event(payload)
-                    if item.embedding is not None:
-                        sink.detection_embedding(item.id, item.embedding)
+                self.emit(item, self.clock.ts(item.t, self.pipeline.t))
             elif self.classifier is None or not reasons:
                 continue
             elif self.reasons_inline:
@@ -177,11 +219,30 @@ class Driver:
             return
         self.classify_ms = round(1000 * (time.perf_counter() - started), 1)
         event = ReasonEvent(request.t, request.id, reason, request.samples.size / SAMPLE_RATE)
-        payload = event_payload(event, self.clock.ts(event.t, self.pipeline.t))
+        emitted = Emitted(event, self.clock.ts(event.t, self.pipeline.t))
         for sink in self.sinks:
-            sink.reason_event(payload)
+            sink.reason_event(emitted)
             if reason.embedding is not None:
                 sink.reason_embedding(event.id, reason.embedding)
+
+    def emit(self, event: CryEvent, ts: float) -> None:
+        """A cry event out to every sink, with its clip; a ``cry_end`` that counts goes after the new statistics."""
+        emitted = Emitted(event, ts, self.clips.clip(event) if self.clips is not None else None)
+        # counted with the duration as published (CryStats rounds it again)
+        duration = None if event.duration_s is None else round(event.duration_s, 3)
+        if (event.type == "cry_end" and self.stats is not None
+                and self.stats.cry_ended(duration, event.ended_by, datetime.now())):
+            self.statistics()
+        for sink in self.sinks:
+            sink.cry_event(emitted)
+            if event.embedding is not None:
+                sink.detection_embedding(event.id, event.embedding)
+
+    def statistics(self) -> None:
+        """The cry statistics as they are now, to every sink (at the start, after a count, at midnight)."""
+        if self.stats is not None:
+            for sink in self.sinks:
+                sink.statistics(self.stats)
 
     async def stop(self, ended_by: str = "shutdown") -> None:
         """The chunk being scored finishes and goes out; an open cry ends with ``ended_by``; a reason being

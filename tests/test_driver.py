@@ -1,39 +1,61 @@
 """The one driver (monitor/driver.py) on its own: the shipped detector and classifier on a held-out cry,
-with reasons computed inline (replay) and as tasks of the loop (the daemon)."""
+with reasons computed inline (replay) and as tasks of the loop (the daemon), and typed events to the sinks."""
 
 import asyncio
+import dataclasses
+
+import pytest
 
 from monitor.audio.capture import file_chunks
 from monitor.config import Config
 from monitor.core.pipeline import Pipeline
+from monitor.driver import Clip, Driver, Emitted, FileClock, Sink
 from monitor.inference.classify import ReasonClassifier
 from monitor.inference.detect import make_detector
 from monitor.offline.replay import Collector
-from monitor.driver import Driver, FileClock, Sink
 
 
-class Stamp(Sink):
-    """Adds a field, as the clip sink does, for the sinks after it."""
+class Clips(Sink):
+    """Names each cry's clip, as the clip recorder does (the driver asks it before any sink)."""
 
-    def cry_event(self, payload: dict) -> None:
-        payload["stamped"] = True
+    def __init__(self) -> None:
+        self.chunks = 0
+
+    def clip(self, event) -> Clip:
+        return Clip(f"{event.id[:8]}.flac")
+
+    def audio(self, chunk) -> None:
+        self.chunks += 1
 
 
-def run(path, reasons_inline: bool, sinks) -> None:
+class Tamper(Sink):
+    """Tries to change what the sinks after it see."""
+
+    def __init__(self) -> None:
+        self.refused = 0
+
+    def cry_event(self, emitted: Emitted) -> None:
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            emitted.clip = None
+        self.refused += 1
+
+
+def run(path, reasons_inline: bool, sinks, clips=None) -> None:
     config = Config()
     driver = Driver(Pipeline(config, make_detector(config.detector), reasons=True), sinks, FileClock(0.0),
-                    ReasonClassifier(config.classifier), reasons_inline=reasons_inline)
+                    ReasonClassifier(config.classifier), reasons_inline=reasons_inline, clips=clips)
     asyncio.run(driver.run(file_chunks(str(path), 5.0 if reasons_inline else 0.1, realtime=False)))
 
 
-def test_inline_reasons_follow_the_window_that_made_them_due_and_sinks_see_earlier_sinks_fields(cry_then_quiet):
-    collector = Collector()
-    run(cry_then_quiet, True, [Stamp(), collector])
+def test_inline_reasons_follow_the_window_that_made_them_due_and_every_sink_sees_the_clip(cry_then_quiet):
+    collector, tamper, clips = Collector(), Tamper(), Clips()
+    run(cry_then_quiet, True, [tamper, collector], clips)
     kinds = [e["type"] for e in collector.events]
     assert kinds[0] == "cry_start" and kinds[-1] == "cry_end" and "cry_reason" in kinds
     times = [e["t"] for e in collector.events]
     assert times == sorted(times)  # in audio-time order, a reason right after its window
-    assert all(e.get("stamped") for e in collector.events if e["type"] != "cry_reason")
+    assert all(e["clip"] == e["id"][:8] + ".flac" for e in collector.events if e["type"] != "cry_reason")
+    assert tamper.refused == 2 and clips.chunks > 0  # the clips are a sink of the audio too
     assert collector.events[0]["ts"].startswith("1970-01-01T00:00:0")  # FileClock(0): ts is the file's t
 
 

@@ -13,7 +13,8 @@ from daemon_helpers import DaemonProcess, write_config
 from monitor.audio.files import read_file
 from monitor.config import ClassifierConfig
 from monitor.core.adaptation import AnswerPrior, BabyAdaptation, BabyMajority
-from monitor.core.events import DONT_KNOW, PARENT_REASONS
+from monitor.core.events import DONT_KNOW, PARENT_REASONS, CryEvent
+from monitor.driver import Emitted
 from monitor.inference.classify import ReasonClassifier
 from monitor.core.home_sounds import Hold, HoldRules
 from monitor.inference.weights import MODELS_DIR, read_manifest
@@ -42,12 +43,20 @@ def classifier():
     return ReasonClassifier(ClassifierConfig(device="cpu", adaptation=True))
 
 
+def started(cry_id: str) -> Emitted:
+    return Emitted(CryEvent("cry_start", 1.0, cry_id, 0.95), 0.0)
+
+
+def ended(cry_id: str) -> Emitted:
+    return Emitted(CryEvent("cry_end", 9.0, cry_id, 0.99, duration_s=8.0, ended_by="quiet"), 0.0)
+
+
 def hear(feedback: Feedback, classifier: ReasonClassifier, audio: np.ndarray, cry_id: str, classify: bool = True):
     """One cry as the driver reports it to its sinks: start, the reason's embedding, end."""
-    feedback.cry_event({"type": "cry_start", "id": cry_id})
+    feedback.cry_event(started(cry_id))
     if classify:
         feedback.reason_embedding(cry_id, classifier.classify(audio).embedding)
-    feedback.cry_event({"type": "cry_end", "id": cry_id})
+    feedback.cry_event(ended(cry_id))
 
 
 def stored(tmp_path):
@@ -145,7 +154,7 @@ def test_a_cry_still_going_on_can_be_answered_but_not_one_never_classified(tmp_p
     with capture_logs() as logs:
         feedback.answer(b"tired")
     assert "was not classified" in logs[0]["error"] and not (tmp_path / FEEDBACK_FILE).exists()
-    feedback.cry_event({"type": "cry_start", "id": "now"})
+    feedback.cry_event(started("now"))
     feedback.reason_embedding("now", classifier.classify(cries[0]).embedding)
     feedback.answer(b"tired")
     assert [i["id"] for i in stored(tmp_path)["labels"]] == ["now"]
@@ -154,7 +163,7 @@ def test_a_cry_still_going_on_can_be_answered_but_not_one_never_classified(tmp_p
 def test_a_cry_open_when_the_daemon_stopped_expires_a_window_after_the_restart(tmp_path, classifier, cries):
     clock = Clock()
     feedback = Feedback(tmp_path, classifier, 1, clock=clock)
-    feedback.cry_event({"type": "cry_start", "id": "cut"})
+    feedback.cry_event(started("cut"))
     feedback.reason_embedding("cut", classifier.classify(cries[0]).embedding)  # then the power went
     clock.now += 10 * HOUR
     restarted = Feedback(tmp_path, classifier, 1, clock=clock)
@@ -231,7 +240,7 @@ def test_answers_of_another_models_embedding_size_are_ignored_not_fatal(tmp_path
 
 def test_a_refined_reason_updates_an_answer_given_while_the_cry_went_on(tmp_path, classifier, cries):
     feedback = Feedback(tmp_path, classifier, 12, clock=Clock())
-    feedback.cry_event({"type": "cry_start", "id": "a"})
+    feedback.cry_event(started("a"))
     feedback.reason_embedding("a", classifier.classify(cries[0][: 2 * 16000]).embedding)
     feedback.answer(b"tired")
     refined = classifier.classify(cries[0]).embedding
@@ -296,11 +305,11 @@ def marking(tmp_path, clock=None, space="det-a", classifier=None, home=None):
 
 def detect(feedback: Feedback, cry_id: str, embedding=(1.0, 0.0, 0.0), end: bool = True):
     """A detection as the driver reports it: its start, the detector's embedding, its end."""
-    feedback.cry_event({"type": "cry_start", "id": cry_id})
+    feedback.cry_event(started(cry_id))
     if embedding is not None:
         feedback.detection_embedding(cry_id, embedding)
     if end:
-        feedback.cry_event({"type": "cry_end", "id": cry_id})
+        feedback.cry_event(ended(cry_id))
 
 
 def home_file(tmp_path):
@@ -337,10 +346,10 @@ def test_not_a_cry_for_an_unannounced_expired_or_embeddingless_cry_is_rejected_a
 
 def test_a_reason_replaces_a_not_a_cry_mark_and_dont_know_clears_it(tmp_path, classifier, cries):
     feedback, home = marking(tmp_path, classifier=classifier)
-    feedback.cry_event({"type": "cry_start", "id": "a"})
+    feedback.cry_event(started("a"))
     feedback.detection_embedding("a", (1.0, 0.0))
     feedback.reason_embedding("a", classifier.classify(cries[0]).embedding)
-    feedback.cry_event({"type": "cry_end", "id": "a"})
+    feedback.cry_event(ended("a"))
     feedback.answer(b"not a cry")
     assert len(home.sounds) == 1 and stored(tmp_path)["labels"] == []
     feedback.answer(b"hungry")  # a mis-tap corrected: it was a cry after all

@@ -506,7 +506,7 @@ def test_state_file_fuzz_every_shape_loads_or_is_set_aside(tmp_path, shipped_cla
         folder.mkdir()
         (folder / name).write_text(text, errors="surrogatepass")
         with structlog.testing.capture_logs() as logs:
-            state = DaemonState(folder, Config(), lambda payload: None)
+            state = DaemonState(folder, Config())
             feedback = Feedback(folder, shipped_classifier, 12)
         stats = json.loads(json.dumps(state.stats.to_payload(), allow_nan=False))
         duration = stats["last_cry_duration_s"]

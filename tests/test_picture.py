@@ -8,6 +8,8 @@ import numpy as np
 from PIL import Image
 
 from monitor.config import Config
+from monitor.core.events import CryEvent
+from monitor.driver import Emitted
 from monitor.inference.detect import CryDetector
 from monitor.offline.replay import Collector, replay_file
 from monitor.service import picture
@@ -54,9 +56,9 @@ def test_a_picture_is_drawn_for_a_cry_cut_short_by_the_end_of_the_input():
     pictures: list[bytes] = []
     sink = CryPictureSink(1.5, pictures.append)
     sink.audio(np.zeros(16000, np.float32))
-    sink.cry_event({"type": "cry_start", "t": 1.0})
+    sink.cry_event(Emitted(CryEvent("cry_start", 1.0, "a", 0.95), 0.0))
     sink.audio(np.ones(8000, np.float32))
-    sink.cry_event({"type": "cry_end", "t": 2.0})  # later than the audio seen
+    sink.cry_event(Emitted(CryEvent("cry_end", 2.0, "a", 0.99, 1.0, "quiet"), 0.0))  # later than the audio seen
     assert pictures == []
     sink.close()
     assert len(pictures) == 1 and Image.open(io.BytesIO(pictures[0])).size[0] == WIDTH

@@ -41,13 +41,20 @@ class CryEvent:
     # cry_start only: the detector's embedding of the windows that confirmed it (monitor.core.home_sounds); kept
     # for a "not a cry" answer, never published
     embedding: tuple[float, ...] | None = field(default=None, repr=False, compare=False)
+    # a cry_end ``restart`` (a cry a killed run left open): its cry_start's ``ts``, published after the end's own
+    started_ts: str | None = None
 
     def to_dict(self) -> dict:
         out = {"type": self.type, "t": round(self.t, 3), "id": self.id, "confidence": round(self.confidence, 4)}
-        if self.type == "cry_end":
-            out["duration_s"] = round(self.duration_s or 0.0, 3)
+        if self.type == "cry_end":  # a restart cannot say how long the cry went on: null
+            out["duration_s"] = None if self.duration_s is None else round(self.duration_s, 3)
             out["ended_by"] = self.ended_by
         return out
+
+    @classmethod
+    def restart(cls, cry_id: str, started_ts: str) -> CryEvent:
+        """The ``cry_end`` of a cry a killed run (kill -9, power cut) left open, ended by this start."""
+        return cls("cry_end", 0.0, cry_id, 0.0, duration_s=None, ended_by="restart", started_ts=started_ts)
 
 
 # The reasons the population classifier knows (Donate-a-cry's cleaned labels), in its output order
@@ -91,9 +98,18 @@ class Event(Protocol):
     def to_dict(self) -> dict: ...
 
 
+def iso_time(wall_time: float) -> str:
+    """A wall-clock time as events publish it: ISO 8601, UTC, milliseconds."""
+    return datetime.fromtimestamp(wall_time, timezone.utc).isoformat(timespec="milliseconds")
+
+
 def event_payload(event: Event, wall_time: float) -> dict:
-    """The event's JSON object: its fields plus ``ts``, the wall-clock time (ISO 8601, UTC)."""
-    return {**event.to_dict(), "ts": datetime.fromtimestamp(wall_time, timezone.utc).isoformat(timespec="milliseconds")}
+    """The event's JSON object: its fields plus ``ts``, the wall-clock time (:func:`iso_time`), and a restart's
+    ``started_ts``."""
+    payload = {**event.to_dict(), "ts": iso_time(wall_time)}
+    if getattr(event, "started_ts", None) is not None:
+        payload["started_ts"] = event.started_ts
+    return payload
 
 
 def _resolved(config: EventsConfig) -> EventsConfig:

@@ -9,7 +9,7 @@ appear in order right after the window that made them due. The file is decoded b
 grow with its length.
 
 The sinks here are replay's outputs: JSON lines, a scores CSV, and a collector for ``evaluate``; ``replay
---publish`` adds the daemon's own MQTT and statistics sinks.
+--publish`` adds the daemon's own MQTT sink, and cry statistics for it.
 
 Example:
     >>> from monitor.config import override
@@ -35,47 +35,54 @@ from typing import TextIO
 from monitor.audio.capture import file_chunks
 from monitor.config import Config
 from monitor.core.pipeline import Pipeline, Scorer, WindowScore
-from monitor.driver import Driver, FileClock, Sink
+from monitor.core.stats import CryStats
+from monitor.driver import Driver, Emitted, FileClock, Sink
 from monitor.inference.classify import ReasonClassifier
 
 BLOCK_SECONDS = 5.0
 
 
 def replay_file(path: str, config: Config, scorer: Scorer, sinks: Sequence[Sink],
-                classifier: ReasonClassifier | None = None, realtime: bool = False) -> None:
+                classifier: ReasonClassifier | None = None, realtime: bool = False,
+                stats: CryStats | None = None) -> None:
     """Replay one file into ``sinks``; a file that fails to decode part-way raises
-    :class:`~monitor.audio.files.AudioFileError` after the events up to that point (an open cry ended)."""
+    :class:`~monitor.audio.files.AudioFileError` after the events up to that point (an open cry ended).
+    ``stats``: cry statistics to count the file's cries in (``replay --publish``)."""
     driver = Driver(Pipeline(config, scorer, reasons=classifier is not None), sinks, FileClock(), classifier,
-                    reasons_inline=True)
+                    reasons_inline=True, stats=stats)
     block = config.audio.block_seconds if realtime else BLOCK_SECONDS
     asyncio.run(driver.run(file_chunks(path, block, realtime)))
 
 
 class Collector(Sink):
-    """Every payload and window score of a replay, for evaluation and tests."""
+    """Every event and window score of a replay, for evaluation and tests."""
 
     def __init__(self) -> None:
-        self.events: list[dict] = []
+        self.emitted: list[Emitted] = []
         self.windows: list[WindowScore] = []
 
-    def cry_event(self, payload: dict) -> None:
-        self.events.append(payload)
+    @property
+    def events(self) -> list[dict]:
+        """The events as replay writes them (:meth:`Emitted.payload`)."""
+        return [emitted.payload() for emitted in self.emitted]
 
-    def reason_event(self, payload: dict) -> None:
-        self.events.append(payload)
+    def cry_event(self, emitted: Emitted) -> None:
+        self.emitted.append(emitted)
+
+    reason_event = cry_event
 
     def scores(self, scores: list[WindowScore]) -> None:
         self.windows.extend(scores)
 
 
 class JsonLines(Sink):
-    """Each payload as one JSON line with the ``file`` it came from."""
+    """Each event as one JSON line with the ``file`` it came from."""
 
     def __init__(self, stream: TextIO, file: str) -> None:
         self.stream, self.file = stream, file
 
-    def cry_event(self, payload: dict) -> None:
-        self.stream.write(json.dumps({**payload, "file": self.file}) + "\n")
+    def cry_event(self, emitted: Emitted) -> None:
+        self.stream.write(json.dumps({**emitted.payload(), "file": self.file}) + "\n")
         self.stream.flush()
 
     reason_event = cry_event

@@ -66,7 +66,7 @@ class Daemon:
         self.detector = make_detector(config.detector)
         self.classifier = make_classifier(config)
         self.pipeline = Pipeline(config, self.detector, reasons=self.classifier is not None)
-        self.state = DaemonState(self.state_dir, config, self._publish_stats)
+        self.state = DaemonState(self.state_dir, config)
         self.health = MicHealth(config.audio.deaf_after_seconds)
         self.notifier = Notifier()
         self.mqtt = self._make_mqtt(config) if config.mqtt.enabled else None
@@ -79,13 +79,14 @@ class Daemon:
         ) if self.classifier or self.detector.hold_rules else None
         self.control = Controller(config, config_path, self.state, self.pipeline, self.detector.presets,
                                   self.mqtt, self.feedback)
-        sinks = [ClipSink(ClipRecorder(config.clips, self.state_dir / "clips"), self.pipeline.buffer)
-                 ] if config.clips.enabled else []
-        sinks += [self.state, *([self.feedback] if self.feedback else []), LogSink(), *([self.mqtt] if self.mqtt else []),
-                  NotifySink(self.notifier)]
+        clips = ClipSink(ClipRecorder(config.clips, self.state_dir / "clips"), self.pipeline.buffer
+                         ) if config.clips.enabled else None
+        sinks = [self.state, *([self.feedback] if self.feedback else []), LogSink(), *([self.mqtt] if self.mqtt else []),
+                 NotifySink(self.notifier)]
         if self.mqtt and config.clips.picture:
             sinks.append(CryPictureSink(config.classifier.lookback_seconds, self.mqtt.last_cry_picture))
-        self.driver = Driver(self.pipeline, sinks, WallClock(), self.classifier)
+        self.driver = Driver(self.pipeline, sinks, WallClock(), self.classifier, clips=clips, stats=self.state.stats)
+        self.driver.statistics()
         self._capture: MicCapture | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = time.monotonic()
@@ -116,7 +117,6 @@ class Daemon:
         sink = MqttSink(cfg, publisher, live=True, reasons=self.classifier is not None,
                         not_a_cry=self.detector.hold_rules is not None)
         sink.controls(self.state.controls.to_payload(datetime.now()))
-        sink.stats(self.state.stats.to_payload())
         if self.classifier is not None:
             sink.reason(self.state.last_reason)
         publisher.set_retained(f"{cfg.mqtt.topic}/instance", json.dumps(self.instance))
@@ -167,10 +167,6 @@ class Daemon:
         """The home's "not a cry" sounds, for the pipeline to hold detections against (one assignment, read by
         the inference thread at its next window)."""
         self.pipeline.home = home
-
-    def _publish_stats(self, payload: dict) -> None:
-        if self.mqtt:
-            self.mqtt.stats(payload)
 
     # --- audio path -----------------------------------------------------------------------------------------
     async def _process(self, chunk: np.ndarray) -> None:
@@ -278,7 +274,7 @@ class Daemon:
                 last_diag = now
             if date.today() != day:
                 day = date.today()
-                self._publish_stats(self.state.stats.to_payload())
+                self.driver.statistics()
                 if self.feedback:
                     self.feedback.day_changed()
             if self.mqtt:
@@ -304,10 +300,9 @@ class Daemon:
         self._loop = loop = asyncio.get_running_loop()
         if self.mqtt:
             self.mqtt.start()
-        crashed = self.state.end_crashed_cry()
-        if crashed and self.mqtt:
-            self.mqtt.cry_event(crashed)
-            self._publish_stats(self.state.stats.to_payload())
+        crashed = self.state.crashed_cry()
+        if crashed:
+            self.driver.emit(crashed, time.time())
         consumer = self._consumer = asyncio.ensure_future(self._consume())
         watcher = asyncio.ensure_future(self._watch())
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -57,7 +57,7 @@ import structlog
 from monitor.core.control import CommandError, command_text
 from monitor.core.events import DONT_KNOW, PARENT_REASONS
 from monitor.core.home_sounds import Hold, HoldRules, HomeSounds
-from monitor.driver import Sink
+from monitor.driver import Emitted, Sink
 from monitor.service.homeassistant import FEEDBACK_CONTROL, NOT_A_CRY, feedback_options
 from monitor.service.state import StateFileError, read_json, set_aside, write_json
 
@@ -224,16 +224,17 @@ class Feedback(Sink):
             self.classifier.teach(self.labels)
 
     # --- the sink: which cries can be labelled ------------------------------------------------------------
-    def cry_event(self, payload: dict) -> None:
-        if payload["type"] == "cry_start":
+    def cry_event(self, emitted: Emitted) -> None:
+        event = emitted.event
+        if event.type == "cry_start":
             space = self.classifier.embedding_space if self.classifier else "none"
-            self.recent = [*self.recent, {"id": payload["id"], "ended_at": None, "embedding": None,
+            self.recent = [*self.recent, {"id": event.id, "ended_at": None, "embedding": None,
                                           "model": space}][-MAX_RECENT:]
             if self.publish:
                 self.publish("None")  # the new cry has no answer yet
         else:
             for item in self.recent:
-                if item["id"] == payload["id"]:
+                if item["id"] == event.id:
                     item["ended_at"] = self.clock()
             self._forget_expired()
             self._write(self.recent_path)

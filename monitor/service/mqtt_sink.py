@@ -19,7 +19,8 @@ import structlog
 
 from monitor.config import Config, ConfigError, MqttConfig
 from monitor.core.events import UNCERTAIN
-from monitor.driver import Sink
+from monitor.core.stats import CryStats
+from monitor.driver import Emitted, Sink
 from monitor.service.homeassistant import (FEEDBACK_CONTROL, HOME_SOUNDS, PICTURE, discovery_payload, discovery_topic,
                                            feedback_options)
 from monitor.service.publish import MqttPublisher, RetainedProbe, connection_problem
@@ -123,16 +124,21 @@ class MqttSink(Sink):
         if new:
             time.sleep(NEW_DEVICE_PAUSE_SECONDS)
 
-    def cry_event(self, payload: dict) -> None:
-        """A ``cry_start`` or ``cry_end`` payload: the event, and the *Crying* state it implies."""
-        self.publisher.publish_event(payload)
-        self.publisher.set_state("crying", "ON" if payload["type"] == "cry_start" else "OFF")
-        if payload["type"] == "cry_start" and self.reasons:
+    def cry_event(self, emitted: Emitted) -> None:
+        """A ``cry_start`` or ``cry_end``: the event, and the *Crying* state it implies."""
+        start = emitted.event.type == "cry_start"
+        self.publisher.publish_event(emitted.payload())
+        self.publisher.set_state("crying", "ON" if start else "OFF")
+        if start and self.reasons:
             self.reason(UNCERTAIN)  # not the previous cry's reason
 
-    def reason_event(self, payload: dict) -> None:
-        self.publisher.publish_event(payload)
-        self.reason(payload["reason"])
+    def reason_event(self, emitted: Emitted) -> None:
+        self.publisher.publish_event(emitted.payload())
+        self.reason(emitted.event.reason.reason)
+
+    def statistics(self, stats: CryStats) -> None:
+        """Cries today and the last one's length."""
+        self.publisher.set_state("stats", json.dumps(stats.to_payload()))
 
     def reason(self, reason: str) -> None:
         """The *Cry reason* state: the current or last cry's reason."""
@@ -152,9 +158,6 @@ class MqttSink(Sink):
 
     def controls(self, payload: dict) -> None:
         self.publisher.set_state("state", json.dumps(payload))
-
-    def stats(self, payload: dict) -> None:
-        self.publisher.set_state("stats", json.dumps(payload))
 
     def diagnostics(self, payload: dict) -> None:
         self.publisher.publish_measurement("diagnostics", json.dumps(payload))

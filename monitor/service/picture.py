@@ -23,7 +23,7 @@ import numpy as np
 
 from monitor import SAMPLE_RATE
 from monitor.core.pipeline import WindowScore
-from monitor.driver import Sink
+from monitor.driver import Emitted, Sink
 from monitor.inference.features import N_FFT, mel_filterbank
 
 WIDTH = 320
@@ -159,17 +159,18 @@ class CryPictureSink(Sink):
             self._recent_scores.popleft()
         self._recent_scores.extend(scores)
 
-    def cry_event(self, payload: dict) -> None:
-        if payload["type"] == "cry_end":
+    def cry_event(self, emitted: Emitted) -> None:
+        t = round(emitted.event.t, 3)  # its published time, to the millisecond
+        if emitted.event.type == "cry_end":
             if self._spectrum is not None:
-                self._end = round(payload["t"] * SAMPLE_RATE)
+                self._end = round(t * SAMPLE_RATE)
                 if self._seen >= self._end:
                     self._finish()
             return
         if self._spectrum is not None:  # the last cry ended in this same chunk: draw it with what came
             self._finish()
-        begin = max(0, round(payload["t"] * SAMPLE_RATE) - self.lookback)
-        self._spectrum, self._start_t = Spectrum(), payload["t"]
+        begin = max(0, round(t * SAMPLE_RATE) - self.lookback)
+        self._spectrum, self._start_t = Spectrum(), t
         self._scores = [s for s in self._recent_scores if s.t * SAMPLE_RATE >= begin]
         self._next = self._first = max(begin, self._seen - self._recent.size)
         self._draw(self._recent, self._seen - self._recent.size)

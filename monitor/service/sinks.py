@@ -1,20 +1,18 @@
 """The daemon's sinks besides MQTT (:class:`~monitor.service.mqtt_sink.MqttSink`): each a small object that turns
-events into one kind of output. The driver (:mod:`monitor.driver`) hands them every payload in order.
+events into one kind of output, and the clips, which the driver (:mod:`monitor.driver`) asks first.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from datetime import datetime
 
 import numpy as np
 import soundfile as sf
 import structlog
 
 from monitor.core.buffer import RingBuffer
-from monitor.core.stats import CryStats
-from monitor.driver import Sink
+from monitor.core.events import CryEvent
+from monitor.driver import Clip, Emitted, Sink
 from monitor.service.clips import ClipRecorder
 from monitor.service.notify import Notifier
 
@@ -22,13 +20,15 @@ log = structlog.get_logger(__name__)
 
 
 class LogSink(Sink):
-    """Every event as one log record named by its type (JSON lines under systemd)."""
+    """Every event as one log record named by its type (JSON lines under systemd); the end of a cry a killed run
+    left open is a warning."""
 
-    def cry_event(self, payload: dict) -> None:
-        log.info(payload["type"], **payload)
+    def cry_event(self, emitted: Emitted) -> None:
+        event = emitted.event
+        (log.warning if event.ended_by == "restart" else log.info)(event.type, **emitted.payload())
 
-    def reason_event(self, payload: dict) -> None:
-        log.info(payload["type"], **payload)
+    def reason_event(self, emitted: Emitted) -> None:
+        log.info(emitted.event.type, **emitted.payload())
 
 
 class NotifySink(Sink):
@@ -37,40 +37,34 @@ class NotifySink(Sink):
     def __init__(self, notifier: Notifier) -> None:
         self.notifier = notifier
 
-    def cry_event(self, payload: dict) -> None:
-        self.notifier.status("crying" if payload["type"] == "cry_start" else "listening")
-
-
-class StatsSink(Sink):
-    """Counts each ended cry (:meth:`CryStats.cry_ended`) and hands the new statistics to ``on_change``."""
-
-    def __init__(self, stats: CryStats, on_change: Callable[[dict], None]) -> None:
-        self.stats, self.on_change = stats, on_change
-
-    def cry_event(self, payload: dict) -> None:
-        if payload["type"] == "cry_end" and self.stats.cry_ended(payload["duration_s"], payload["ended_by"],
-                                                                 datetime.now()):
-            self.on_change(self.stats.to_payload())
+    def cry_event(self, emitted: Emitted) -> None:
+        self.notifier.status("crying" if emitted.event.type == "cry_start" else "listening")
 
 
 class ClipSink(Sink):
-    """Each cry saved as a clip (:class:`ClipRecorder`); adds its file name to the payload as ``clip``. Placed
-    before the sinks that publish. A clip that cannot be written is logged and given up: the alarm matters more."""
+    """Each cry saved as a clip (:class:`ClipRecorder`): the driver's :class:`~monitor.driver.Clips`, so every sink
+    sees the clip's name with the cry's start and end. A clip that cannot be written is logged and given up (its
+    name is None): the alarm matters more. The end of a cry it never saw start (one a killed run left open) has
+    no clip."""
 
     def __init__(self, recorder: ClipRecorder, buffer: RingBuffer) -> None:
         self.recorder, self.buffer = recorder, buffer
+        self._cry: str | None = None  # the cry whose clip this is
         self._name: str | None = None
 
-    def cry_event(self, payload: dict) -> None:
+    def clip(self, event: CryEvent) -> Clip | None:
+        if event.type == "cry_end" and event.id != self._cry:
+            return None
         try:
-            if payload["type"] == "cry_start":
-                self._name = self.recorder.start(payload["id"], self.buffer, time.time())
+            if event.type == "cry_start":
+                self._cry, self._name = event.id, None
+                self._name = self.recorder.start(event.id, self.buffer, time.time())
             else:
                 self.recorder.stop()
         except (OSError, RuntimeError, sf.LibsndfileError) as exc:  # disk full
-            log.error("clip_failed", error=str(exc), cry_id=payload["id"])
+            log.error("clip_failed", error=str(exc), cry_id=event.id)
             self._name = None
-        payload["clip"] = self._name
+        return Clip(self._name)
 
     def audio(self, chunk: np.ndarray) -> None:
         if not self.recorder.recording:

@@ -18,17 +18,15 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 
 import structlog
 
 from monitor.config import Config, ConfigError
 from monitor.core.control import ControlState
-from monitor.core.events import PARENT_REASONS, UNCERTAIN, CryEvent, event_payload
+from monitor.core.events import PARENT_REASONS, UNCERTAIN, CryEvent, iso_time
 from monitor.core.stats import CryStats
-from monitor.service.sinks import StatsSink
+from monitor.driver import Emitted, Sink
 
 log = structlog.get_logger(__name__)
 
@@ -200,19 +198,20 @@ def config_controls(config: Config) -> dict:
     return {"sensitivity": config.events.sensitivity, "quiet_hours": config.events.quiet_hours or "OFF"}
 
 
-class DaemonState(StatsSink):
+class DaemonState(Sink):
     """``state.json``: written after every change of the controls and at every event, before the event is
-    published (the first sink), so that the cry open now is known to the next start even if this run dies right
-    after its alarm (:meth:`end_crashed_cry`). As a sink it also counts the cries (:class:`StatsSink`)."""
+    published (the first sink after the clips), so that the cry open now is known to the next start even if this
+    run dies right after its alarm (:meth:`crashed_cry`). The cry statistics are :attr:`stats`, which the driver
+    counts (:class:`~monitor.driver.Driver`)."""
 
-    def __init__(self, folder: Path, config: Config, on_stats: Callable[[dict], None]) -> None:
+    def __init__(self, folder: Path, config: Config) -> None:
         """Controls set over MQTT survive restarts, but a control whose value in the config file changed since
         they were saved follows the file: an edit to the file must never be silently overridden."""
         self.path = folder / "state.json"
         self.config = config
         from_config = config_controls(config)
         self.controls = ControlState.from_payload(from_config)
-        super().__init__(CryStats(), on_stats)
+        self.stats = CryStats()
         self.open_cry: dict | None = None
         self.last_reason = UNCERTAIN  # what *Cry reason* shows after a restart: the last cry's
         try:
@@ -275,27 +274,20 @@ class DaemonState(StatsSink):
         except OSError as exc:
             log.error("state_file_unwritable", path=str(self.path), error=str(exc))
 
-    def cry_event(self, payload: dict) -> None:
-        self.open_cry = {"id": payload["id"], "started_ts": payload["ts"]} if payload["type"] == "cry_start" else None
-        if payload["type"] == "cry_start":
+    def cry_event(self, emitted: Emitted) -> None:
+        start = emitted.event.type == "cry_start"
+        self.open_cry = {"id": emitted.event.id, "started_ts": iso_time(emitted.ts)} if start else None
+        if start:
             self.last_reason = UNCERTAIN  # as MqttSink publishes it: not the previous cry's
-        super().cry_event(payload)
         self.save()
 
-    def reason_event(self, payload: dict) -> None:
-        self.last_reason = payload["reason"]
+    def reason_event(self, emitted: Emitted) -> None:
+        self.last_reason = emitted.event.reason.reason
         self.save()
 
-    def end_crashed_cry(self) -> dict | None:
+    def crashed_cry(self) -> CryEvent | None:
         """A cry still open in the state file means the last run died during it (kill -9, power cut): its
-        ``cry_end`` now, with ``ended_by: restart``, counted. Its duration is unknown (``null``): the dead run
-        cannot say when the crying stopped. None when no cry was left open."""
-        if self.open_cry is None:
-            return None
-        payload = {**event_payload(CryEvent("cry_end", 0.0, self.open_cry["id"], 0.0), time.time()),
-                   "duration_s": None, "ended_by": "restart", "started_ts": self.open_cry["started_ts"]}
-        log.warning("cry_end", **payload)
-        self.open_cry = None
-        self.stats.cry_ended(None, "restart", datetime.now())
-        self.save()
-        return payload
+        ``cry_end`` (:meth:`CryEvent.restart`), to go out now like any other event (counted, saved, published). Its
+        duration is unknown (``null``): the dead run cannot say when the crying stopped. None when no cry was left
+        open."""
+        return None if self.open_cry is None else CryEvent.restart(self.open_cry["id"], self.open_cry["started_ts"])

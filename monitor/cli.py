@@ -110,6 +110,7 @@ def replay_device(config, reasons: bool):
     from monitor.service.homeassistant import discovery_topic
     from monitor.service.mqtt_sink import MqttSink, ReplayRollCall, replay_identity
     from monitor.service.publish import MqttPublisher, RetainedProbe
+    from monitor.service.running import RunningConfig
 
     config = replay_identity(config)
     ha = config.homeassistant
@@ -123,7 +124,7 @@ def replay_device(config, reasons: bool):
 
     roll_call.publisher = MqttPublisher(config.mqtt, on_message=on_message,
                                         subscriptions=(*roll_call.subscriptions, *((probe.topic,) if probe else ())))
-    mqtt = MqttSink(config, roll_call.publisher, live=False, reasons=reasons)
+    mqtt = MqttSink(RunningConfig(config), roll_call.publisher, live=False, reasons=reasons)
     mqtt.start()
     if probe:
         mqtt.wait_until_discovered(probe)

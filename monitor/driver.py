@@ -68,6 +68,11 @@ class Emitted:
         return payload
 
 
+def _log_failure(future: Future) -> None:
+    if future.exception() is not None:
+        log.error("configure_failed", error=repr(future.exception()))
+
+
 class Sink:
     """One kind of output; every method is optional (a no-op here)."""
 
@@ -147,6 +152,7 @@ class Driver:
         self._classifying = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classifier")
         self._inflight: Future | None = None  # the chunk being scored, if any
         self._reasons: set[asyncio.Task] = set()  # classifications under way
+        self._stopping: asyncio.Future | None = None
 
     async def run(self, source: AsyncIterator[np.ndarray]) -> None:
         """Until the source ends (an open cry then ends with ``shutdown``) or raises (``input_error``, then the
@@ -161,6 +167,12 @@ class Driver:
             await self.stop("input_error")
             raise
         await self.stop("shutdown")
+
+    def configure(self, **settings) -> None:
+        """New settings for the pipeline (:meth:`Pipeline.configure`: ``events``, ``home``), applied on the inference
+        thread after the chunk it may be deciding: the state machine is only ever used by that one thread."""
+        if self._stopping is None:  # stopped: nothing more will be decided
+            self._inference.submit(self.pipeline.configure, **settings).add_done_callback(_log_failure)
 
     async def feed(self, chunk: np.ndarray) -> FeedResult:
         started = time.perf_counter()
@@ -178,13 +190,20 @@ class Driver:
 
     async def skip(self, chunk: np.ndarray) -> None:
         """Keep the audio clock running without scoring (monitoring paused): :meth:`Pipeline.skip`."""
-        await asyncio.get_running_loop().run_in_executor(self._inference, self.pipeline.skip, chunk)
+        await self._on_inference_thread(self.pipeline.skip, chunk)
         for sink in self.sinks:
             sink.audio(chunk)
 
     async def close_cry(self, ended_by: str) -> None:
         """End an open cry now (monitoring paused)."""
-        await self.send(self.pipeline.close(ended_by=ended_by))
+        await self.send(await self._on_inference_thread(self.pipeline.close, ended_by))
+
+    async def _on_inference_thread(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._inference, fn, *args)
+
+    def diagnostics(self) -> dict:
+        """The detector's last score and the time per window and per reason, for the diagnostics sensor."""
+        return {"last_score": self.last_score, "inference_ms": self.inference_ms, "classify_ms": self.classify_ms}
 
     async def send(self, result: FeedResult, reasons: bool = True) -> None:
         """What one step decided, in audio-time order; ``reasons``: classify the requests (not at a live stop)."""
@@ -246,12 +265,19 @@ class Driver:
 
     async def stop(self, ended_by: str = "shutdown") -> None:
         """The chunk being scored finishes and goes out; an open cry ends with ``ended_by``; a reason being
-        computed goes out (one only due now, for a cry cut short by the stop, does not); the sinks close."""
-        await asyncio.to_thread(self._inference.shutdown, wait=True, cancel_futures=True)
+        computed goes out (one only due now, for a cry cut short by the stop, does not); the sinks close. Once:
+        a later call waits for the first, and cancelling a caller does not cut it short."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop(ended_by))
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self, ended_by: str) -> None:
+        closing = self._inference.submit(self.pipeline.close, ended_by)  # after the chunk being scored
+        await asyncio.to_thread(self._inference.shutdown, wait=True)
         inflight, self._inflight = self._inflight, None
         if inflight is not None and not inflight.cancelled() and inflight.exception() is None:
             await self.send(inflight.result())
-        await self.send(self.pipeline.close(ended_by=ended_by), reasons=self.reasons_inline)
+        await self.send(closing.result(), reasons=self.reasons_inline)
         await asyncio.gather(*self._reasons, return_exceptions=True)
         self._classifying.shutdown(wait=False)
         for sink in self.sinks:

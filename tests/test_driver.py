@@ -3,12 +3,14 @@ with reasons computed inline (replay) and as tasks of the loop (the daemon), and
 
 import asyncio
 import dataclasses
+import threading
 
 import pytest
 
 from monitor.audio.capture import file_chunks
 from monitor.config import Config
 from monitor.core.pipeline import Pipeline
+from monitor.core.presets import effective_events
 from monitor.driver import Clip, Driver, Emitted, FileClock, Sink
 from monitor.inference.classify import ReasonClassifier
 from monitor.inference.detect import make_detector
@@ -69,3 +71,37 @@ def test_reasons_as_tasks_give_what_inline_gives_for_the_same_audio(cry_then_qui
         return sorted((e["type"], e["t"], e.get("reason")) for e in events)
 
     assert summary(tasks.events) == summary(inline.events)
+
+
+class ThreadNoting(Pipeline):
+    """The real pipeline, noting which thread each call that changes it comes on."""
+
+    def __init__(self, *args) -> None:
+        super().__init__(*args)
+        self.threads: dict[str, set[str]] = {"feed": set(), "configure": set()}
+
+    def feed(self, samples):
+        self.threads["feed"].add(threading.current_thread().name)
+        return super().feed(samples)
+
+    def configure(self, **settings) -> None:
+        self.threads["configure"].add(threading.current_thread().name)
+        super().configure(**settings)
+
+
+def test_settings_changed_from_the_event_loop_reach_the_state_machine_on_the_inference_thread(cry_then_quiet):
+    config = Config()
+    detector = make_detector(config.detector)
+    pipeline = ThreadNoting(config, detector)
+    driver = Driver(pipeline, [Collector()], FileClock(0.0))
+    high = effective_events(config.events, "high", config.detector, detector.presets)
+
+    async def changed_while_listening():
+        async for chunk in file_chunks(str(cry_then_quiet), 0.5, realtime=False):
+            yield chunk
+            driver.configure(events=high)  # as a command or a reload does, between two chunks
+
+    asyncio.run(driver.run(changed_while_listening()))
+    assert pipeline.events.config == high and high != Pipeline(config, detector).events.config
+    assert len(pipeline.threads["configure"] | pipeline.threads["feed"]) == 1  # the one inference thread
+    assert threading.current_thread().name not in pipeline.threads["configure"]

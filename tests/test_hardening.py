@@ -494,6 +494,7 @@ def shipped_classifier():
 def test_state_file_fuzz_every_shape_loads_or_is_set_aside(tmp_path, shipped_classifier):
     from monitor.service.feedback import Feedback
     from monitor.service.outbox import Outbox
+    from monitor.service.running import RunningConfig
     from monitor.service.state import DaemonState
 
     rng = np.random.default_rng(24)
@@ -506,7 +507,7 @@ def test_state_file_fuzz_every_shape_loads_or_is_set_aside(tmp_path, shipped_cla
         folder.mkdir()
         (folder / name).write_text(text, errors="surrogatepass")
         with structlog.testing.capture_logs() as logs:
-            state = DaemonState(folder, Config())
+            state = DaemonState(folder, RunningConfig(Config()))
             feedback = Feedback(folder, shipped_classifier, 12)
         stats = json.loads(json.dumps(state.stats.to_payload(), allow_nan=False))
         duration = stats["last_cry_duration_s"]

@@ -155,7 +155,7 @@ def test_marks_of_real_false_alarms_never_suppress_a_held_out_cry(val_clips, sen
     found = suppressed = 0
     for clip in cries:
         pipeline = Pipeline(config, detector)
-        pipeline.home = HomeSounds(np.array(marks), rules)
+        pipeline.configure(home=HomeSounds(np.array(marks), rules))
         result = pipeline.feed(np.concatenate([quiet, read_file(clip.path), quiet]))
         result.holds += pipeline.close().holds
         found += any(e.type == "cry_start" for e in result.events)

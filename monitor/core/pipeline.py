@@ -15,7 +15,7 @@ audio, so sleeping and waking change no score.
 
 Between the state machine and the outputs, :class:`~monitor.core.home_sounds.HoldBack` gives each ``cry_start``
 the detector's embedding of the windows that confirmed it, and holds back the detections that sound like one
-of this home's "not a cry" marks (:attr:`Pipeline.home`; its notes are ``FeedResult.holds``).
+of this home's "not a cry" marks (set by :meth:`Pipeline.configure`; its notes are ``FeedResult.holds``).
 
 The pipeline never runs the classifier itself: the daemon hands requests to their own thread so the detector
 never waits for it, and replay runs them inline.
@@ -30,13 +30,15 @@ from typing import Protocol
 import numpy as np
 
 from monitor import SAMPLE_RATE
-from monitor.config import Config
+from monitor.config import Config, EventsConfig
 from monitor.core.presets import OperatingPoint, effective_events
 from monitor.core.buffer import RingBuffer
 from monitor.core.events import CryEvent, CryStateMachine
 from monitor.core.home_sounds import Hold, HoldBack, HomeSounds
 from monitor.core.levels import level_dbfs
 from monitor.core.schedule import ClassifyRequest, ReasonSchedule
+
+KEEP = object()  # Pipeline.configure: this setting stays as it is
 
 
 @dataclass(frozen=True)
@@ -91,19 +93,16 @@ class Pipeline:
         self._pushed = 0  # samples handed to the current stream, from the origin on
         self._next_end = self.window  # where the next window to decide ends
 
-    @property
-    def home(self) -> HomeSounds | None:
-        """The home's "not a cry" sounds that hold detections back (None: none are)."""
-        return self.holdback.home
-
-    @home.setter
-    def home(self, home: HomeSounds | None) -> None:
-        self.holdback.home = home  # one assignment: the inference thread sees the old object or the new one
-
-    def reconfigure(self, events) -> None:
-        """New event settings (:meth:`CryStateMachine.reconfigure`), on the inference thread."""
-        self.events.reconfigure(events)
-        self.holdback.resize(events.of_windows)
+    def configure(self, events: EventsConfig | None = None, home: HomeSounds | None | object = KEEP) -> None:
+        """The one way to change a running pipeline, called on the thread that feeds it (the driver's
+        :meth:`~monitor.driver.Driver.configure`), never while a chunk is being decided: new event settings
+        (:meth:`CryStateMachine.reconfigure`: an open cry stays open), and the home's "not a cry" sounds that hold
+        detections back (None: none do). What is not given stays."""
+        if events is not None:
+            self.events.reconfigure(events)
+            self.holdback.resize(events.of_windows)
+        if home is not KEEP:
+            self.holdback.home = home
 
     @property
     def t(self) -> float:

@@ -1,6 +1,8 @@
 """What changes a running daemon's controls and config: MQTT commands (``<topic>/set/<control>``, Home
-Assistant's status) and SIGHUP reloads of the config file. A change is applied to the state machine, saved in
-``state.json`` and echoed on ``<topic>/state``. ``set/last_cry_reason`` is the parents' answer, for
+Assistant's status) and SIGHUP reloads of the config file. A change is applied to the state machine (on the
+driver's inference thread: :meth:`~monitor.driver.Driver.configure`), saved in ``state.json`` and echoed on
+``<topic>/state``. A reload replaces the running config in its one holder (:class:`RunningConfig`), which the
+state file and the MQTT sink read. ``set/last_cry_reason`` is the parents' answer, for
 :mod:`monitor.service.feedback`.
 """
 
@@ -17,23 +19,28 @@ import structlog
 from monitor.config import SENSITIVITIES, Config, ConfigError, load_config
 from monitor.core.presets import OperatingPoint, effective_events
 from monitor.core.control import CommandError, ControlState, apply_command
-from monitor.core.pipeline import Pipeline
+from monitor.driver import Driver
 from monitor.service.feedback import Feedback
 from monitor.service.homeassistant import FEEDBACK_CONTROL, FORGET_CONTROL
 from monitor.service.mqtt_sink import MqttSink
+from monitor.service.running import RunningConfig
 from monitor.service.state import DaemonState, config_controls
 
 log = structlog.get_logger(__name__)
 
 
 class Controller:
-    def __init__(self, config: Config, config_path: Path | None, state: DaemonState, pipeline: Pipeline,
+    def __init__(self, running: RunningConfig, config_path: Path | None, state: DaemonState, driver: Driver,
                  presets: Mapping[str, OperatingPoint], mqtt: MqttSink | None, feedback: Feedback | None = None) -> None:
-        self.config, self.config_path, self.state, self.pipeline = config, config_path, state, pipeline
+        self.running, self.config_path, self.state, self.driver = running, config_path, state, driver
         self.presets, self.mqtt, self.feedback = presets, mqtt, feedback
-        self.pipeline.reconfigure(self._events_config(config, state.controls))
+        self.driver.configure(events=self._events_config(self.config, state.controls))
         self._reloading: asyncio.Task | None = None
         self._reload_again = False
+
+    @property
+    def config(self) -> Config:
+        return self.running.current
 
     def _events_config(self, config: Config, controls: ControlState):
         return effective_events(config.events, controls.sensitivity, config.detector, self.presets)
@@ -69,7 +76,7 @@ class Controller:
 
     def set(self, new: ControlState) -> None:
         self.state.controls = new
-        self.pipeline.reconfigure(self._events_config(self.config, new))
+        self.driver.configure(events=self._events_config(self.config, new))
         self.state.save()
         self.publish()
 
@@ -117,10 +124,8 @@ class Controller:
         live = ("events", "homeassistant")
         needs_restart = [f.name for f in dataclasses.fields(new)
                          if f.name not in live + ("logging",) and getattr(new, f.name) != getattr(self.config, f.name)]
-        self.config = self.state.config = dataclasses.replace(self.config, events=new.events,
-                                                              homeassistant=new.homeassistant)
+        self.running.current = dataclasses.replace(self.config, events=new.events, homeassistant=new.homeassistant)
         if self.mqtt:
-            self.mqtt.config = self.config  # the new Home Assistant name
-            self.mqtt.publish_discovery()
+            self.mqtt.publish_discovery()  # the new Home Assistant name
         self.set(ControlState.from_payload({**self.state.controls.to_payload(), **changed_controls}))
         log.info("config_reloaded", path=str(self.config_path), restart_needed_for=needs_restart)

@@ -43,6 +43,7 @@ from monitor.service.notify import Notifier
 from monitor.service.outbox import Outbox
 from monitor.service.picture import CryPictureSink
 from monitor.service.publish import MqttPublisher
+from monitor.service.running import RunningConfig
 from monitor.service.sinks import ClipSink, LogSink, NotifySink
 from monitor.service.state import DaemonState, StateDirLock
 from monitor.service.twin import in_use, instance, other_instance, refuse_if_live_twin, started_later
@@ -66,26 +67,27 @@ class Daemon:
         self.detector = make_detector(config.detector)
         self.classifier = make_classifier(config)
         self.pipeline = Pipeline(config, self.detector, reasons=self.classifier is not None)
-        self.state = DaemonState(self.state_dir, config)
+        self.running = RunningConfig(config)
+        self.state = DaemonState(self.state_dir, self.running)
         self.health = MicHealth(config.audio.deaf_after_seconds)
         self.notifier = Notifier()
         self.mqtt = self._make_mqtt(config) if config.mqtt.enabled else None
+        clips = ClipSink(ClipRecorder(config.clips, self.state_dir / "clips"), self.pipeline.buffer
+                         ) if config.clips.enabled else None
+        self.driver = Driver(self.pipeline, [], WallClock(), self.classifier, clips=clips, stats=self.state.stats)
         answers = self.mqtt is not None and config.mqtt.accept_commands
         self.feedback = Feedback(
             self.state_dir, self.classifier, config.classifier.feedback_window_hours,
             self.mqtt.last_cry_reason if answers else None, detector_space=self.detector.embedding_space,
-            hold_rules=self.detector.hold_rules, on_home=self._set_home,
+            hold_rules=self.detector.hold_rules, on_home=lambda home: self.driver.configure(home=home),
             publish_home=self.mqtt.home_sounds if self.mqtt else None,
         ) if self.classifier or self.detector.hold_rules else None
-        self.control = Controller(config, config_path, self.state, self.pipeline, self.detector.presets,
+        self.control = Controller(self.running, config_path, self.state, self.driver, self.detector.presets,
                                   self.mqtt, self.feedback)
-        clips = ClipSink(ClipRecorder(config.clips, self.state_dir / "clips"), self.pipeline.buffer
-                         ) if config.clips.enabled else None
-        sinks = [self.state, *([self.feedback] if self.feedback else []), LogSink(), *([self.mqtt] if self.mqtt else []),
-                 NotifySink(self.notifier)]
+        self.driver.sinks += [self.state, *([self.feedback] if self.feedback else []), LogSink(),
+                              *([self.mqtt] if self.mqtt else []), NotifySink(self.notifier)]
         if self.mqtt and config.clips.picture:
-            sinks.append(CryPictureSink(config.classifier.lookback_seconds, self.mqtt.last_cry_picture))
-        self.driver = Driver(self.pipeline, sinks, WallClock(), self.classifier, clips=clips, stats=self.state.stats)
+            self.driver.sinks.append(CryPictureSink(config.classifier.lookback_seconds, self.mqtt.last_cry_picture))
         self.driver.statistics()
         self._capture: MicCapture | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -100,7 +102,7 @@ class Daemon:
     @property
     def config(self) -> Config:
         """The running config: as started, with what a reload changed (:meth:`Controller.reload`)."""
-        return self.control.config
+        return self.running.current
 
     def _make_mqtt(self, cfg: Config) -> MqttSink:
         twin = refuse_if_live_twin(cfg.mqtt, self.instance)
@@ -114,7 +116,7 @@ class Daemon:
         outbox = Outbox(self.state_dir / "outbox.sqlite", cfg.state.outbox_max_events, cfg.state.stale_after_seconds)
         publisher = MqttPublisher(cfg.mqtt, outbox, on_message=self._on_mqtt_thread, subscriptions=subscriptions,
                                   call_soon=self._call_soon)
-        sink = MqttSink(cfg, publisher, live=True, reasons=self.classifier is not None,
+        sink = MqttSink(self.running, publisher, live=True, reasons=self.classifier is not None,
                         not_a_cry=self.detector.hold_rules is not None)
         sink.controls(self.state.controls.to_payload(datetime.now()))
         if self.classifier is not None:
@@ -162,11 +164,6 @@ class Daemon:
             self._loop.call_soon_threadsafe(fn)
         else:
             fn()
-
-    def _set_home(self, home) -> None:
-        """The home's "not a cry" sounds, for the pipeline to hold detections against (one assignment, read by
-        the inference thread at its next window)."""
-        self.pipeline.home = home
 
     # --- audio path -----------------------------------------------------------------------------------------
     async def _process(self, chunk: np.ndarray) -> None:

@@ -24,6 +24,7 @@ from monitor.driver import Emitted, Sink
 from monitor.service.homeassistant import (FEEDBACK_CONTROL, HOME_SOUNDS, PICTURE, discovery_payload, discovery_topic,
                                            feedback_options)
 from monitor.service.publish import MqttPublisher, RetainedProbe, connection_problem
+from monitor.service.running import RunningConfig
 
 log = structlog.get_logger(__name__)
 NEW_DEVICE_PAUSE_SECONDS = 2.0  # HA subscribes to a new device's topics ~0.1 s after its discovery; 20 times that
@@ -86,18 +87,23 @@ class MqttSink(Sink):
     ``cry_start`` (and, with the controls, the "Last cry was" select is offered). The *Last cry* picture is
     offered unless ``clips.picture`` is off, which also deletes one published before."""
 
-    def __init__(self, config: Config, publisher: MqttPublisher, live: bool, reasons: bool,
+    def __init__(self, running: RunningConfig, publisher: MqttPublisher, live: bool, reasons: bool,
                  not_a_cry: bool = False) -> None:
-        self.config, self.publisher, self.live, self.reasons = config, publisher, live, reasons
+        self.running, self.publisher, self.live, self.reasons = running, publisher, live, reasons
         self.not_a_cry = not_a_cry  # the detector's "not a cry" marks are on (the select offers the answer)
-        self.has_controls = live and config.mqtt.accept_commands
+        self.has_controls = live and self.config.mqtt.accept_commands
         self.discovery: str | None = None  # the discovery config published last
         self.publish_discovery()
         publisher.set_state("crying", "OFF")
         if reasons:  # HA shows "unknown" (no data) until a first value; the daemon then sets the last cry's
             self.reason(UNCERTAIN)
-        if not config.clips.picture:
+        if not self.config.clips.picture:
             publisher.set_state(PICTURE, "")  # an empty retained message deletes the retained one
+
+    @property
+    def config(self) -> Config:
+        """The running config (a reload changes the Home Assistant name)."""
+        return self.running.current
 
     def publish_discovery(self) -> None:
         ha = self.config.homeassistant

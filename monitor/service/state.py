@@ -27,6 +27,7 @@ from monitor.core.control import ControlState
 from monitor.core.events import PARENT_REASONS, UNCERTAIN, CryEvent, iso_time
 from monitor.core.stats import CryStats
 from monitor.driver import Emitted, Sink
+from monitor.service.running import RunningConfig
 
 log = structlog.get_logger(__name__)
 
@@ -204,12 +205,12 @@ class DaemonState(Sink):
     run dies right after its alarm (:meth:`crashed_cry`). The cry statistics are :attr:`stats`, which the driver
     counts (:class:`~monitor.driver.Driver`)."""
 
-    def __init__(self, folder: Path, config: Config) -> None:
+    def __init__(self, folder: Path, running: RunningConfig) -> None:
         """Controls set over MQTT survive restarts, but a control whose value in the config file changed since
         they were saved follows the file: an edit to the file must never be silently overridden."""
         self.path = folder / "state.json"
-        self.config = config
-        from_config = config_controls(config)
+        self.running = running
+        from_config = config_controls(running.current)
         self.controls = ControlState.from_payload(from_config)
         self.stats = CryStats()
         self.open_cry: dict | None = None
@@ -269,7 +270,7 @@ class DaemonState(Sink):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write_json(self.path, {"controls": self.controls.to_payload(), "stats": self.stats.to_payload(),
-                                   "from_config": config_controls(self.config), "open_cry": self.open_cry,
+                                   "from_config": config_controls(self.running.current), "open_cry": self.open_cry,
                                    "last_reason": self.last_reason})
         except OSError as exc:
             log.error("state_file_unwritable", path=str(self.path), error=str(exc))

@@ -12,7 +12,12 @@ classification request becomes a reason computed on the classifier's own thread,
 waits for it; offline (``reasons_inline``) it is awaited at once, so ``cry_reason`` follows the window that made
 it due. The window scores go to :meth:`Sink.scores` and the chunk, once decided, to :meth:`Sink.audio`.
 :meth:`Driver.stop` lets the chunk being scored finish and go out, ends an open cry (``ended_by``), waits for the
-reasons under way and closes the sinks.
+reasons under way and closes the sinks. The daemon's pause is a ``gate`` on :meth:`Driver.run`; its microphone
+health, level meter and watchdog are sinks (:mod:`monitor.service.watch`): this is its only loop over the audio.
+
+The state machine is only ever used on the inference thread: :meth:`Driver.configure` (new event settings, the
+home's "not a cry" sounds) hands :meth:`Pipeline.configure` to it, between two chunks, and the pause's and the
+stop's ends of an open cry are decided there too.
 
 :meth:`Driver.emit` is the one way an event goes out (a cry a killed run left open too). Before any sink sees a
 cry event, the clips (:class:`Clips`, if any) say which clip holds it, and a ``cry_end`` is counted in the cry
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -154,12 +159,20 @@ class Driver:
         self._reasons: set[asyncio.Task] = set()  # classifications under way
         self._stopping: asyncio.Future | None = None
 
-    async def run(self, source: AsyncIterator[np.ndarray]) -> None:
+    async def run(self, source: AsyncIterator[np.ndarray], gate: Callable[[], bool] | None = None) -> None:
         """Until the source ends (an open cry then ends with ``shutdown``) or raises (``input_error``, then the
-        error propagates); cancelled, it stops as :meth:`stop` does and the cancellation propagates."""
+        error propagates); cancelled, it stops as :meth:`stop` does and the cancellation propagates. ``gate``,
+        asked before each chunk: whether to listen (the daemon's switch and quiet hours). While it says no, chunks
+        only keep the audio clock running (:meth:`Pipeline.skip`), and the moment it says so an open cry ends
+        (``paused``)."""
+        listening = True
         try:
             async for chunk in source:
-                await self.feed(chunk)
+                if gate is not None:
+                    was, listening = listening, gate()
+                    if was and not listening:
+                        await self.send(await self._on_inference_thread(self.pipeline.close, "paused"))
+                await (self.feed(chunk) if listening else self._skip(chunk))
         except asyncio.CancelledError:
             await self.stop("shutdown")
             raise
@@ -188,15 +201,10 @@ class Driver:
             sink.audio(chunk)
         return result
 
-    async def skip(self, chunk: np.ndarray) -> None:
-        """Keep the audio clock running without scoring (monitoring paused): :meth:`Pipeline.skip`."""
+    async def _skip(self, chunk: np.ndarray) -> None:
         await self._on_inference_thread(self.pipeline.skip, chunk)
         for sink in self.sinks:
             sink.audio(chunk)
-
-    async def close_cry(self, ended_by: str) -> None:
-        """End an open cry now (monitoring paused)."""
-        await self.send(await self._on_inference_thread(self.pipeline.close, ended_by))
 
     async def _on_inference_thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._inference, fn, *args)
@@ -204,6 +212,11 @@ class Driver:
     def diagnostics(self) -> dict:
         """The detector's last score and the time per window and per reason, for the diagnostics sensor."""
         return {"last_score": self.last_score, "inference_ms": self.inference_ms, "classify_ms": self.classify_ms}
+
+    @property
+    def models(self) -> dict:
+        return {"detector": self.pipeline.scorer.model_id,
+                "classifier": self.classifier.model_id if self.classifier else None}
 
     async def send(self, result: FeedResult, reasons: bool = True) -> None:
         """What one step decided, in audio-time order; ``reasons``: classify the requests (not at a live stop)."""

@@ -189,8 +189,8 @@ def cry_then_quiet(tmp_path_factory, cry_clip) -> Path:
 def nursery_minutes(val_clips, tmp_path_factory) -> Path:
     """Two and a half minutes built the same way every time from held-out clips: a cry that ends in quiet, music,
     speech, household noise, game sounds, three cries back to back (longer than the 20 s maximum cry the golden
-    tests set), a raw upload's cry, and a cry cut off by the end of the file. Quiet room between them at -80 dBFS (the detector sleeps) and
-    at -50 dBFS (it stays awake)."""
+    tests set), a raw upload's cry, and a cry cut off by the end of the file. Quiet room between them at -80 dBFS
+    (the detector sleeps) and at -50 dBFS (it stays awake)."""
     from monitor.audio.files import read_file
 
     rng = np.random.default_rng(22)
@@ -232,7 +232,7 @@ def assert_golden(text: str, name: str, tolerance: float = 2e-4) -> None:
         return
     masked, expected = (MODEL_NUMBER.sub(r"\1#", s) for s in (text, golden))
     if masked != expected:  # more than the models' numbers: show where
-        diff = difflib.unified_diff(expected.splitlines(), masked.splitlines(), "golden", "now", lineterm="", n=1)
+        diff = difflib.unified_diff(expected.splitlines(), masked.splitlines(), "golden", "now", lineterm="")
         pytest.fail(f"{name} differs:\n" + "\n".join(list(diff)[:40]))
     for (_, now), (_, then) in zip(MODEL_NUMBER.findall(text), MODEL_NUMBER.findall(golden)):
         assert abs(float(now) - float(then)) <= tolerance, (name, now, then)

@@ -6,6 +6,7 @@ import dataclasses
 import threading
 
 import pytest
+import soundfile as sf
 
 from monitor.audio.capture import file_chunks
 from monitor.config import Config
@@ -105,3 +106,32 @@ def test_settings_changed_from_the_event_loop_reach_the_state_machine_on_the_inf
     assert pipeline.events.config == high and high != Pipeline(config, detector).events.config
     assert len(pipeline.threads["configure"] | pipeline.threads["feed"]) == 1  # the one inference thread
     assert threading.current_thread().name not in pipeline.threads["configure"]
+
+
+class Audio(Collector):
+    def __init__(self) -> None:
+        super().__init__()
+        self.samples = 0
+
+    def audio(self, chunk) -> None:
+        self.samples += chunk.size
+
+
+def test_a_gate_that_closes_mid_cry_ends_it_paused_and_the_pause_only_keeps_the_clock(cry_then_quiet):
+    config = Config()
+    pipeline = Pipeline(config, make_detector(config.detector))
+    sink = Audio()
+    driver = Driver(pipeline, [sink], FileClock(0.0))
+    asked = []
+
+    def gate() -> bool:  # listening, then paused from 3 s of audio on (the cry is on), then listening from 6 s
+        asked.append(pipeline.t)
+        return not 3.0 <= pipeline.t < 6.0
+
+    asyncio.run(driver.run(file_chunks(str(cry_then_quiet), 0.5, realtime=False), gate))
+    events = sink.events
+    assert [(e["type"], e.get("ended_by")) for e in events[:2]] == [("cry_start", None), ("cry_end", "paused")]
+    assert events[1]["t"] == 3.0 and events[0]["t"] < 3.0
+    assert not [w for w in sink.windows if 3.0 < w.t <= 6.0]  # nothing decided while paused ...
+    assert sink.samples == round(pipeline.t * 16000) and pipeline.t == sf.info(cry_then_quiet).duration
+    assert len(asked) == len(range(0, sink.samples, 8000))  # ... but every chunk asked the gate and reached the sinks

@@ -93,6 +93,10 @@ class MicCapture:
         """Audio captured but not yet processed: grows when inference cannot keep up with real time."""
         return self._queue.qsize() * self.config.block_seconds if self._queue is not None else 0.0
 
+    def diagnostics(self) -> dict:
+        """Blocks the device dropped (overflows) and the audio waiting to be processed, for the diagnostics."""
+        return {"dropped_frames": self.overflows, "backlog_s": round(self.backlog_seconds, 2)}
+
     def reopen(self) -> None:
         """Close and reopen the device (it delivers a flat line): takes effect at the next block."""
         self._reopen = True

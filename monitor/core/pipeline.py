@@ -57,6 +57,7 @@ class ScoreStream(Protocol):
 
 
 class Scorer(Protocol):
+    model_id: str  # which weights (the diagnostics name them)
     presets: Mapping[str, OperatingPoint]  # the model's calibrated sensitivity presets
     hop_seconds: float  # the hop they were calibrated at, used unless detector.hop_seconds is set
     window_samples: int  # the audio one score covers (its level decides the gate)

@@ -23,6 +23,7 @@ from monitor.driver import Driver
 from monitor.service.feedback import Feedback
 from monitor.service.homeassistant import FEEDBACK_CONTROL, FORGET_CONTROL
 from monitor.service.mqtt_sink import MqttSink
+from monitor.service.notify import Notifier
 from monitor.service.running import RunningConfig
 from monitor.service.state import DaemonState, config_controls
 
@@ -31,10 +32,12 @@ log = structlog.get_logger(__name__)
 
 class Controller:
     def __init__(self, running: RunningConfig, config_path: Path | None, state: DaemonState, driver: Driver,
-                 presets: Mapping[str, OperatingPoint], mqtt: MqttSink | None, feedback: Feedback | None = None) -> None:
+                 presets: Mapping[str, OperatingPoint], mqtt: MqttSink | None, feedback: Feedback | None = None,
+                 notifier: Notifier | None = None) -> None:
         self.running, self.config_path, self.state, self.driver = running, config_path, state, driver
-        self.presets, self.mqtt, self.feedback = presets, mqtt, feedback
+        self.presets, self.mqtt, self.feedback, self.notifier = presets, mqtt, feedback, notifier or Notifier()
         self.driver.configure(events=self._events_config(self.config, state.controls))
+        self.listening = True  # as the driver's gate last said (monitoring)
         self._reloading: asyncio.Task | None = None
         self._reload_again = False
 
@@ -44,6 +47,20 @@ class Controller:
 
     def _events_config(self, config: Config, controls: ControlState):
         return effective_events(config.events, controls.sensitivity, config.detector, self.presets)
+
+    def monitoring(self) -> bool:
+        """The driver's gate, asked before each chunk: listen unless switched off or in quiet hours. A change is
+        logged, shown in ``systemctl status`` and echoed on ``<topic>/state``."""
+        listening = self.state.controls.monitoring(datetime.now())
+        if listening != self.listening:
+            self.listening = listening
+            log.info("monitoring_" + ("resumed" if listening else "paused"), state=self.state.controls.to_payload())
+            self.notifier.status(self.status())
+            self.publish()
+        return listening
+
+    def status(self) -> str:
+        return "listening" if self.listening else "paused"
 
     def on_message(self, topic: str, payload: bytes, retained: bool = False) -> None:
         """A message on a subscribed topic (on the event loop)."""

@@ -2,9 +2,9 @@
 
 One object per device over an :class:`~monitor.service.publish.MqttPublisher`: the Home Assistant discovery config, the
 retained states (``crying``, ``reason``, ``state``, ``stats``, ``last_cry_reason``, the *Last cry* picture), the events
-and the measurements. The daemon
-publishes the live nursery through it; ``crymonitor replay --publish`` publishes a file's events through another
-one, as its own device (:func:`replay_identity`), so that a replay can never pretend to be the live nursery.
+and the measurements. The daemon publishes the live nursery through it (:func:`daemon_device`); ``crymonitor replay
+--publish`` publishes a file's events through another one, as its own device (:func:`replay_identity`), so that a
+replay can never pretend to be the live nursery.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import structlog
 
@@ -23,6 +25,7 @@ from monitor.core.stats import CryStats
 from monitor.driver import Emitted, Sink
 from monitor.service.homeassistant import (FEEDBACK_CONTROL, HOME_SOUNDS, PICTURE, discovery_payload, discovery_topic,
                                            feedback_options)
+from monitor.service.outbox import Outbox
 from monitor.service.publish import MqttPublisher, RetainedProbe, connection_problem
 from monitor.service.running import RunningConfig
 
@@ -183,3 +186,19 @@ class MqttSink(Sink):
         acknowledgements; returns how many never came. Its owner calls it (the daemon, replay), not the driver: the
         stats of an ended cry may still be due."""
         return self.publisher.close(timeout, offline)
+
+
+def daemon_device(running: RunningConfig, state_dir: Path, reasons: bool, not_a_cry: bool,
+                  on_message: Callable[[str, bytes, bool], None], call_soon: Callable) -> MqttSink:
+    """The live nursery's device: its publisher subscribed to its commands (with ``mqtt.accept_commands``), its
+    ``instance`` topic (:mod:`monitor.service.twin`) and Home Assistant's status, with the outbox in the state
+    folder (a full or read-only disk leaves it unavailable, never the monitor down: the watch retries it)."""
+    config = running.current
+    subscriptions = (f"{config.mqtt.topic}/set/+",) if config.mqtt.accept_commands else ()
+    subscriptions += (f"{config.mqtt.topic}/instance",)
+    if config.homeassistant.enabled:
+        subscriptions += (f"{config.homeassistant.prefix}/status",)
+    outbox = Outbox(state_dir / "outbox.sqlite", config.state.outbox_max_events, config.state.stale_after_seconds)
+    publisher = MqttPublisher(config.mqtt, outbox, on_message=on_message, subscriptions=subscriptions,
+                              call_soon=call_soon)
+    return MqttSink(running, publisher, live=True, reasons=reasons, not_a_cry=not_a_cry)

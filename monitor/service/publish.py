@@ -201,6 +201,16 @@ class MqttPublisher:
         since = self._unreachable_since
         return 0.0 if since is None else time.monotonic() - since
 
+    def diagnostics(self) -> dict:
+        """The outbox and the broker, for the diagnostics: a broker unreachable for ``unreachable_problem_seconds``
+        is a problem."""
+        box = self.outbox
+        return {"outbox_pending": 0 if box is None else len(box), "outbox_dropped": 0 if box is None else box.dropped,
+                "outbox_available": box is not None and box.available,
+                "broker_unreachable_s": round(self.unreachable_s),
+                "broker_problem": self.unreachable_s > self.config.unreachable_problem_seconds,
+                "last_broker_outage_s": self.last_outage_s}
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self._unreachable_since is None:
             self._unreachable_since = time.monotonic()

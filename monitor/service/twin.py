@@ -13,8 +13,8 @@ the same daemon is no twin of itself).
   is no answer: the monitor starts anyway (it must work without a broker). One that accepts TCP and stays silent
   is logged at once as a failed attempt: the publisher would notice only a keepalive later.
 * Running, a twin that started while the broker was away shows itself when its ``instance`` arrives live
-  (:func:`other_instance`): the one started later stops (:func:`started_later`) with the same error; the other
-  publishes its own again and keeps the device.
+  (:class:`Twins`): the one started later stops (:func:`started_later`) with the same error; the other publishes
+  its own again and keeps the device.
 """
 
 from __future__ import annotations
@@ -24,12 +24,13 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
 
-from monitor.config import MqttConfig
-from monitor.service.publish import make_client, no_connack
+from monitor.config import ConfigError, MqttConfig
+from monitor.service.publish import MqttPublisher, make_client, no_connack
 
 log = structlog.get_logger(__name__)
 
@@ -108,3 +109,42 @@ def refuse_if_live_twin(config: MqttConfig, me: dict) -> str | None:
                   attempts=1)
     other = other_instance(me, seen.get(who, b""))
     return in_use(config, other) if seen.get(status) in LIVE and other is not None else None
+
+
+class Twins:
+    """A running daemon among the others on its device id. ``give_way``: stop (:attr:`error` says why)."""
+
+    def __init__(self, me: dict, config: MqttConfig, give_way: Callable[[], None]) -> None:
+        self.me, self.config, self.give_way = me, config, give_way
+        self.topic = f"{config.topic}/instance"
+        self.error: str | None = None  # why this daemon gave way: a twin on its device id that started earlier
+        self.publisher: MqttPublisher | None = None  # where this daemon says who it is (set once it exists)
+        self._broker_had_ours = False  # our instance came back from the broker
+
+    def refuse_if_live(self) -> None:
+        """At start: a live twin on the device id is a one-line error (:func:`refuse_if_live_twin`)."""
+        refused = refuse_if_live_twin(self.config, self.me)
+        if refused:
+            raise ConfigError(refused)
+
+    def announce(self, publisher: MqttPublisher) -> None:
+        """Who uses the device: this daemon (retained)."""
+        self.publisher = publisher
+        publisher.set_retained(self.topic, json.dumps(self.me))
+
+    def on_instance(self, payload: bytes, retained: bool) -> None:
+        """Who the broker says uses this device id (on the event loop). Ours once, another's after that is a twin
+        that published since we did: it is live (twins with one client id take turns on the broker, each getting
+        the other's retained one at its connect). Another's before ours ever came back is the last daemon here,
+        which the start's probe judged. Of two twins the later one stops (:func:`started_later`)."""
+        other = other_instance(self.me, payload)
+        if other is None:
+            self._broker_had_ours = True
+        elif retained and not self._broker_had_ours:
+            return
+        elif started_later(self.me, other):
+            self.error = in_use(self.config, other)
+            log.error("device_id_in_use", error=self.error)
+            self.give_way()
+        else:  # this one keeps the device, and says so again: the other stops when it sees it
+            self.announce(self.publisher)

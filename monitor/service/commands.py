@@ -32,10 +32,10 @@ log = structlog.get_logger(__name__)
 
 class Controller:
     def __init__(self, running: RunningConfig, config_path: Path | None, state: DaemonState, driver: Driver,
-                 presets: Mapping[str, OperatingPoint], mqtt: MqttSink | None, feedback: Feedback | None = None,
-                 notifier: Notifier | None = None) -> None:
+                 presets: Mapping[str, OperatingPoint], mqtt: MqttSink | None, feedback: Feedback | None,
+                 notifier: Notifier) -> None:
         self.running, self.config_path, self.state, self.driver = running, config_path, state, driver
-        self.presets, self.mqtt, self.feedback, self.notifier = presets, mqtt, feedback, notifier or Notifier()
+        self.presets, self.mqtt, self.feedback, self.notifier = presets, mqtt, feedback, notifier
         self.driver.configure(events=self._events_config(self.config, state.controls))
         self.listening = True  # as the driver's gate last said (monitoring)
         self._reloading: asyncio.Task | None = None

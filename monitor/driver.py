@@ -163,7 +163,7 @@ class Driver:
         """Until the source ends (an open cry then ends with ``shutdown``) or raises (``input_error``, then the
         error propagates); cancelled, it stops as :meth:`stop` does and the cancellation propagates. ``gate``,
         asked before each chunk: whether to listen (the daemon's switch and quiet hours). While it says no, chunks
-        only keep the audio clock running (:meth:`Pipeline.skip`), and the moment it says so an open cry ends
+        only keep the audio clock running (:meth:`Pipeline.skip`), and the moment it says no an open cry ends
         (``paused``)."""
         listening = True
         try:

@@ -581,6 +581,7 @@ def test_the_daemon_rejects_bad_not_a_cry_answers_sets_a_corrupt_store_aside_and
     daemon = DaemonProcess(config, "--input", str(cat_thrice))
     try:
         corrupt = daemon.wait_log("feedback_store_corrupt")
+        sub.wait_for(lambda m: "online" in sub.payloads("status"))  # subscribed to its commands by then
         publish(broker.port, "crymonitor/nr/set/last_cry_reason", json.dumps({"id": "nope", "reason": NOT_A_CRY}).encode())
         unknown = daemon.wait_log("feedback_rejected")
         sub.wait_for(lambda m: any(json.loads(p)["type"] == "cry_end" for p in sub.payloads("event")), timeout=40)

@@ -36,6 +36,21 @@ def _clean_env(**extra: str) -> dict:
     return {**env, **extra}
 
 
+def _source_copy(folder: Path) -> Path:
+    """What the wheel is built from, copied out of the checkout: pip builds in the source tree (its ``build/``), so
+    a build in the checkout itself collides with any other build of it running at the same time, and leaves files
+    there. The models folder holds only what the wheel may carry: the manifest and the ONNX exports."""
+    import shutil
+
+    shutil.copytree(ROOT / "monitor", folder / "monitor", ignore=shutil.ignore_patterns("__pycache__", "_models"))
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, folder / name)
+    (folder / "models").mkdir()
+    for model in [ROOT / "models" / "manifest.json", *(ROOT / "models").glob("*.onnx")]:
+        shutil.copy(model, folder / "models" / model.name)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> tuple[Path, Path]:
     """(the built wheel, the bin folder of a fresh virtualenv it is installed in with ``[edge]``)."""
@@ -45,7 +60,8 @@ def installed(tmp_path_factory) -> tuple[Path, Path]:
     if probe.returncode:
         pytest.skip("no package registry reachable (pip download onnxruntime failed: "
                     f"{probe.stderr.strip().splitlines()[-1:]}); the wheel test needs one")
-    built = _pip(sys.executable, "wheel", "--no-deps", "--quiet", "--wheel-dir", str(work / "dist"), str(ROOT))
+    built = _pip(sys.executable, "wheel", "--no-deps", "--quiet", "--wheel-dir", str(work / "dist"),
+                 str(_source_copy(work / "src")))
     assert built.returncode == 0, built.stderr
     (wheel,) = (work / "dist").glob("crymonitor-*.whl")
     subprocess.run([sys.executable, "-m", "venv", str(work / "venv")], check=True, env=_clean_env())

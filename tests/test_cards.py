@@ -137,3 +137,29 @@ NOT_A_CRY = {"model": "detector-yamnet-lwf-int8.onnx", "sha": "abababababab", "h
 
 def test_not_a_cry_study_card():
     assert render("not-a-cry-study.md", **NOT_A_CRY) == (GOLDEN / "not-a-cry-study.md").read_text()
+
+
+def template_fields(template: str) -> dict:
+    """Every field of a card template: a number where the template formats one, else a marker string."""
+    import string
+
+    return {name: 12.345 if spec else f"<{name}>" for _, name, spec, _ in
+            string.Formatter().parse(render_raw(template)) if name}
+
+
+def render_raw(template: str) -> str:
+    from importlib.resources import files
+
+    return files("monitor.training.cards").joinpath(template).read_text(encoding="utf-8")
+
+
+def test_classifier_card():
+    # golden rendered from the card text as it lived in reason_table.py, before it became a template
+    assert render("classifier.md", **template_fields("classifier.md")) == (GOLDEN / "classifier.md").read_text()
+
+
+def test_classifier_adaptation_section():
+    from monitor.training.reason_table import ADAPTATION_HEADING
+
+    rendered = ADAPTATION_HEADING + render("classifier-adaptation.md", **template_fields("classifier-adaptation.md"))
+    assert rendered == (GOLDEN / "classifier-adaptation.md").read_text()

@@ -32,6 +32,7 @@ from monitor.core.events import REASONS
 from monitor.inference.weights import MODELS_DIR, write_adaptation, write_manifest_entry
 from monitor.training import adaptation_study
 from monitor.training import classifier as T
+from monitor.training.cards import render
 from monitor.training.export_onnx import exports_line
 
 LABELS = {
@@ -242,7 +243,8 @@ def adaptation_section(study: dict) -> str:
     fit = study["prior_fit"]
     grid = fit["grid"]
     ratios = [f["b"] / f["a"] for f in [*fit["folds"], fit["shipped"]]]  # a > 0 throughout the grid
-    return ADAPTATION_SECTION.format(
+    return ADAPTATION_HEADING + render(
+        "classifier-adaptation.md",
         arch=study["arch"], study_babies=study["babies"], study_clips=study["clips"], study_scored=study["scored"],
         study_tags=", ".join(f"{tag} {n}" for tag, n in study["tags"].items()),
         grid_a=", ".join(f"{v:g}" for v in grid["a"]), grid_b=", ".join(f"{v:g}" for v in grid["b"]),
@@ -305,7 +307,7 @@ def write_card(results: list[dict], best: dict, shipped: dict, data: dict, study
         coverage_rows.append(f"| {level} | {100 * share_at:.1f} % | {100 * accuracy_at:.0f} % |")
     others = "\n".join(f"- `{r['arch']}`: " + " / ".join(" ".join(f"{v:3d}" for v in row) for row in r["pooled"]["confusion"])
                        for r in results if r["arch"] != best["arch"])
-    text = CARD.format(coverage="\n".join(coverage_rows), other_confusions=others,
+    text = render("classifier.md", coverage="\n".join(coverage_rows), other_confusions=others,
         exports=exports_line(MODELS_DIR / "classifier.pt"),
         arch=best["arch"], label=full_label(best["arch"]), sha=shipped["sha256"],
         features="log-mel (CNN14's own batch norm)" if best["arch"].startswith("cnn14") else "13 MFCC with CMVN",
@@ -333,114 +335,6 @@ ADAPTATION_LEARNER = """What this says: the sound adds information to what this 
 ADAPTATION_CAVEAT = """The tags are the parents' guesses, unverified and noisy (some uploads hold little crying), so
 this measures agreement with the parents, which is all a parent-taught model can learn; most babies have only a
 few answers, so the rows beyond 5 answers rest on few babies: read their counts."""
-
-ADAPTATION_SECTION = ADAPTATION_HEADING + """
-Home Assistant's "Last cry was" select stores the answer with the cry's embedding (docs/home-assistant.md, "Teaching it your baby").
-Once there are answers, `classifier.adaptation` turns the population model's probabilities into this baby's with
-one of three learners (`monitor/core/adaptation.py`): `prototypes` mixes prototypes of the baby's answers with the
-model (nearest class mean on cosine similarity, weight n / (n + 2) after n answers; constants fixed before any
-study); `prior` takes the answer counts as a prior, p(reason) ∝ p_model(reason)^a · (count(reason) + 1)^b, a
-reason only the parents know (cold_hot, lonely, scared) entering at p_model = floor; `majority` is the answers'
-shares, the most frequent answer so far on top (ties: the one given first). Measured by
-`python tools/reason_table.py --adaptation-only` (`monitor/training/adaptation_study.py`; the whole run ends with
-it) on the raw Donate-a-cry uploads: {study_babies} babies whose parents gave at least two different tags,
-{study_clips} clips ({study_tags}), replayed one baby at a time in upload order; each clip is guessed before its
-tag is revealed, then learned ("unknown", the app's "don't know", is neither scored nor learned: {study_scored}
-guesses). Each baby is scored by the `{arch}` cross-validation model that never heard it. The prior's a, b and
-floor are fitted by cross-validation over babies: each baby is guessed with the values that did best (accuracy,
-ties: Brier score) on the babies of the other four folds, over a ∈ {{{grid_a}}}, b ∈ {{{grid_b}}}, floor ∈
-{{{grid_floor}}} (the values each fold's babies were guessed with: {per_fold}). Fitted the same way on all babies, the model ships with a = {a:g}, b = {b:g},
-floor = {floor:g} (its manifest entry, `answer_prior`). The fitted b / a ({ratios}) put most of the weight on the
-answers: the prior and the majority differ on {differ} of the {taught} guesses made after an answer (the prior right
-on {prior_right}, the majority on {majority_right}). Accuracy / macro-F1 over the 8 parent reasons, by how many
-answers the baby had when the guess was made:
-
-{adaptation}
-
-Over the {taught} guesses made after at least one answer ({taught_babies} babies), with 95 % intervals from
-{bootstrap} bootstrap resamples of babies (the prior's fitted values held fixed):
-
-{intervals}
-
-Verdict: {decision}.
-
-{interpretation}
-"""
-
-CARD = """# Cry-reason classifier (models/classifier.pt)
-
-`{label}` backbone (`{arch}`) inside `ReasonNet` (monitor/inference/models/reason.py: shared log-mel → {features} →
-backbone → logits / temperature). sha256 `{sha}` (in `models/manifest.json`, checked at load). Written by
-`python tools/reason_table.py` ({minutes:.0f} CPU minutes for the whole table, the final model and the adaptation
-study: each row on one torch thread, two at a time on a 2-core machine); every number below was measured by that
-command.
-
-{exports}
-
-## Data
-Donate-a-cry *cleaned* clips (ODbL 1.0 + DbCL 1.0), 8 kHz phone recordings: {total} clips from {babies} app
-installs (≈ babies): {counts}. A classifier that always says "hungry" is {majority:.1f} % accurate and has a macro-F1
-of 0.18, so macro-F1 and UAR (mean per-class recall) are the numbers to read. The raw uploads and their extra tags
-(lonely, scared, cold/hot) are not used for training: they are uncleaned and many hold little crying. They are
-what the per-baby adaptation is measured on (below). The metadata rows read each clip's sex and age band tags.
-
-## Protocol
-{folds}-fold cross-validation grouped by baby (every clip of an app install in one fold; groups dealt rarest
-class first so each reason reaches as many folds as it can). For test fold k, fold k+1 early-stops training on
-its macro-F1 and fits the temperature; the other three folds train. Reported: mean ± std over the 5 test folds.
-Recipe in `tools/train_classifier.py`: 1.5 s random crops of silence-trimmed log-mel, class-balanced sampling,
-noise mixing (5–30 dB SNR, non-cry audio of the detector's training groups and coloured noise), gain ±6 dB,
-SpecAugment; Adam 1e-3, cosine decay; at most 10 epochs of 320 clips. Evaluation: the silence-trimmed centre
-4 s, exactly as the daemon classifies. Sizes are counted on a 4 s input (401 frames).
-Where rows differ: TBDM-Net uses the paper's Adam betas (0.93, 0.98) and label smoothing 0.1 (its other
-deviations: `monitor/inference/models/tbdm.py`). The pre-hoc metadata row feeds the clip's sex and age-band tags
-(one-hot; each field hidden in {metadata_dropout:.0f} % of training clips, so "not told" is a known input) through a
-16-unit layer concatenated before the head. The multi-task row (`monitor/inference/models/multitask.py`) predicts
-sex and age band as auxiliary tasks: stage 1 trains on them alone for {stage1} epochs, stage 2 freezes the input
-normalisation and first two conv stages and trains the reason with the auxiliaries at weight {aux_weight}.
-
-## The seed table on our data
-{table}
-
-What the table says:
-
-{findings}
-
-The paper reports 82.20 % accuracy for IETMA on its own 6-class set; that data is not available. Random splits
-of Donate-a-cry (clips of one baby on both sides) give far higher figures in the literature; split by baby, as
-here, the models learn the babies, not the reasons. With 8 burping and 16 belly-pain clips, one clip moves a
-fold's macro-F1 by several points: read the ± before reading a ranking. The issue asks to ship the best model
-by grouped-CV macro-F1, and that is what is shipped; what makes it honest is the threshold below.
-
-Pooled confusion matrix of `{arch}` over the 5 test folds:
-
-{confusion}
-
-Pooled confusion matrices of the other models (rows: true belly_pain, burping, discomfort, hungry, tired; columns:
-predicted, same order):
-
-{other_confusions}
-
-## Calibration and the uncertain threshold
-Temperature {temperature:.2f} (median over folds of the value fitted on each validation fold). Expected calibration
-error over the test folds: {ece_before:.3f} before, {ece_after:.3f} after temperature scaling. The shipped model is
-then retrained on all clips for {epochs} epochs (the median best epoch).
-
-Confidence threshold (pooled CV predictions of `{arch}`; "correct" = the top class is the label):
-
-{coverage}
-
-The default `classifier.min_confidence` is {threshold}: {share:.0f} % of the pooled CV predictions pass it, and those are
-{accuracy:.0f} % correct — no better than assuming "hungry" ({majority:.0f} %), but at lower thresholds the published
-reasons are *less* accurate than that guess. So the daemon says `uncertain` almost always and publishes the
-calibrated probabilities for whoever wants them; lower the threshold only knowing this table.
-
-{adaptation_section}
-## Limits
-This is a small, imbalanced, single-source data set (phone uploads of mostly hungry babies); a reason is a
-hint for tired parents, not a diagnosis. The paper's channel count (128) is kept for the IETMA family and
-ECAPA-TDNN; CNN14 runs at a quarter of its width so the table fits the CPU budget.
-"""
 
 
 if __name__ == "__main__":

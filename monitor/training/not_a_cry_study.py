@@ -7,9 +7,9 @@ A real nursery's false alarms repeat: the same cat, the same TV jingle. This sim
 
 - **Troublemakers.** Every held-out non-cry source (a ``group`` the training split never saw: one recording of an
   animal or a household effect, one voice pack, one music track, one language) is heard through a random nursery
-  room at −30 dBFS, three times; the ones whose highest window score reaches the medium preset's threshold can
-  raise a false alarm, and only they make a home's residents: the worst case for a parent, and the only sources
-  there is anything to learn about.
+  room at −25 dBFS, three times (:func:`troublemakers`); the ones with a window at the medium preset's threshold
+  make a home's residents: the worst case for a parent, and the only sources there is anything to learn about.
+  (None of them raises an alarm on its own at the medium preset; in a home, over a noise machine, some do.)
 - **Homes.** Each home (:func:`build_home`) is a pyroomacoustics nursery (:func:`monitor.training.nursery_soundscapes.nursery_room`),
   a quiet room or a noise machine, four resident troublemakers from different places in the room, each heard
   :data:`OCCURRENCES` times at random moments (a voice pack: another clip of the same voice each time; one
@@ -17,18 +17,20 @@ A real nursery's false alarms repeat: the same cat, the same TV jingle. This sim
   meows are the same file), and five bouts of held-out babies' wideband crying from the crib. The same cat is
   more alike than a real cat's meows are, and less alike than one recording played again: this is a proxy.
 - **A parent.** The home is replayed through the daemon's own decisions (:class:`~monitor.core.events.CryStateMachine`
-  and :class:`~monitor.core.home_sounds.HoldBack` over the detector's scores and embeddings, at the medium preset).
-  Each announced false alarm of a source with fewer than *k* marks is marked "not a cry" when it ends (*k* = 1, 3,
-  10); then the rest plays on. Reported against the same home with the feature off: false alarms per hour,
-  *repeats* (a source's false alarms after its first: what marking can remove), cries lost and cries whose start
-  came later. Also per category, with only that category's sources marked.
+  and :class:`~monitor.core.home_sounds.HoldBack` over the detector's scores and embeddings), at the medium and the
+  high preset. Each announced false alarm of a source with fewer than *k* marks is marked "not a cry" when it ends
+  (*k* = 1, 3, 10); then the rest plays on. Reported against the same home with the feature off: false alarms per
+  hour, *repeats* (a source's false alarms after its *k*-th: what marking can remove), cries lost and cries whose
+  start came later. Also per category, with only that category's sources marked.
 - **The rules** (:class:`~monitor.core.home_sounds.HoldRules`) are chosen on the calibration homes (seed 1) and the
-  nursery calibration set, and reported on the report homes (seed 2) and the nursery report set. ``never_above``:
-  above every false alarm's confirming peak on the calibration data; ``announce_after_s``: past the longest false
-  alarm there; ``max_distance``: half the smallest distance from any calibration cry's detection to any
-  calibration false alarm (every one of them marked: the worst a parent can do). Then the nursery report set is
-  replayed with *every* false alarm it raises marked, at the medium and high presets: a cry lost there is a cry a
-  parent's marks can hide.
+  nursery calibration set (:func:`choose_rules`), and reported on the report homes (seed 2) and the nursery report
+  set. ``never_above``: above every false alarm's highest window on the calibration data; ``announce_after_s``:
+  past the longest false alarm there; ``max_distance``: the largest of :data:`DISTANCES` at which no calibration cry
+  is lost with *every* calibration false alarm marked beforehand (the worst a parent can do). The report sets are
+  then replayed the same way, every false alarm they raise marked, at both presets: a cry lost there is a cry a
+  parent's marks can hide. The card also gives the distances behind the verdict (:func:`distances`).
+- **On by default** only if no cry is lost on validation and, at both presets, the repeats fall at least 5× after
+  3 marks.
 
 The rules go into the detector's manifest entry (``not_a_cry``) and the numbers into ``models/not-a-cry-study.md``.
 """

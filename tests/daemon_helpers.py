@@ -1,9 +1,11 @@
-"""Start the real daemon as a subprocess against a test broker, and read what it logs."""
+"""Start the real daemon as a subprocess against a test broker, read what it logs, speak to it over MQTT, and check
+what it publishes as Home Assistant would."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -11,6 +13,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
 import soundfile as sf
 
 DECODER = json.JSONDecoder()
@@ -28,6 +32,10 @@ def quiet_file(path: Path, seconds: float, level: float = 1e-3) -> Path:
     rng = np.random.default_rng(1)
     sf.write(path, (rng.standard_normal(int(seconds * 16000)) * level).astype(np.float32), 16000)
     return path
+
+
+def quiet_wav(folder: Path) -> Path:
+    return quiet_file(folder / "quiet.wav", 60.0)
 
 
 def without_torch(folder: Path) -> dict:
@@ -83,3 +91,68 @@ class DaemonProcess:
     @property
     def stderr(self) -> str:
         return "".join(self.lines)
+
+
+def publish(port: int, topic: str, payload: bytes, retain: bool = False) -> None:
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"cmd-{time.monotonic_ns()}")
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+
+
+def event(n: int) -> dict:
+    return {"type": "cry_start" if n % 2 == 0 else "cry_end", "t": float(n), "id": f"cry{n // 2}", "confidence": 0.9}
+
+
+# JSON that a broken automation or a damaged file could hold: each a value, or a document, that must not be taken
+NASTY_JSON = ["NaN", "Infinity", "-Infinity", "1e999", "-1", "-1e-300", "9" * 400, "-" + "9" * 400, "0.5", "true",
+              "null", '""', '"x"', '"2026-02-30"', "[]", "{}", "[1, [2]]", "[" * 1000 + "]" * 1000,
+              '{"a": ' * 1000 + "1" + "}" * 1000, '"\\ud800"', "[0.1, 0.2, 0.3]"]
+
+
+def strict_json(text: str):
+    """What Home Assistant can parse: NaN and Infinity are not JSON."""
+    return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} published"))
+
+
+HA_PLATFORMS = {"binary_sensor", "event", "sensor", "switch", "select", "number", "button", "text", "image"}
+BINARY_SENSOR_CLASSES = {"sound", "problem", "connectivity", "running"}
+SENSOR_CLASSES = {"enum", "sound_pressure", "duration", "timestamp", None}
+
+
+def validate_ha_device_discovery(config: dict) -> None:
+    """The checks Home Assistant's MQTT device discovery applies to a device-based config."""
+    device = config.get("dev") or config.get("device")
+    assert device and (device.get("ids") or device.get("identifiers")), "required key not provided: device ids"
+    assert config.get("o", {}).get("name"), "origin name required"
+    components = config.get("cmps") or config.get("components")
+    assert components
+    unique_ids = [c["unique_id"] for c in components.values()]
+    assert len(set(unique_ids)) == len(unique_ids)
+    for key, comp in components.items():
+        platform = comp.get("p") or comp.get("platform")
+        assert platform in HA_PLATFORMS, (key, platform)
+        assert comp.get("unique_id"), key
+        for field, value in comp.items():
+            if field.endswith("_topic"):
+                assert value and "#" not in value and "+" not in value, (key, field)
+        if platform == "binary_sensor":
+            assert comp.get("device_class") in BINARY_SENSOR_CLASSES and comp["state_topic"]
+        if platform == "sensor":
+            assert comp.get("device_class") in SENSOR_CLASSES
+            if comp.get("device_class") == "enum":
+                assert comp["options"] and all(isinstance(o, str) for o in comp["options"])
+            if comp.get("device_class") == "sound_pressure":
+                assert comp["unit_of_measurement"] == "dB"
+        if platform == "event":
+            assert comp["event_types"] and comp["state_topic"]
+        if platform in ("switch", "select"):
+            assert comp["command_topic"]
+        if platform == "select":
+            assert comp["options"]
+        if platform == "text":
+            assert comp["command_topic"] and re.compile(comp.get("pattern", ""))
+        if platform == "image":
+            assert comp["image_topic"] and comp["content_type"].startswith("image/")

@@ -3,11 +3,15 @@ with reasons computed inline (replay) and as tasks of the loop (the daemon), and
 
 import asyncio
 import dataclasses
+import json
+import subprocess
+import sys
 import threading
 
 import pytest
 import soundfile as sf
 
+from conftest import ROOT
 from monitor.audio.capture import file_chunks
 from monitor.config import Config
 from monitor.core.pipeline import Pipeline
@@ -135,3 +139,18 @@ def test_a_gate_that_closes_mid_cry_ends_it_paused_and_the_pause_only_keeps_the_
     assert not [w for w in sink.windows if 3.0 < w.t <= 6.0]  # nothing decided while paused ...
     assert sink.samples == round(pipeline.t * 16000) and pipeline.t == sf.info(cry_then_quiet).duration
     assert len(asked) == len(range(0, sink.samples, 8000))  # ... but every chunk asked the gate and reached the sinks
+
+
+def test_a_truncated_flac_ends_the_open_cry_before_its_error(tmp_path, cry_then_quiet):
+    audio, rate = sf.read(cry_then_quiet, dtype="float32")
+    flac = tmp_path / "cut.flac"
+    sf.write(flac, audio, rate)
+    data = flac.read_bytes()
+    flac.write_bytes(data[: len(data) * 2 // 3])  # the cry holds most of the bytes: this cuts into it
+    out = subprocess.run([sys.executable, "-m", "monitor", "replay", str(flac)], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [e["type"] for e in events if e["type"] != "cry_reason"] == ["cry_start", "cry_end"], out.stdout
+    assert events[-1]["ended_by"] == "input_error"
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().startswith("crymonitor: error:") and "cut.flac: decoding failed part-way" in out.stderr

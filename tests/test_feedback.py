@@ -3,24 +3,26 @@ and a real broker."""
 
 import json
 import signal
+import time
 
 import numpy as np
+import paho.mqtt.client as mqtt
 import pytest
 from structlog.testing import capture_logs
 
-from conftest import pick
+from conftest import cry_then_long_quiet, fill, pick
 from daemon_helpers import DaemonProcess, write_config
 from monitor.audio.files import read_file
 from monitor.config import ClassifierConfig
 from monitor.core.adaptation import AnswerPrior, BabyAdaptation, BabyMajority
-from monitor.core.events import DONT_KNOW, PARENT_REASONS, CryEvent
+from monitor.core.events import DONT_KNOW, CryEvent
+from monitor.core.home_sounds import Hold, HoldRules
 from monitor.driver import Emitted
 from monitor.inference.classify import ReasonClassifier
-from monitor.core.home_sounds import Hold, HoldRules
 from monitor.inference.weights import MODELS_DIR, read_manifest
-from monitor.service.feedback import (FEEDBACK_FILE, FLOOD_LIMIT, HOME_FILE, HOME_SOUND_DAYS, MAX_HOME_SOUNDS, RECENT_FILE,
-                                     Feedback)
-from monitor.service.homeassistant import NOT_A_CRY, discovery_payload, feedback_options
+from monitor.service.feedback import (FEEDBACK_FILE, FLOOD_LIMIT, HOME_FILE, HOME_SOUND_DAYS, MAX_HOME_SOUNDS,
+                                      RECENT_FILE, Feedback)
+from monitor.service.homeassistant import NOT_A_CRY
 
 HOUR = 3600.0
 
@@ -248,20 +250,9 @@ def test_a_refined_reason_updates_an_answer_given_while_the_cry_went_on(tmp_path
     assert stored(tmp_path)["labels"][0]["embedding"] == pytest.approx(list(refined), abs=1e-4)
 
 
-def test_discovery_offers_the_select_only_where_answers_are_heard():
-    with_select = discovery_payload("crymonitor/n", "n", "Nursery", controls=True,
-                                    feedback=feedback_options(True, False))["cmps"]
-    select = with_select["last_cry_reason"]
-    assert select["p"] == "select" and select["options"] == [*PARENT_REASONS, DONT_KNOW]
-    assert "forget_not_a_cry" not in with_select
-    assert select["command_topic"] == "crymonitor/n/set/last_cry_reason"
-    assert select["state_topic"] == "crymonitor/n/last_cry_reason"
-    assert "last_cry_reason" not in discovery_payload("crymonitor/n", "n", "Nursery", controls=True)["cmps"]
-
-
 def test_the_daemon_takes_an_answer_over_mqtt_and_rejects_bad_ones(broker, subscriber_factory, cry_then_quiet,
                                                                     tmp_path):
-    from test_service import publish
+    from daemon_helpers import publish
 
     sub = subscriber_factory(broker.port, "crymonitor/fb/#")
     config = write_config(tmp_path / "c.yaml", broker.port, "fb", "classifier:\n  adaptation: on\n")
@@ -517,7 +508,7 @@ def models_with_rules(folder, max_distance: float):
 
 def test_the_daemon_holds_back_a_sound_marked_not_a_cry_and_forgets_on_the_button(broker, subscriber_factory,
                                                                                    cat_thrice, tmp_path):
-    from test_service import publish
+    from daemon_helpers import publish
 
     model = models_with_rules(tmp_path / "models", max_distance=0.2)
     sub = subscriber_factory(broker.port, "crymonitor/nc/#")
@@ -544,15 +535,6 @@ def test_the_daemon_holds_back_a_sound_marked_not_a_cry_and_forgets_on_the_butto
     assert 0 <= suppressed["distance"] <= 0.2 and forgotten["count"] == 1
 
 
-def test_discovery_offers_not_a_cry_with_its_button_and_counters_only_when_marks_are_on():
-    cmps = discovery_payload("crymonitor/n", "n", "Nursery", controls=True, feedback=feedback_options(True, True))["cmps"]
-    assert cmps["last_cry_reason"]["options"] == [*PARENT_REASONS, NOT_A_CRY, DONT_KNOW]
-    assert cmps["forget_not_a_cry"]["p"] == "button"
-    assert cmps["forget_not_a_cry"]["command_topic"] == "crymonitor/n/set/forget_not_a_cry"
-    assert {cmps[k]["state_topic"] for k in ("not_a_cry_kept", "suppressed_today")} == {"crymonitor/n/not_a_cry"}
-    assert feedback_options(False, False) == ()
-
-
 def test_a_flood_of_not_a_cry_answers_or_button_presses_is_rate_limited(tmp_path):
     feedback, home = marking(tmp_path)
     detect(feedback, "cat")
@@ -569,7 +551,7 @@ def test_a_flood_of_not_a_cry_answers_or_button_presses_is_rate_limited(tmp_path
 def test_the_daemon_rejects_bad_not_a_cry_answers_sets_a_corrupt_store_aside_and_keeps_marks_across_a_restart(
         broker, subscriber_factory, cat_thrice, tmp_path):
     from daemon_helpers import quiet_file
-    from test_service import publish
+    from daemon_helpers import publish
 
     model = models_with_rules(tmp_path / "models", max_distance=0.2)
     (tmp_path / "state").mkdir()
@@ -602,3 +584,63 @@ def test_the_daemon_rejects_bad_not_a_cry_answers_sets_a_corrupt_store_aside_and
         code, _ = again.stop(signal.SIGTERM)
     assert code == 0, again.stderr
     assert loaded["not_a_cry"] == 1  # the mark survived the restart; the flood added nothing
+
+
+def publish_many(port: int, topic: str, payloads: list[bytes]) -> None:
+    """Each payload in order, from one client (a busy automation)."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"many-{time.monotonic_ns()}")
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    for payload in payloads:
+        client.publish(topic, payload, qos=1).wait_for_publish(5)
+    client.disconnect()
+    client.loop_stop()
+
+
+def test_garbage_on_the_answer_topic_does_not_lock_the_parents_out(broker, subscriber_factory, cry_then_quiet,
+                                                                   tmp_path):
+    sub = subscriber_factory(broker.port, "crymonitor/budget/#")
+    topic = "crymonitor/budget/set/last_cry_reason"
+    daemon = DaemonProcess(write_config(tmp_path / "c.yaml", broker.port, "budget"), "--input", str(cry_then_quiet))
+    try:
+        sub.wait_for(lambda m: any(json.loads(p)["type"] == "cry_reason" for p in sub.payloads("event")), timeout=60)
+        publish_many(broker.port, topic, [b'{"reason": 5}'] * (2 * FLOOD_LIMIT))  # a broken automation
+        publish_many(broker.port, topic, [b"tired"] + [b"hungry"] * (FLOOD_LIMIT - 1) + [b"burping"])
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not any("flood" in r.get("error", "") for r in daemon.logs()):
+            time.sleep(0.05)
+        sub.wait_for(lambda m: sub.payloads("last_cry_reason")[-2:] == ["hungry", "hungry"])
+    finally:
+        daemon.stop(signal.SIGTERM)
+    rejected = [r for r in daemon.logs() if r["event"] == "feedback_rejected"]
+    assert len(rejected) == 2 and "expected a reason" in rejected[0]["error"]  # the garbage: logged once
+    assert "flood" in rejected[1]["error"]  # the one answer past the budget: said, not silently dropped
+    assert sum(r["event"] == "feedback_accepted" for r in daemon.logs()) == FLOOD_LIMIT
+    labels = json.loads((tmp_path / "state" / FEEDBACK_FILE).read_text())["labels"]
+    assert [label["reason"] for label in labels] == ["hungry"]  # and the select shows it, again, after the refusal
+
+
+def test_an_answer_taken_while_the_disk_is_full_is_written_once_it_has_room(broker, subscriber_factory, small_disk,
+                                                                           cry_then_quiet, tmp_path):
+    from daemon_helpers import publish
+
+    state = small_disk / "state"
+    config = tmp_path / "c.yaml"
+    config.write_text(f"mqtt:\n  port: {broker.port}\n  device_id: full\nstate:\n  dir: {state}\n"
+                      "logging:\n  format: json\n")
+    filler = fill(small_disk)
+    sub = subscriber_factory(broker.port, "crymonitor/full/#")
+    daemon = DaemonProcess(config, "--input", str(cry_then_long_quiet(tmp_path, cry_then_quiet)))
+    try:
+        sub.wait_for(lambda m: any(json.loads(p)["type"] == "cry_reason" for p in sub.payloads("event")), timeout=60)
+        publish(broker.port, "crymonitor/full/set/last_cry_reason", b"tired")
+        daemon.wait_log("feedback_accepted")  # Home Assistant shows it as taken ...
+        unwritable = daemon.wait_log("feedback_store_unwritable")
+        assert not (state / FEEDBACK_FILE).exists()  # ... but the disk did not take it
+        filler.unlink()
+        written = daemon.wait_log("feedback_store_written", timeout=15)  # without a restart
+        labels = json.loads((state / FEEDBACK_FILE).read_text())["labels"]
+    finally:
+        code, _ = daemon.stop(signal.SIGTERM)
+    assert code == 0 and unwritable["level"] == "error" and written["path"] == str(state / FEEDBACK_FILE)
+    assert [label["reason"] for label in labels] == ["tired"]

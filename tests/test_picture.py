@@ -1,12 +1,16 @@
 """The *Last cry* picture of a real held-out cry, drawn by the sink the daemon and replay use."""
 
 import io
+import json
+import signal
 import struct
+import time
 import zlib
 
 import numpy as np
 from PIL import Image
 
+from daemon_helpers import DaemonProcess, publish, write_config
 from monitor.config import Config
 from monitor.core.events import CryEvent
 from monitor.driver import Emitted
@@ -70,3 +74,20 @@ def test_memory_stays_bounded_for_a_cry_of_any_length():
         spectrum.add(np.random.default_rng(0).standard_normal(160_000).astype(np.float32))
     assert spectrum.sums.shape == (2 * WIDTH, BANDS) and spectrum.seconds > 1999
     assert spectrum.columns().shape == (WIDTH, BANDS)
+
+
+def test_with_clips_picture_off_nothing_drawn_from_the_audio_is_published(broker, subscriber_factory,
+                                                                        cry_then_quiet, tmp_path):
+    """``clips.picture: false``: no *Last cry* entity, no picture at cry_end, and the one an earlier run published
+    is deleted from the broker."""
+    publish(broker.port, "crymonitor/private/last_cry_picture", b"\x89PNG from an earlier run", retain=True)
+    sub = subscriber_factory(broker.port, "#")
+    config = write_config(tmp_path / "c.yaml", broker.port, "private", "clips:\n  picture: false\n")
+    daemon = DaemonProcess(config, "--input", str(cry_then_quiet))
+    try:
+        sub.wait_for(lambda m: any(json.loads(p)["type"] == "cry_end" for p in sub.payloads("event")), timeout=60)
+        time.sleep(1.0)  # a picture would follow the cry_end at once
+    finally:
+        daemon.stop(signal.SIGTERM)
+    assert sub.payloads("last_cry_picture") == ["\ufffdPNG from an earlier run", ""]  # retained, then deleted
+    assert "last_cry" not in json.loads(sub.payloads("config")[-1])["cmps"]

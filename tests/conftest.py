@@ -4,6 +4,7 @@ as the "microphone", MQTT subscribers, and clips from ../shared/data (held-out v
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ import paho.mqtt.client as mqtt
 import pytest
 import soundfile as sf
 
+from monitor.config import Config, override
 from monitor.offline.data import read_clips, split_groups
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,6 +165,12 @@ def pick(clips, source: str, label: str, min_seconds: float = 0.0):
 
 
 @pytest.fixture(scope="session")
+def split():
+    clips = read_clips(DATA)
+    return clips, split_groups(clips)
+
+
+@pytest.fixture(scope="session")
 def cry_clip(val_clips) -> Path:
     """A held-out cry of at least 6 s that the shipped detector finds, for the tests of everything downstream of
     detection. The first such clip by name (02ead89b…) is one the detector misses; how many it misses is the
@@ -303,3 +311,45 @@ def pulse(tmp_path_factory):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+# --- the shipped detector's scores, and its ONNX exports ---------------------------------------------------------
+
+TORCH = override(Config(), "detector", model=str(ROOT / "models" / "detector.pt")).detector  # the fp32 reference
+
+
+def cry_onset(cry_clip: Path, samples: int) -> np.ndarray:
+    """Real audio with a cry's onset in it: 1 s of a quiet room, then the first ``samples`` of the held-out cry."""
+    from monitor.audio.files import read_file
+
+    quiet = np.random.default_rng(5).standard_normal(16000).astype(np.float32) * 3e-4
+    return np.concatenate([quiet, read_file(cry_clip)[:samples]]).astype(np.float32)
+
+
+def windowed(detector, audio, ends):
+    """The scores of the windows of ``audio`` ending at ``ends``, each scored on its own: what a stream must give."""
+    n = detector.window_samples
+    return detector.score_windows(np.stack([audio[e - n : e] for e in ends]))
+
+
+def exported_copy(tmp_path_factory, name: str) -> Path:
+    """A folder holding a copy of the shipped ``name`` (alone in its manifest) and its fresh ONNX export."""
+    from monitor.training import export_onnx
+
+    folder = tmp_path_factory.mktemp(Path(name).stem)
+    shutil.copyfile(ROOT / "models" / name, folder / name)
+    manifest = json.loads((ROOT / "models" / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({name: manifest[name]}))
+    assert export_onnx.main(["--model", str(folder / name)]) == 0
+    return folder
+
+
+# made once per worker: the tests that use them share the "onnx-exports" xdist group, so one worker makes them
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    return exported_copy(tmp_path_factory, "detector.pt")
+
+
+@pytest.fixture(scope="session")
+def exported_classifier(tmp_path_factory):
+    return exported_copy(tmp_path_factory, "classifier.pt")

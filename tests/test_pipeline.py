@@ -1,22 +1,14 @@
-"""Issue 10, part 1: the shipped detector scores a stream once per 80 ms frame, and streaming equals scoring each
-window on its own, whatever the chunk size."""
-
-import dataclasses
+"""The pipeline (monitor/core/pipeline.py) on the shipped detector: scores that do not depend on chunking or
+pauses, the loudness gate, and the cry audio handed to the classifier in time."""
 
 import numpy as np
 import pytest
-import torch
+import soundfile as sf
 
-from conftest import ROOT
-from monitor.audio.files import read_file
-from monitor.config import Config, ConfigError, override
+from conftest import TORCH, cry_onset, windowed
+from monitor.config import Config, override
 from monitor.core.pipeline import Pipeline
 from monitor.inference.detect import CryDetector
-from monitor.inference.models.cnn10 import Cnn10
-from monitor.inference.models.streaming_cnn10 import FRAME
-from monitor.inference.weights import write_manifest_entry
-
-TORCH = override(Config(), "detector", model=str(ROOT / "models" / "detector.pt")).detector  # the fp32 reference
 
 
 @pytest.fixture(scope="module")
@@ -27,37 +19,7 @@ def detector():
 @pytest.fixture(scope="module")
 def real_audio(cry_clip):
     """Real audio with a cry's onset in it: 1 s of a quiet room, then the held-out cry (first 2.5 s)."""
-    cry = read_file(cry_clip)[: 40000]
-    quiet = np.random.default_rng(5).standard_normal(16000).astype(np.float32) * 3e-4
-    return np.concatenate([quiet, cry]).astype(np.float32)
-
-
-def windowed(detector, audio, ends):
-    n = detector.window_samples
-    return detector.score_windows(np.stack([audio[e - n : e] for e in ends]))
-
-
-@pytest.mark.parametrize("chunk", [1, 1600, 4000, 80000], ids=["1-sample", "0.1s", "0.25s", "5s"])
-def test_streaming_equals_window_by_window_on_real_audio(detector, real_audio, chunk):
-    audio = real_audio[: 2 * 16000] if chunk == 1 else real_audio  # one sample at a time is slow in Python
-    stream = detector.stream(FRAME)
-    pieces = [stream.push(audio[i : i + chunk]) for i in range(0, audio.size, chunk)]
-    ends = np.concatenate([e for e, _ in pieces])
-    probs = np.concatenate([p for _, p in pieces])
-    assert ends[0] == detector.window_samples and np.all(np.diff(ends) == FRAME)
-    assert ends[-1] > audio.size - FRAME  # every complete window was scored
-    reference = windowed(detector, audio, ends)
-    np.testing.assert_allclose(probs, reference, atol=1e-4)
-    assert probs.max() > 0.5 > probs.min()  # real audio with a cry in it, not a constant
-
-
-def test_hop_keeps_every_nth_frame_and_must_fit_the_frame(detector, real_audio):
-    every = detector.stream(FRAME).push(real_audio)
-    ends, probs = detector.stream(3 * FRAME).push(real_audio)
-    np.testing.assert_array_equal(ends, every[0][::3])
-    np.testing.assert_allclose(probs, every[1][::3], atol=1e-6)
-    with pytest.raises(ConfigError, match="multiple of 0.08 s"):
-        Pipeline(override(Config(), "detector", hop_seconds=0.25), detector)
+    return cry_onset(cry_clip, 40000)
 
 
 def test_pipeline_scores_do_not_depend_on_how_the_audio_is_chunked(detector, real_audio):
@@ -129,15 +91,17 @@ def test_quiet_windows_score_zero_and_report_their_level(detector):
     assert all(0 < s.score < 1 for s in inside[-20])
 
 
-def test_a_window_form_model_is_scored_window_by_window(tmp_path, real_audio):
-    """The previous detectors (window form, as measured side by side in the card) run through the same pipeline."""
-    torch.manual_seed(0)
-    torch.save(Cnn10().state_dict(), tmp_path / "window.pt")  # mechanics only: this model is never shipped
-    write_manifest_entry(tmp_path, "window.pt", "cnn10", {})
-    old = CryDetector(dataclasses.replace(Config().detector, model=tmp_path / "window.pt"))
-    hop = 4000
-    stream = old.stream(hop)
-    pieces = [stream.push(real_audio[i : i + 777]) for i in range(0, real_audio.size, 777)]
-    ends = np.concatenate([e for e, _ in pieces])
-    np.testing.assert_array_equal(ends, np.arange(16000, real_audio.size + 1, hop))
-    np.testing.assert_allclose(np.concatenate([p for _, p in pieces]), windowed(old, real_audio, ends), atol=1e-5)
+def test_pipeline_hands_over_the_cry_audio_in_time(cry_then_quiet):
+    config = Config()
+    audio, _ = sf.read(cry_then_quiet, dtype="float32")
+    result = Pipeline(config, CryDetector(config.detector), reasons=True).feed(audio)
+    start = next(e for e in result.events if e.type == "cry_start")
+    requests = result.requests
+    assert [r.id for r in requests] == [start.id] * len(requests) and len(requests) >= 1
+    first = requests[0]
+    assert first.t == pytest.approx(start.t + config.classifier.first_after_seconds, abs=0.25)
+    expected = (config.classifier.first_after_seconds + config.classifier.lookback_seconds) * 16000
+    assert abs(first.samples.size - expected) <= 0.25 * 16000
+    # the request holds the audio it claims: the buffer's samples ending at its time
+    end = round(first.t * 16000)
+    np.testing.assert_array_equal(first.samples, audio[end - first.samples.size : end])

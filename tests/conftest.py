@@ -353,3 +353,12 @@ def exported(tmp_path_factory):
 @pytest.fixture(scope="session")
 def exported_classifier(tmp_path_factory):
     return exported_copy(tmp_path_factory, "classifier.pt")
+
+
+# --- the per-baby learners' inputs --------------------------------------------------------------------------------
+
+POPULATION = {"belly_pain": 0.1, "burping": 0.1, "discomfort": 0.1, "hungry": 0.6, "tired": 0.1}
+
+
+def answers(*reasons: str) -> list[tuple[str, None]]:
+    return [(r, None) for r in reasons]

@@ -1,9 +1,7 @@
-"""The reason path: schedule, front end, the shipped classifier on held-out cries, replay and `crymonitor classify`."""
+"""The reason classifier (monitor/inference/classify.py): its front end, the shipped classifier on held-out cries,
+the loudness mode, the adaptation verdict and the baby's metadata."""
 
 import dataclasses
-import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,49 +10,11 @@ import structlog
 import torch
 
 from conftest import pick
-from monitor.config import ADAPTATIONS, ClassifierConfig, Config, ConfigError, parse_config
+from monitor.config import ADAPTATIONS, ClassifierConfig, Config
 from monitor.core.events import REASONS, UNCERTAIN
 from monitor.core.pipeline import Pipeline
-from monitor.core.schedule import ReasonSchedule
 from monitor.inference.classify import MAX_FRAMES, MIN_FRAMES, ReasonClassifier, prepare, trim_silence
 from monitor.inference.weights import ModelFileError
-
-# ---------------------------------------------------------------- schedule (pure)
-
-def test_schedule_asks_at_each_time_after_the_start_with_the_lookback():
-    s = ReasonSchedule(at_seconds=(2.0, 6.0), lookback_seconds=1.5)
-    s.on_event("cry_start", "a", 10.0)
-    s.on_time(11.75)
-    assert s.take() == []
-    s.on_time(12.0)
-    assert s.take() == [("a", 8.5, 12.0)]
-    s.on_time(15.0)
-    assert s.take() == []
-    s.on_time(16.25)
-    assert s.take() == [("a", 8.5, 16.25)]
-    s.on_time(30.0)
-    s.on_event("cry_end", "a", 30.0)
-    assert s.take() == []  # answered already: the end adds nothing
-
-
-def test_schedule_answers_a_short_cry_at_its_end_and_a_late_clock_once():
-    s = ReasonSchedule(at_seconds=(2.0, 6.0), lookback_seconds=1.0)
-    s.on_event("cry_start", "short", 5.0)
-    s.on_time(6.0)
-    s.on_event("cry_end", "short", 6.5)
-    assert s.take() == [("short", 4.0, 6.5)]
-    s.on_event("cry_start", "long", 20.0)
-    s.on_time(27.0)  # one big chunk passed both times
-    assert s.take() == [("long", 19.0, 27.0)]
-    s.on_time(40.0)
-    assert s.take() == []
-
-
-def test_at_seconds_and_buffer_check_in_config():
-    assert ClassifierConfig().at_seconds() == (2.0, 6.0)
-    assert ClassifierConfig(refine_after_seconds=0.0).at_seconds() == (2.0,)
-    with pytest.raises(ConfigError, match="half of audio.buffer_seconds"):
-        parse_config("audio:\n  buffer_seconds: 10\nclassifier:\n  refine_after_seconds: 6\n")
 
 
 # ---------------------------------------------------------------- front end
@@ -132,33 +92,6 @@ def test_loudness_mode_asks_for_no_reasons(cry_then_quiet):
     audio, _ = sf.read(cry_then_quiet, dtype="float32")
     result = Pipeline(config, LoudnessDetector(config.detector), reasons=False).feed(audio)
     assert any(e.type == "cry_start" for e in result.events) and result.requests == []
-
-
-def test_replay_prints_cry_reason_for_the_cry_within_five_seconds(cry_then_quiet, tmp_path):
-    out = subprocess.run([sys.executable, "-m", "monitor", "replay", str(cry_then_quiet)],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    events = [json.loads(line) for line in out.stdout.splitlines()]
-    start = next(e for e in events if e["type"] == "cry_start")
-    reasons = [e for e in events if e["type"] == "cry_reason"]
-    assert reasons and all(r["id"] == start["id"] for r in reasons)
-    assert reasons[0]["t"] - start["t"] <= 5.0
-    assert set(reasons[0]["probs"]) == set(REASONS) and reasons[0]["reason"] in (*REASONS, UNCERTAIN)
-    types = [e["type"] for e in events]
-    assert types.index("cry_start") < types.index("cry_reason") < types.index("cry_end")
-
-
-def test_cli_classify_prints_one_line_per_file_and_reports_bad_ones(cry_clip, tmp_path):
-    corrupt = tmp_path / "corrupt.wav"
-    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
-    out = subprocess.run([sys.executable, "-m", "monitor", "classify", str(cry_clip), str(corrupt), str(cry_clip)],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 2
-    lines = [json.loads(line) for line in out.stdout.splitlines()]
-    assert [line["path"] for line in lines] == [str(cry_clip)] * 2
-    assert lines[0] == lines[1]  # deterministic
-    assert set(lines[0]["probs"]) == set(REASONS) and lines[0]["reason"] in (*REASONS, UNCERTAIN)
-    assert "corrupt.wav" in out.stderr and "Traceback" not in out.stderr
 
 
 # ---------------------------------------------------------------- metadata and the adaptation verdict

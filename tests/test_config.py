@@ -17,9 +17,7 @@ import yaml
 from conftest import ROOT
 from daemon_helpers import DaemonProcess, quiet_file
 from monitor.cli import main
-from monitor.config import Config, ConfigError, DetectorConfig, EventsConfig, load_config, override, parse_config
-from monitor.core.presets import OperatingPoint, effective_events
-from monitor.inference.weights import read_manifest
+from monitor.config import ClassifierConfig, Config, ConfigError, load_config, override, parse_config
 
 def test_shipped_config_is_valid_and_documents_the_defaults():
     shipped = load_config(ROOT / "config" / "crymonitor.yaml")
@@ -123,47 +121,6 @@ def test_password_comes_from_file_or_env_and_is_never_printed(tmp_path, monkeypa
     assert Config().mqtt.password() == "from-env"
     assert main(["check-config", str(cfg)]) == 0
     assert "s3cret-value" not in capsys.readouterr().out
-
-
-def test_check_config_cli_reports_errors_without_traceback(tmp_path, capsys):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("events:\n  cooldown_seconds: -1\n")
-    assert main(["check-config", str(bad)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("crymonitor: error:") and "bad.yaml:2: events.cooldown_seconds" in err
-    assert "Traceback" not in err
-    assert main(["check-config", str(tmp_path / "missing.yaml")]) == 2
-    assert "cannot read config" in capsys.readouterr().err
-    latin1 = tmp_path / "latin1.yaml"
-    latin1.write_bytes("logging:\n  level: info # caf\xe9\n".encode("latin-1"))
-    assert main(["check-config", str(latin1)]) == 2
-    assert "not UTF-8" in capsys.readouterr().err
-
-
-def test_sensitivity_presets_come_from_the_model_and_the_config_overrides_only_medium():
-    model = {"low": OperatingPoint(0.97, 4, 5), "medium": OperatingPoint(0.9, 2, 3), "high": OperatingPoint(0.7, 2, 2)}
-    events = EventsConfig(end_threshold=0.75)
-    for name, point in model.items():
-        preset = effective_events(events, name, presets=model)
-        assert (preset.start_threshold, preset.confirm_windows, preset.of_windows) == dataclasses.astuple(point)
-        assert preset.end_threshold == min(0.75, point.start_threshold) and preset.sensitivity == name
-        assert preset.end_hold_seconds == events.end_hold_seconds
-    own = EventsConfig(start_threshold=0.8, of_windows=4)
-    assert (effective_events(own, "medium", presets=model).start_threshold,
-            effective_events(own, "medium", presets=model).confirm_windows,
-            effective_events(own, "medium", presets=model).of_windows) == (0.8, 2, 4)
-    assert effective_events(own, "high", presets=model).start_threshold == 0.7
-    loud = effective_events(events, "high", DetectorConfig(kind="loudness", loudness_hold_seconds=1.0))
-    assert (loud.confirm_windows, loud.of_windows, loud.start_threshold) == (4, 4, 0.5)  # presets do not apply
-    with pytest.raises(ConfigError, match="no calibrated operating point"):
-        effective_events(events, "medium", presets={})
-
-
-def test_shipped_detector_carries_all_three_presets():
-    presets = read_manifest(ROOT / "models")["detector.pt"].operating_point
-    assert set(presets) == {"low", "medium", "high"}
-    for point in presets.values():
-        assert 0 < point.start_threshold < 1 and 1 <= point.confirm_windows <= point.of_windows
 
 
 def test_quiet_hours_off_in_the_file_means_none_as_over_mqtt():
@@ -293,3 +250,10 @@ def test_three_rooms_on_one_broker_are_three_devices_with_nothing_crossed(broker
               for room in rooms}
     assert events["nursery"] == events["guest"] == [] and events["kids"][0] == "cry_start"
     assert all(not [r for r in d.logs() if r["event"] == "mqtt_disconnected"] for d in daemons)  # no id collision
+
+
+def test_at_seconds_and_buffer_check_in_config():
+    assert ClassifierConfig().at_seconds() == (2.0, 6.0)
+    assert ClassifierConfig(refine_after_seconds=0.0).at_seconds() == (2.0,)
+    with pytest.raises(ConfigError, match="half of audio.buffer_seconds"):
+        parse_config("audio:\n  buffer_seconds: 10\nclassifier:\n  refine_after_seconds: 6\n")

@@ -8,9 +8,9 @@ import shutil
 import pytest
 
 from conftest import ROOT
-from monitor.config import Config, override
+from monitor.config import Config, ConfigError, DetectorConfig, EventsConfig, override
 from monitor.core.pipeline import Pipeline
-from monitor.core.presets import OperatingPoint
+from monitor.core.presets import OperatingPoint, effective_events
 from monitor.inference.detect import CryDetector
 from monitor.inference.weights import read_manifest
 
@@ -46,3 +46,29 @@ def test_the_operating_point_comes_from_the_model_manifest(tmp_path, detector):
     assert Pipeline(mine, other).events.config.start_threshold == 0.9
     assert Pipeline(override(mine, "events", sensitivity="high"), other).events.config.start_threshold == (
         entry["operating_point"]["high"]["start_threshold"])
+
+
+def test_sensitivity_presets_come_from_the_model_and_the_config_overrides_only_medium():
+    model = {"low": OperatingPoint(0.97, 4, 5), "medium": OperatingPoint(0.9, 2, 3), "high": OperatingPoint(0.7, 2, 2)}
+    events = EventsConfig(end_threshold=0.75)
+    for name, point in model.items():
+        preset = effective_events(events, name, presets=model)
+        assert (preset.start_threshold, preset.confirm_windows, preset.of_windows) == dataclasses.astuple(point)
+        assert preset.end_threshold == min(0.75, point.start_threshold) and preset.sensitivity == name
+        assert preset.end_hold_seconds == events.end_hold_seconds
+    own = EventsConfig(start_threshold=0.8, of_windows=4)
+    assert (effective_events(own, "medium", presets=model).start_threshold,
+            effective_events(own, "medium", presets=model).confirm_windows,
+            effective_events(own, "medium", presets=model).of_windows) == (0.8, 2, 4)
+    assert effective_events(own, "high", presets=model).start_threshold == 0.7
+    loud = effective_events(events, "high", DetectorConfig(kind="loudness", loudness_hold_seconds=1.0))
+    assert (loud.confirm_windows, loud.of_windows, loud.start_threshold) == (4, 4, 0.5)  # presets do not apply
+    with pytest.raises(ConfigError, match="no calibrated operating point"):
+        effective_events(events, "medium", presets={})
+
+
+def test_shipped_detector_carries_all_three_presets():
+    presets = read_manifest(ROOT / "models")["detector.pt"].operating_point
+    assert set(presets) == {"low", "medium", "high"}
+    for point in presets.values():
+        assert 0 < point.start_threshold < 1 and 1 <= point.confirm_windows <= point.of_windows

@@ -18,12 +18,13 @@ from monitor.audio.capture import file_chunks
 from monitor.audio.files import read_file
 from monitor.cli import main
 from monitor.config import Config, override
+from monitor.core.events import REASONS, UNCERTAIN
 from monitor.core.pipeline import Pipeline
+from monitor.driver import Driver, FileClock
 from monitor.inference.classify import ReasonClassifier
 from monitor.inference.detect import CryDetector
 from monitor.inference.weights import read_manifest
 from monitor.offline.replay import BLOCK_SECONDS, Collector, JsonLines, replay_file
-from monitor.driver import Driver, FileClock
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +141,17 @@ def test_the_replay_of_fixed_minutes_gives_the_golden_events_byte_for_byte(nurse
     assert [e["type"] for e in events].count("cry_start") >= 4 and "cry_reason" in {e["type"] for e in events}
     assert {e.get("ended_by") for e in events} - {None} == {"quiet", "max_duration", "shutdown"}
     assert_golden(lines, "replay-events.jsonl")
+
+
+def test_replay_prints_cry_reason_for_the_cry_within_five_seconds(cry_then_quiet, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "monitor", "replay", str(cry_then_quiet)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    start = next(e for e in events if e["type"] == "cry_start")
+    reasons = [e for e in events if e["type"] == "cry_reason"]
+    assert reasons and all(r["id"] == start["id"] for r in reasons)
+    assert reasons[0]["t"] - start["t"] <= 5.0
+    assert set(reasons[0]["probs"]) == set(REASONS) and reasons[0]["reason"] in (*REASONS, UNCERTAIN)
+    types = [e["type"] for e in events]
+    assert types.index("cry_start") < types.index("cry_reason") < types.index("cry_end")

@@ -20,7 +20,9 @@ import pytest
 from conftest import ROOT
 from monitor.config import Config
 
+
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("wheel")]  # one build at a time in the checkout
+
 
 MAX_WHEEL_BYTES = 40 * 1024 * 1024
 

@@ -9,7 +9,7 @@ edge dependency, and the wheel stays small. The metadata is in pyproject.toml.
 from setuptools import find_packages, setup
 
 # What `crymonitor run` and `replay` need with the built-in defaults (monitor/config.py: detector.model,
-# classifier.model), and the manifest that vouches for them. tests/test_wheel.py holds the wheel to this.
+# classifier.model), and the manifest that vouches for them. tests/test_setup.py holds the wheel to this.
 SHIPPED_MODELS = ["manifest.json", "detector-yamnet-lwf-int8.onnx", "classifier.onnx"]
 
 setup(

@@ -174,7 +174,7 @@ def split():
 def cry_clip(val_clips) -> Path:
     """A held-out cry of at least 6 s that the shipped detector finds, for the tests of everything downstream of
     detection. The first such clip by name (02ead89b…) is one the detector misses; how many it misses is the
-    model card's business, and tests/test_real_sounds.py keeps that miss visible."""
+    model card's business, and tests/test_detect.py keeps that miss visible."""
     chosen = [c for c in pick(val_clips, "donateacry-cleaned", "cry", 6.0) if c.path.name.startswith("0776b33b")]
     assert len(chosen) == 1
     return chosen[0].path

@@ -41,7 +41,7 @@ class StreamResampler:
 
     The filter is torchaudio's default (``torchaudio.functional.resample``: a Hann-windowed sinc with 6 zero
     crossings, roll-off 0.99), which the training features were made with, so training and inference hear the same
-    audio; ``tests/test_audio.py`` holds the two equal to 1e-5. torchaudio builds one kernel row per output phase
+    audio; ``tests/test_files.py`` holds the two equal to 1e-5. torchaudio builds one kernel row per output phase
     of the gcd-reduced ratio and rebuilds it for every call, which grows with the rates' lowest common multiple
     (44,101 Hz → 16 kHz: 16,000 phases, gigabytes). Here output ``n`` is the dot product of the input around
     ``t = n · orig / new`` with the filter sampled at that fractional offset; the table of offsets is built once

@@ -6,7 +6,7 @@ PANNs 16 kHz settings (../shared/docs/models.md §2.1): n_fft = win = 512, hop 1
 
 Two implementations of it exist on purpose, one per runtime: :class:`monitor.inference.models.logmel.LogMel` (torch, inside
 every model, used in training) and :func:`logmel` here (numpy, for the reason classifier's ONNX path, which must
-not import torch). ``tests/test_models.py`` holds :func:`mel_filterbank` equal to torchaudio's to 1e-6 and the
+not import torch). ``tests/test_features.py`` holds :func:`mel_filterbank` equal to torchaudio's to 1e-6 and the
 two log-mels equal to 0.01 dB on a real cry (torch's float32 STFT is the noisier one).
 
 Example:

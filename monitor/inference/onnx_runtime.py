@@ -16,7 +16,7 @@ was exported from, so a stale export (the ``.pt`` retrained since) or a modified
 torch weights.
 
 :class:`OnnxStream` has the score-stream interface of :mod:`monitor.inference.detect` (``push(samples) -> (ends, logits)``)
-and gives the torch stream's results to float precision (``tests/test_onnx.py``). The torch stream starts its
+and gives the torch stream's results to float precision (``tests/test_onnx_runtime.py``). The torch stream starts its
 first block 4 log-mel frames into the audio and reaches its first window at ``window_samples``; the step graph
 starts with zero state, so the driver feeds it 4 frames (640 samples) of zeros first, which puts its pooling pairs
 on the same grid, and discards the outputs whose state still held those zeros (the first ``WARM_STEPS`` steps).

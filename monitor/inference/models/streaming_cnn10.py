@@ -15,7 +15,7 @@ A window of ``window_samples`` samples (15,072 = 0.94 s for 4 embeddings: 4 × 8
 context the valid convolutions eat) then holds exactly the frames the stream computed for it, if it starts on the
 80 ms grid of the stream. :class:`Stream` scores the stream incrementally: each layer keeps the few input frames
 its next output needs (4 for two 3-tap convolutions, plus 1 left unpaired by a pooling), so chunks of any size,
-from one sample up, give the same scores as scoring each window alone (``tests/test_streaming.py`` holds them
+from one sample up, give the same scores as scoring each window alone (``tests/test_streaming_cnn10.py`` holds them
 to 1e-4 on real audio), at the cost of one pass over the audio.
 
 Example:

@@ -153,3 +153,58 @@ def test_concurrent_replays_leave_their_device_online_until_the_last_one_ends(br
             run.wait()
     sub.wait_for(lambda m: sub.payloads("status")[-1:] == ["offline"])  # the last one out marks it offline
     assert sub.payloads("status").count("offline") == 1
+
+
+# --- without a broker: the fast lane's share of this module ------------------------------------------------------
+
+class Recorder:
+    """A publisher that keeps what a sink hands it, in order (no broker)."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic, self.sent = topic, []
+
+    def set_retained(self, topic: str, payload) -> None:
+        self.sent.append((topic, payload))
+
+    def set_state(self, leaf: str, payload) -> None:
+        self.sent.append((f"{self.topic}/{leaf}", payload))
+
+    def publish_event(self, event: dict) -> None:
+        self.sent.append((f"{self.topic}/event", event))
+
+
+def test_the_device_protocol_in_order_without_a_broker():
+    from monitor.config import Config, override
+    from monitor.core.events import UNCERTAIN, CryEvent
+    from monitor.driver import Emitted
+    from monitor.service.mqtt_sink import MqttSink
+    from monitor.service.running import RunningConfig
+
+    config = override(Config(), "clips", picture=False)
+    topic, device = config.mqtt.topic, config.mqtt.device_id
+    publisher = Recorder(topic)
+    sink = MqttSink(RunningConfig(config), publisher, live=True, reasons=True)
+    (where, discovery), *states = publisher.sent
+    assert where == f"homeassistant/device/crymonitor_{device}/config" and json.loads(discovery)["cmps"]["enabled"]
+    assert "last_cry" not in json.loads(discovery)["cmps"]  # clips.picture off: no picture entity ...
+    assert states == [(f"{topic}/crying", "OFF"), (f"{topic}/reason", UNCERTAIN), (f"{topic}/last_cry_picture", "")]
+    publisher.sent.clear()  # ... and the one an earlier run left is deleted
+    sink.cry_event(Emitted(CryEvent("cry_start", 1.0, "a", 0.95), 0.0))
+    sink.cry_event(Emitted(CryEvent("cry_end", 9.0, "a", 0.99, duration_s=8.0, ended_by="quiet"), 0.0))
+    assert [(t.rsplit("/", 1)[-1], p if isinstance(p, str) else p["type"]) for t, p in publisher.sent] == [
+        ("event", "cry_start"), ("crying", "ON"), ("reason", UNCERTAIN), ("event", "cry_end"), ("crying", "OFF")]
+
+
+def test_a_replay_is_a_device_of_its_own_with_nothing_to_command():
+    from monitor.config import Config
+    from monitor.service.mqtt_sink import MqttSink, replay_identity
+    from monitor.service.running import RunningConfig
+
+    live = Config()
+    replay = replay_identity(live)
+    assert replay.mqtt.device_id == f"{live.mqtt.device_id}-replay" and replay.mqtt.topic != live.mqtt.topic
+    assert replay.homeassistant.name == f"{live.homeassistant.name} (replay)"
+    assert replay.mqtt.client_id.startswith(f"crymonitor-{live.mqtt.device_id}-replay-")  # not the daemon's
+    sink = MqttSink(RunningConfig(replay), Recorder(replay.mqtt.topic), live=False, reasons=True)
+    components = json.loads(sink.discovery)["cmps"]
+    assert "enabled" not in components and "listening" not in components and "last_cry_reason" not in components

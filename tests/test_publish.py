@@ -6,6 +6,7 @@ import json
 import signal
 import socket
 import subprocess
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -336,3 +337,40 @@ def test_a_password_protected_broker_admits_the_right_password_and_a_refusal_nam
         noise = [r["event"] for r in daemon.logs() if r["event"] in (event, "mqtt_disconnected")]
         assert noise == [event], noise  # it used to log a refusal and a disconnect every 1–2 s
     assert password is None or password not in daemon.stderr  # the password is never logged
+
+
+# --- without a broker: the fast lane's share of this module ------------------------------------------------------
+
+def test_a_failed_connection_is_explained_in_words(tmp_path):
+    """:func:`connection_problem` and :func:`no_connack` say why, step by step: nothing listening, a listener that
+    is no MQTT broker, a TLS handshake a plain listener cannot do."""
+    from conftest import free_port
+    from monitor.service.publish import connection_problem, no_connack
+
+    port = free_port()
+    assert connection_problem(MqttConfig(port=port)) == f"connection refused: nothing listens on localhost:{port}"
+    with socket.create_server(("127.0.0.1", 0)) as plain:  # accepts TCP, then hangs up: no broker, no TLS
+        port = plain.getsockname()[1]
+        closer = threading.Thread(target=lambda: [plain.accept()[0].close() for _ in range(2)], daemon=True)
+        closer.start()
+        assert connection_problem(MqttConfig(port=port)).startswith("the broker closed the connection (it accepts TCP")
+        tls = connection_problem(MqttConfig(port=port, tls=True))
+        closer.join(5)
+    assert tls.startswith("TLS handshake failed (") and tls.endswith(f"is localhost:{port} a TLS listener?"), tls
+    assert no_connack(MqttConfig(port=port), 5.0).startswith(f"no MQTT answer (CONNACK) from localhost:{port} within 5 s")
+
+
+def test_with_no_broker_at_all_an_event_waits_in_the_outbox_and_close_waits_for_nothing(tmp_path):
+    from conftest import free_port
+    from monitor.service.outbox import Outbox
+
+    box = Outbox(tmp_path / "outbox.sqlite")
+    publisher = MqttPublisher(MqttConfig(port=free_port(), device_id="alone"), outbox=box)
+    publisher.publish_event(event(0))
+    publisher.set_state("crying", "ON")  # remembered for a connect, not counted as unacknowledged
+    diagnostics = publisher.diagnostics()
+    assert (diagnostics["outbox_pending"], diagnostics["broker_problem"]) == (1, False)
+    assert not publisher.connected.is_set()
+    started = time.monotonic()
+    assert publisher.close(timeout=5.0) == 2  # the event and "offline": reported, not waited for
+    assert time.monotonic() - started < 1.0 and len(box) == 1  # the event stays for the next start

@@ -580,6 +580,7 @@ def test_the_daemon_rejects_bad_not_a_cry_answers_sets_a_corrupt_store_aside_and
     again = DaemonProcess(config, "--input", str(quiet_file(tmp_path / "quiet.wav", 3)))
     try:
         loaded = again.wait_log("feedback_loaded")
+        again.wait_log("daemon_started")  # its signal handlers are in place: the stop below is a clean one
     finally:
         code, _ = again.stop(signal.SIGTERM)
     assert code == 0, again.stderr

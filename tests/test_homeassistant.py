@@ -43,8 +43,10 @@ def test_home_assistant_discovery_and_rediscovery(broker, subscriber_factory, tm
         assert config["cmps"]["last_cry"]["image_topic"] == "crymonitor/ha1/last_cry_picture"  # clips.picture on
         assert "qos" not in config and all(c["qos"] == 1 for c in config["cmps"].values())  # HA reads it here
         assert config["cmps"]["cries_today"]["state_class"] == "total_increasing"  # midnight reset is no drop
+        sub.wait_for(lambda m: "online" in sub.payloads("status"))  # the daemon's own start is complete
         publish(broker.port, "homeassistant/status", b"online")  # Home Assistant restarted
         sub.wait_for(lambda m: sum(t.endswith("crymonitor_ha1/config") for t, _, _ in m) >= 2)
+        sub.wait_for(lambda m: sub.payloads("status").count("online") >= 2)  # and the republish's
     finally:
         code, _ = daemon.stop(signal.SIGTERM)
     assert code == 0

@@ -170,8 +170,11 @@ class Driver:
             async for chunk in source:
                 if gate is not None:
                     was, listening = listening, gate()
-                    if was and not listening:
-                        await self.send(await self._on_inference_thread(self.pipeline.close, "paused"))
+                    if was and not listening:  # like a chunk: in flight, so a stop meanwhile still sends its end
+                        self._inflight = self._inference.submit(self.pipeline.close, "paused")
+                        closed = await asyncio.shield(asyncio.wrap_future(self._inflight))
+                        self._inflight = None
+                        await self.send(closed)
                 await (self.feed(chunk) if listening else self._skip(chunk))
         except asyncio.CancelledError:
             await self.stop("shutdown")

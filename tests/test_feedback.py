@@ -645,3 +645,15 @@ def test_an_answer_taken_while_the_disk_is_full_is_written_once_it_has_room(brok
         code, _ = daemon.stop(signal.SIGTERM)
     assert code == 0 and unwritable["level"] == "error" and written["path"] == str(state / FEEDBACK_FILE)
     assert [label["reason"] for label in labels] == ["tired"]
+
+
+def test_a_not_a_cry_of_another_size_than_the_homes_sounds_is_rejected_and_the_detection_is_saved_at_once(tmp_path):
+    feedback, home = marking(tmp_path)
+    detect(feedback, "cat", (1.0, 0.0, 0.0))
+    feedback.answer(b"not a cry")
+    detect(feedback, "odd", (1.0, 0.0), end=False)  # still going on: saved already, for a crash to keep
+    assert [c["id"] for c in json.loads((tmp_path / RECENT_FILE).read_text())["recent"]][-1] == "odd"
+    with capture_logs() as logs:
+        feedback.answer(b"not a cry")
+    assert "not mixing them" in [e["error"] for e in logs if e["event"] == "feedback_rejected"][0]
+    assert len(home.sounds) == 1

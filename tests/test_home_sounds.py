@@ -93,9 +93,42 @@ def test_a_suppressed_detection_leaves_no_cooldown():
     assert events[0].t < 1 + 2 + 1.5 + 1
 
 
-def test_a_held_detection_open_at_a_close_ends_suppressed():
+def test_a_held_detection_open_at_a_close_is_dropped_not_counted_as_suppressed():
     events, notes = run(quiet(1) + sound(CAT, 3), HomeSounds(CAT[None], RULES))
-    assert events == [] and notes[-1].outcome == "suppressed"
+    assert events == [] and notes[-1].outcome == "dropped"
+
+
+def test_a_held_detection_that_reaches_max_duration_is_announced_not_suppressed_again_and_again():
+    import dataclasses
+
+    short = dataclasses.replace(EVENTS, max_duration_seconds=6.0)  # shorter than announce_after_s (10 s)
+    machine, holdback = CryStateMachine(short), HoldBack(short.of_windows, HomeSounds(CAT[None], RULES))
+    events, notes = [], []
+    for i, (score, embedding) in enumerate(quiet(1) + sound(CAT, 30)):
+        out, holds = holdback.step((i + 1) * 0.25, score, embedding, short.start_threshold,
+                                   machine.update((i + 1) * 0.25, score))
+        events += out
+        notes += holds
+    assert [e.type for e in events][:2] == ["cry_start", "cry_end"] and events[1].ended_by == "max_duration"
+    assert not any(n.outcome == "suppressed" for n in notes)
+    assert notes[1].outcome == "announced" and notes[1].why == "duration"
+
+
+def test_a_cry_in_bouts_shorter_than_announce_after_is_announced_once_the_bouts_last_that_long():
+    # 6 s bouts, 5 s apart (the state machine ends each after 1 s of quiet): each alone is shorter than the 10 s
+    # announce_after_s, but they continue one episode
+    bouts = quiet(1) + [w for _ in range(4) for w in sound(CAT, 6) + quiet(5)]
+    events, notes = run(bouts, HomeSounds(CAT[None], RULES))
+    announced = [n for n in notes if n.outcome == "announced"]
+    assert announced and announced[0].why == "duration"
+    assert events[0].type == "cry_start" and events[0].t < 1 + 6 + 5 + 6  # during the second bout
+
+
+def test_marks_of_another_size_never_match():
+    home = HomeSounds(np.array([[1.0, 0.0]]), RULES)  # e.g. a damaged or hand-edited store
+    assert home.distance(CAT) == math.inf
+    events, notes = run(quiet(1) + sound(CAT, 2) + quiet(3), home)
+    assert [e.type for e in events] == ["cry_start", "cry_end"] and not notes
 
 
 def test_forgotten_marks_release_a_held_detection():

@@ -14,7 +14,13 @@ confirmation the detection is compared with those sounds. Rules (``tests/test_ho
   longer within ``max_distance`` (the sound changed: a baby who starts crying beside the cat), or when the
   detection has gone on for ``announce_after_s``: a long cry is announced, however close it sounds.
 * A held detection that ends is **suppressed**: neither its start nor its end goes out, and it leaves no
-  cool-down (the state machine's is cleared by the pipeline), so a cry right after it is not delayed.
+  cool-down (the state machine's is cleared by the pipeline), so a cry right after it is not delayed. A detection
+  held within ``announce_after_s`` of a suppressed one continues its episode: ``announce_after_s`` counts from the
+  first, so a cry in short bouts is announced all the same. One ended by ``max_duration`` is announced (start and
+  end). One cut off by a pause or shutdown is ``dropped``, not counted as suppressed.
+* An announced detection's ``cry_start`` carries the time it was announced; its ``cry_end``'s ``duration_s`` counts
+  from when the sound was first confirmed, as the statistics do.
+* A mark of another size than the detection's embedding never matches (a distance of ∞).
 
 Each decision is a :class:`Hold` note (``held``, ``announced`` with why, ``suppressed``) for the log and counts.
 The three numbers of :class:`HoldRules` come from the study (``tools/not_a_cry_study.py``) and live in the detector's
@@ -68,8 +74,8 @@ class HomeSounds:
         return len(self.embeddings)
 
     def distance(self, embedding: np.ndarray) -> float:
-        if not len(self.embeddings):
-            return math.inf
+        if not len(self.embeddings) or np.shape(embedding)[-1] != self.embeddings.shape[1]:
+            return math.inf  # none, or marks of another size (another model's, a damaged file): never a match
         return float(1.0 - np.max(self.embeddings @ normalised(embedding)))
 
 
@@ -91,7 +97,8 @@ class HoldBack:
     def __init__(self, of_windows: int, home: HomeSounds | None = None) -> None:
         self.home = home
         self._recent: deque[tuple[float, np.ndarray | None]] = deque(maxlen=of_windows)
-        self._held: tuple[CryEvent, float, float] | None = None  # (the start, distance, when held)
+        self._held: tuple[CryEvent, float, float] | None = None  # (the start, distance, when its episode began)
+        self._episode: tuple[float, float] | None = None  # (when, last suppressed end) of the held sound's bouts
 
     def resize(self, of_windows: int) -> None:
         self._recent = deque(self._recent, maxlen=of_windows)
@@ -107,19 +114,22 @@ class HoldBack:
     def step(self, t: float, score: float, embedding: np.ndarray | None, start_threshold: float,
              events: list[CryEvent]) -> tuple[list[CryEvent], list[Hold]]:
         """One window's score and embedding, and the events the state machine decided at it → the events to
-        announce, and the notes."""
+        announce, and the notes. A held detection is checked for release first, so a window that both ends it
+        and calls for its announcement announces it."""
         self._recent.append((score, embedding))
-        out, notes = self._filter(t, start_threshold, events)
+        released, notes = [], []
         if self._held is not None and not any(e.type == "cry_start" for e in events):
-            released, note = self._release(t, score, start_threshold)
-            out, notes = [*released, *out], [*note, *notes]
-        return out, notes
+            released, notes = self._release(t, score, start_threshold)
+        out, more = self._filter(t, start_threshold, events)
+        return [*released, *out], [*notes, *more]
 
     def close(self, t: float, events: list[CryEvent]) -> tuple[list[CryEvent], list[Hold]]:
-        """The events of a close (shutdown, pause): a held detection ends suppressed."""
-        return self._filter(t, math.inf, events)
+        """The events of a close (shutdown, pause): a held detection ends unannounced, as ``dropped`` (not a
+        suppression: nobody heard how it would have gone on)."""
+        return self._filter(t, math.inf, events, closing=True)
 
-    def _filter(self, t: float, start_threshold: float, events: list[CryEvent]) -> tuple[list[CryEvent], list[Hold]]:
+    def _filter(self, t: float, start_threshold: float, events: list[CryEvent],
+                closing: bool = False) -> tuple[list[CryEvent], list[Hold]]:
         out, notes = [], []
         for event in events:
             if event.type == "cry_start":
@@ -129,16 +139,35 @@ class HoldBack:
                 peak = max((s for s, _ in self._recent if s >= start_threshold), default=0.0)
                 if (self.home is not None and distance <= self.home.rules.max_distance
                         and peak < self.home.rules.never_above):
-                    self._held = (event, distance, t)
-                    notes.append(Hold(event.id, t, "held", round(distance, 4)))
+                    since = self._episode_start(t)
+                    self._held = (event, distance, since)
+                    notes.append(Hold(event.id, t, "held", round(distance, 4), round(t - since, 3)))
                     continue
-            elif self._held is not None and event.id == self._held[0].id:  # the held detection ended
+            elif event.ended_by == "max_duration":
+                self._recent.clear()  # as the state machine does: a restart needs fresh confirmation
+            if self._held is not None and event.id == self._held[0].id:  # the held detection ended
                 start, distance, since = self._held
                 self._held = None
-                notes.append(Hold(event.id, t, "suppressed", round(distance, 4), round(t - since, 3)))
+                if event.ended_by == "max_duration":  # a detection this long is announced, however it sounds
+                    out += [dataclasses.replace(start, t=t), event]
+                    notes.append(Hold(event.id, t, "announced", round(distance, 4), round(t - since, 3), "duration"))
+                    continue
+                outcome = "dropped" if closing else "suppressed"
+                notes.append(Hold(event.id, t, outcome, round(distance, 4), round(t - since, 3)))
+                if outcome == "suppressed":
+                    self._episode = (since, t)
                 continue
             out.append(event)
         return out, notes
+
+    def _episode_start(self, t: float) -> float:
+        """When the held sound began: a detection that starts within ``announce_after_s`` of a suppressed one
+        continues its episode (a cry in bouts, each shorter than ``announce_after_s``, is still announced once the
+        bouts together last that long); else now."""
+        episode, home = self._episode, self.home
+        if episode is not None and home is not None and t - episode[1] <= home.rules.announce_after_s:
+            return episode[0]
+        return t
 
     def _release(self, t: float, score: float, start_threshold: float) -> tuple[list[CryEvent], list[Hold]]:
         start, distance, since = self._held
@@ -157,5 +186,6 @@ class HoldBack:
         if why is None:
             return [], []
         self._held = None
+        self._episode = None
         return [dataclasses.replace(start, t=t)], [Hold(start.id, t, "announced", round(distance, 4),
                                                         round(t - since, 3), why)]

@@ -260,6 +260,7 @@ class Feedback(Sink):
             if item["id"] == cry_id:
                 item["detector_embedding"] = [round(v, 4) for v in embedding]
                 item["detector_model"] = self.detector_space
+                self._write(self.recent_path)  # now, not at its end: after a crash the cry can still be marked
 
     def hold(self, note: Hold) -> None:
         """A suppressed detection counts for today (the diagnostic sensor)."""
@@ -404,6 +405,10 @@ class Feedback(Sink):
             if cry.get("detector_model") != self.detector_space or cry.get("detector_embedding") is None:
                 raise FeedbackRejected(f"cry {cry['id']} has no embedding from the running detector; "
                                        "there is nothing to remember it by")
+            sizes = {len(item["embedding"]) for item in self._home_sounds()}
+            if sizes and sizes != {len(cry["detector_embedding"])}:
+                raise FeedbackRejected(f"cry {cry['id']}'s embedding has {len(cry['detector_embedding'])} numbers, "
+                                       f"the home's sounds {sizes.pop()}; not mixing them")
         elif cry["embedding"] is None and text != DONT_KNOW:
             raise FeedbackRejected(f"cry {cry['id']} was not classified; there is nothing to learn from")
         return cry, text

@@ -129,27 +129,35 @@ class Watch:
         """Once a second, whether or not audio flows: no audio for ``deaf_after_seconds`` (device gone, stream
         hung) is a microphone problem; diagnostics go out on time; the daily count rolls over at midnight; answers
         that could not be written are tried again; a state folder deleted under us is made again."""
-        last_diag, day = 0.0, date.today()
+        self._last_diag, self._day = 0.0, date.today()
         while True:
             await asyncio.sleep(1.0)
-            now, config = time.monotonic(), self.running.current
-            if now - self.mic.last_chunk > config.audio.deaf_after_seconds:
-                self.mic.no_audio()
-            if now - last_diag >= config.mqtt.diagnostics_interval_seconds:
-                self.publish_diagnostics()
-                last_diag = now
-            if date.today() != day:
-                day = date.today()
-                self.driver.statistics()
-                if self.feedback:
-                    self.feedback.day_changed()
-            if self.mqtt:
-                self._check_broker(now)
-            if self.lock.recreate_if_gone():
-                self._write_state_dir_again()
-            if self.feedback and self.feedback.unwritten and now >= self._answers_retry_at:
-                self._answers_retry_at = now + WRITE_RETRY_SECONDS
-                self.feedback.write_unwritten()
+            try:
+                self._tick()
+            except Exception as exc:  # one failing part must not end the watch: it is what notices a dead microphone
+                log.error("watch_failed", error=repr(exc)[:300], detail="the watch goes on")
+
+    def _tick(self) -> None:
+        """One turn of the watch (each due thing marked done before it runs, so a failing one is not retried every
+        second)."""
+        now, config = time.monotonic(), self.running.current
+        if now - self.mic.last_chunk > config.audio.deaf_after_seconds:
+            self.mic.no_audio()
+        if now - self._last_diag >= config.mqtt.diagnostics_interval_seconds:
+            self._last_diag = now
+            self.publish_diagnostics()
+        if date.today() != self._day:
+            self._day = date.today()
+            self.driver.statistics()
+            if self.feedback:
+                self.feedback.day_changed()
+        if self.mqtt:
+            self._check_broker(now)
+        if self.lock.recreate_if_gone():
+            self._write_state_dir_again()
+        if self.feedback and self.feedback.unwritten and now >= self._answers_retry_at:
+            self._answers_retry_at = now + WRITE_RETRY_SECONDS
+            self.feedback.write_unwritten()
 
     def diagnostics(self) -> dict:
         capture = self.mic.capture.diagnostics() if self.mic.capture else {"dropped_frames": 0, "backlog_s": 0.0}

@@ -295,10 +295,11 @@ def marking(tmp_path, clock=None, space="det-a", classifier=None, home=None):
 
 
 def detect(feedback: Feedback, cry_id: str, embedding=(1.0, 0.0, 0.0), end: bool = True):
-    """A detection as the driver reports it: its start, the detector's embedding, its end."""
+    """A detection as the driver reports it: its start, the detector's embedding, the chunk done, its end."""
     feedback.cry_event(started(cry_id))
     if embedding is not None:
         feedback.detection_embedding(cry_id, embedding)
+    feedback.audio(None)
     if end:
         feedback.cry_event(ended(cry_id))
 
@@ -651,8 +652,12 @@ def test_a_not_a_cry_of_another_size_than_the_homes_sounds_is_rejected_and_the_d
     feedback, home = marking(tmp_path)
     detect(feedback, "cat", (1.0, 0.0, 0.0))
     feedback.answer(b"not a cry")
-    detect(feedback, "odd", (1.0, 0.0), end=False)  # still going on: saved already, for a crash to keep
-    assert [c["id"] for c in json.loads((tmp_path / RECENT_FILE).read_text())["recent"]][-1] == "odd"
+    feedback.cry_event(started("odd"))  # still going on
+    feedback.detection_embedding("odd", (1.0, 0.0))
+    saved = lambda: json.loads((tmp_path / RECENT_FILE).read_text())["recent"][-1]  # noqa: E731
+    assert saved()["id"] != "odd"  # not written before the chunk's events (the alarm) went out...
+    feedback.audio(None)
+    assert saved()["id"] == "odd" and saved()["detector_embedding"] == [1.0, 0.0]  # ...but right after: a crash keeps it
     with capture_logs() as logs:
         feedback.answer(b"not a cry")
     assert "not mixing them" in [e["error"] for e in logs if e["event"] == "feedback_rejected"][0]

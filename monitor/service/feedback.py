@@ -102,6 +102,14 @@ def _valid_sound(item: object) -> bool:
             and _valid_embedding(item.get("embedding")) and _valid_time(item.get("at")))
 
 
+def _suppressed_today(stored: object) -> dict:
+    """Today's count of suppressed detections, as the home file holds it (another day's, or none, counts 0)."""
+    if (isinstance(stored, dict) and stored.get("day") == date.today().isoformat()
+            and isinstance(stored.get("count"), int) and not isinstance(stored.get("count"), bool)):
+        return stored
+    return {"day": date.today().isoformat(), "count": 0}
+
+
 class FeedbackRejected(Exception):
     """An answer that is not taken; the message says why, in one line. ``malformed``: not an answer at all (not
     one of the options, or not that JSON object)."""
@@ -130,12 +138,13 @@ class Feedback(Sink):
         self.on_home, self.publish_home = on_home, publish_home
         self.options = feedback_options(classifier is not None, self.hold_rules is not None)
         self._attempts: deque[float] = deque()
+        self._recent_unsaved = False  # a detection's embedding came: written after its chunk went out (audio())
         self.unwritten: set[Path] = set()  # files whose last write failed (disk full), retried
         self._malformed_logged_at, self._malformed_unlogged = -math.inf, 0
-        self.labels = self._read(self.path, "labels", _valid_label)
-        self.recent = self._read(self.recent_path, "recent", _valid_recent)
-        self.sounds = self._read(self.home_path, "sounds", _valid_sound)
-        self._suppressed = self._read_suppressed()
+        self.labels = self._read(self.path, "labels", _valid_label)[0]
+        self.recent = self._read(self.recent_path, "recent", _valid_recent)[0]
+        self.sounds, home = self._read(self.home_path, "sounds", _valid_sound)
+        self._suppressed = _suppressed_today(home.get("suppressed"))
         for item in self.recent:  # a cry open when the daemon stopped ended then (state.py ends it with "restart")
             if item["ended_at"] is None:
                 item["ended_at"] = self.clock()
@@ -154,7 +163,8 @@ class Feedback(Sink):
                  not_a_cry=len(self._home_sounds()) if self.hold_rules else None)
 
     # --- the store: labels are written when an answer comes, the recent cries (small) at each cry ------------
-    def _read(self, path: Path, key: str, valid: Callable[[object], bool]) -> list[dict]:
+    def _read(self, path: Path, key: str, valid: Callable[[object], bool]) -> tuple[list[dict], dict]:
+        """The file's ``key`` entries and the whole file (empty when it is missing or was set aside)."""
         try:
             data = read_json(path)
             items = data.get(key) if isinstance(data, dict) else None
@@ -165,25 +175,14 @@ class Feedback(Sink):
                 if item.get("embedding") is not None and lengths.setdefault(
                         item["model"], len(item["embedding"])) != len(item["embedding"]):
                     raise StateFileError(f"embeddings of model {item['model'][:20]} differ in length")
-            return items
+            return items, data
         except FileNotFoundError:
-            return []
+            return [], {}
         except (OSError, StateFileError) as exc:
             aside = set_aside(path)
             log.warning("feedback_store_corrupt", path=str(path), error=str(exc)[:200],
                         moved_to=str(aside) if aside else None, detail=f"starting with no {key}")
-            return []
-
-    def _read_suppressed(self) -> dict:
-        """Today's count of suppressed detections, from the home file (another day's counts 0)."""
-        try:
-            stored = read_json(self.home_path).get("suppressed")
-        except (OSError, StateFileError, AttributeError):
-            stored = None  # _read already set a broken file aside
-        if (isinstance(stored, dict) and stored.get("day") == date.today().isoformat()
-                and isinstance(stored.get("count"), int) and not isinstance(stored.get("count"), bool)):
-            return stored
-        return {"day": date.today().isoformat(), "count": 0}
+            return [], {}
 
     def _write(self, path: Path) -> None:
         """Write one of the three files as it is now. One that cannot be written (a full disk) is kept in memory
@@ -215,6 +214,7 @@ class Feedback(Sink):
             self._write(path)
 
     def close(self) -> None:
+        self.audio(None)
         self.write_unwritten()
         for path in self.unwritten:  # the last chance is gone: say what is lost, never silently
             log.error("feedback_store_lost_at_exit", path=str(path), detail="the disk never took it")
@@ -260,7 +260,14 @@ class Feedback(Sink):
             if item["id"] == cry_id:
                 item["detector_embedding"] = [round(v, 4) for v in embedding]
                 item["detector_model"] = self.detector_space
-                self._write(self.recent_path)  # now, not at its end: after a crash the cry can still be marked
+                self._recent_unsaved = True
+
+    def audio(self, chunk) -> None:
+        """After the chunk's events went out: a detection's embedding is saved now, not at the cry's end (after a
+        crash the cry can still be marked), and not before the alarm is published (the file is hundreds of KB)."""
+        if self._recent_unsaved:
+            self._recent_unsaved = False
+            self._write(self.recent_path)
 
     def hold(self, note: Hold) -> None:
         """A suppressed detection counts for today (the diagnostic sensor)."""

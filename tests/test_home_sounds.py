@@ -21,9 +21,7 @@ def run(windows, home=None, hop=0.25):
     events, notes = [], []
     for i, (score, embedding) in enumerate(windows):
         t = (i + 1) * hop
-        out, holds = holdback.step(t, score, embedding, EVENTS.start_threshold, machine.update(t, score))
-        if any(h.outcome == "suppressed" for h in holds):
-            machine.forget_cooldown()
+        out, holds = holdback.decide(machine, t, score, embedding)
         events += out
         notes += holds
     out, holds = holdback.close(len(windows) * hop + hop, machine.close(len(windows) * hop + hop))

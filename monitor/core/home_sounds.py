@@ -14,7 +14,7 @@ confirmation the detection is compared with those sounds. Rules (``tests/test_ho
   longer within ``max_distance`` (the sound changed: a baby who starts crying beside the cat), or when the
   detection has gone on for ``announce_after_s``: a long cry is announced, however close it sounds.
 * A held detection that ends is **suppressed**: neither its start nor its end goes out, and it leaves no
-  cool-down (the state machine's is cleared by the pipeline), so a cry right after it is not delayed. A detection
+  cool-down (:meth:`HoldBack.decide` clears the state machine's), so a cry right after it is not delayed. A detection
   held within ``announce_after_s`` of a suppressed one continues its episode: ``announce_after_s`` counts from the
   first, so a cry in short bouts is announced all the same. One ended by ``max_duration`` is announced (start and
   end). One cut off by a pause or shutdown is ``dropped``, not counted as suppressed.
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from monitor.core.events import CryEvent
+from monitor.core.events import CryEvent, CryStateMachine
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,15 @@ class HoldBack:
             released, notes = self._release(t, score, start_threshold)
         out, more = self._filter(t, start_threshold, events)
         return [*released, *out], [*notes, *more]
+
+    def decide(self, machine: CryStateMachine, t: float, score: float,
+               embedding: np.ndarray | None) -> tuple[list[CryEvent], list[Hold]]:
+        """One window through ``machine`` and then :meth:`step`: what the pipeline (and a replay of cached scores)
+        does at every window. A suppressed detection leaves the machine no cool-down."""
+        out, notes = self.step(t, score, embedding, machine.config.start_threshold, machine.update(t, score))
+        if any(note.outcome == "suppressed" for note in notes):
+            machine.forget_cooldown()
+        return out, notes
 
     def close(self, t: float, events: list[CryEvent]) -> tuple[list[CryEvent], list[Hold]]:
         """The events of a close (shutdown, pause): a held detection ends unannounced, as ``dropped`` (not a

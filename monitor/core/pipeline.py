@@ -31,11 +31,11 @@ import numpy as np
 
 from monitor import SAMPLE_RATE
 from monitor.config import Config, EventsConfig
-from monitor.core.presets import OperatingPoint, effective_events
 from monitor.core.buffer import RingBuffer
 from monitor.core.events import CryEvent, CryStateMachine
 from monitor.core.home_sounds import Hold, HoldBack, HomeSounds
 from monitor.core.levels import level_dbfs
+from monitor.core.presets import OperatingPoint, effective_events
 from monitor.core.schedule import ClassifyRequest, ReasonSchedule
 
 KEEP = object()  # Pipeline.configure: this setting stays as it is
@@ -132,13 +132,8 @@ class Pipeline:
         """End an open cry now (end of stream, shutdown, pause)."""
         events, holds = self.holdback.close(self.t, self.events.close(self.t, ended_by))
         result = FeedResult(events=events, holds=holds)
-        self._after_holds(holds)
         self._schedule(result, result.events, self.t)
         return result
-
-    def _after_holds(self, holds: list[Hold]) -> None:
-        if any(h.outcome == "suppressed" for h in holds):
-            self.events.forget_cooldown()
 
     def _schedule(self, result: FeedResult, events: list[CryEvent], t: float) -> None:
         if self.schedule is None:
@@ -185,10 +180,7 @@ class Pipeline:
         gated = level < self.gate_dbfs
         score = WindowScore(end / SAMPLE_RATE, 0.0 if gated else prob, level, gated)
         result.scores.append(score)
-        events, holds = self.holdback.step(score.t, score.score, None if gated else embedding,
-                                           self.events.config.start_threshold,
-                                           self.events.update(score.t, score.score))
+        events, holds = self.holdback.decide(self.events, score.t, score.score, None if gated else embedding)
         result.events.extend(events)
         result.holds.extend(holds)
-        self._after_holds(holds)
         self._schedule(result, events, score.t)

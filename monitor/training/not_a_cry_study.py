@@ -232,11 +232,8 @@ def replay(recording: Scored, events: EventsConfig, rules: HoldRules | None, mar
     detections, suppressed, open_ = [], 0, {}
     counts: Counter = Counter()
     for t, score, embedding in zip(recording.t.tolist(), recording.score.tolist(), recording.embedding):
-        out, notes = holdback.step(t, score, embedding.astype(np.float64), events.start_threshold,
-                                   machine.update(t, score))
-        if any(n.outcome == "suppressed" for n in notes):
-            machine.forget_cooldown()
-            suppressed += 1
+        out, notes = holdback.decide(machine, t, score, embedding.astype(np.float64))
+        suppressed += sum(n.outcome == "suppressed" for n in notes)
         for event in out:
             if event.type == "cry_start":
                 open_[event.id] = (event.t, event.confidence, event.embedding)

@@ -136,7 +136,8 @@ class ModelStream:
 
 class WindowStream:
     """A window-form model: each window (the last second at every hop) scored on its own, in batches.
-    ``embeddings``: those of the windows the last :meth:`push` returned (None from a model without them)."""
+    ``embeddings``: those of the windows the last :meth:`push` returned (None from a model without them, or when it
+    returned none)."""
 
     def __init__(self, detector: CryDetector, hop: int) -> None:
         self.detector, self.hop = detector, hop
@@ -157,7 +158,5 @@ class WindowStream:
         scored = [self.detector.score_and_embed(np.stack([audio[e - start - window : e - start] for e in batch]))
                   for batch in np.array_split(ends, -(-ends.size // MAX_BATCH))] if ends.size else []
         embeddings = [e for _, e in scored]
-        self.embeddings = (np.concatenate(embeddings) if scored and embeddings[0] is not None
-                           else None if self.detector.embedding_space is None
-                           else np.zeros((0, 0), dtype=np.float32))
+        self.embeddings = np.concatenate(embeddings) if scored and embeddings[0] is not None else None
         return ends, np.concatenate([p for p, _ in scored]) if scored else np.zeros(0, dtype=np.float32)

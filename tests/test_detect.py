@@ -134,3 +134,25 @@ def test_a_window_form_model_is_scored_window_by_window(tmp_path, real_audio):
     ends = np.concatenate([e for e, _ in pieces])
     np.testing.assert_array_equal(ends, np.arange(16000, real_audio.size + 1, hop))
     np.testing.assert_allclose(np.concatenate([p for _, p in pieces]), windowed(old, real_audio, ends), atol=1e-5)
+
+
+@pytest.mark.parametrize("chunk", [1600, 80000], ids=["0.1s", "5s"])
+def test_the_default_detector_shares_frames_between_hops_and_scores_each_window_as_on_its_own(real_audio, chunk):
+    """The shipped YAMNet export computes each 10 ms log-mel frame once for all the windows of a push
+    (monitor/inference/models/yamnet.py); a window's score is still the one it gets alone."""
+    default = CryDetector(Config().detector)
+    assert default.frame_samples == 160
+    stream = default.stream(3840)
+    pieces = [stream.push(real_audio[i : i + chunk]) for i in range(0, real_audio.size, chunk)]
+    ends = np.concatenate([e for e, _ in pieces])
+    np.testing.assert_array_equal(ends, np.arange(15600, real_audio.size + 1, 3840))
+    scores = np.concatenate([p for _, p in pieces])
+    np.testing.assert_allclose(scores, windowed(default, real_audio, ends), atol=1e-6)
+    assert scores.max() > 0.5  # the cry is in there: not a comparison of constants
+
+
+def test_a_hop_off_the_default_detectors_frame_grid_is_a_config_error():
+    from monitor.config import ConfigError
+
+    with pytest.raises(ConfigError, match="multiple of 0.01 s"):
+        CryDetector(Config().detector).stream(3850)

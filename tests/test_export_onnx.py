@@ -67,11 +67,11 @@ NO_VNNI_CHECK = """
 import sys, numpy as np, onnxruntime as ort, soundfile as sf
 from numpy._core._multiarray_umath import __cpu_features__ as cpu
 audio = sf.read(sys.argv[1], dtype="float32")[0]
-windows = np.stack([audio[i : i + 15600] for i in range(0, 12 * 3840, 3840)])
+starts = np.arange(0, 12 * 3840, 3840)
 options = ort.SessionOptions()
 options.intra_op_num_threads = 1
 session = ort.InferenceSession(sys.argv[2], options, providers=["CPUExecutionProvider"])
-np.save(sys.argv[3], session.run(None, {"windows": windows})[0])
+np.save(sys.argv[3], session.run(None, {"audio": audio[: starts[-1] + 15600], "starts": starts // 160})[0])
 print(cpu["AVX512VNNI"], cpu["AVX512F"])
 """
 
@@ -99,3 +99,46 @@ def test_int8_detector_scores_the_same_on_a_cpu_without_vnni(tmp_path, cry_then_
     native, haswell = outputs["native"][0], outputs["haswell"][0]
     probability = lambda logits: 1 / (1 + np.exp(-np.clip(logits, -50, 50)))  # noqa: E731
     assert np.abs(probability(native) - probability(haswell)).max() <= 0.01
+
+
+@pytest.fixture(scope="session")
+def exported_yamnet(tmp_path_factory):
+    from conftest import exported_copy
+
+    return exported_copy(tmp_path_factory, "detector-yamnet.pt")
+
+
+@pytest.mark.slow  # a YAMNet export: seconds of real work
+@pytest.mark.xdist_group("onnx-exports")
+def test_yamnets_span_export_scores_what_torch_scores_with_every_pad_inside_a_convolution(exported_yamnet, real_audio):
+    import onnx
+    import torch
+
+    from monitor.config import Config, override
+    from monitor.inference.detect import CryDetector
+
+    graph = onnx.load(str(exported_yamnet / "detector-yamnet.onnx")).graph
+    assert [i.name for i in graph.input] == ["audio", "starts"]
+    convolutions = [n for n in graph.node if n.op_type == "Conv"]
+    padded = {n.output[0] for n in graph.node if n.op_type == "Pad"}
+    assert len(convolutions) == 27 and not any(set(c.input) & padded for c in convolutions)
+    onnx_detector, torch_detector = (
+        CryDetector(override(Config(), "detector", model=str(exported_yamnet / name)).detector)
+        for name in ("detector-yamnet.onnx", "detector-yamnet.pt"))
+    onnx_ends, onnx_scores = onnx_detector.stream(3840).push(real_audio)
+    torch_ends, torch_scores = torch_detector.stream(3840).push(real_audio)
+    np.testing.assert_array_equal(onnx_ends, torch_ends)
+    np.testing.assert_allclose(onnx_scores, torch_scores, atol=1e-4)
+    assert torch_scores.max() > 0.1 and torch.get_num_threads() >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("onnx-exports")
+def test_an_exact_rewrite_keeps_the_files_measurements_and_a_different_model_does_not(exported_yamnet, real_audio):
+    from monitor.training.export_onnx import measured_if_same, span_scores
+
+    export = exported_yamnet / "detector-yamnet.onnx"
+    logits, embeddings = span_scores(export, real_audio)
+    carried = measured_if_same(export, (logits, embeddings), real_audio)
+    assert carried["embedding_space"] == load_session(export)[1].sha256[:12]
+    assert measured_if_same(export, (logits + 1e-6, embeddings), real_audio) == {}

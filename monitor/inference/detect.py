@@ -7,7 +7,8 @@ from its own ring buffer and gates quiet windows (score 0).
 
 - :class:`CryDetector` with a ``cnn10-stream`` model (the shipped detector) computes each 80 ms frame of the CNN
   once, so its cost per second of audio does not depend on the hop, which must be a multiple of 80 ms; with a
-  window-form model (``yamnet-cry``, or ``cnn10``, the previous detectors) it scores each window on its own. A ``.onnx`` model file
+  window-form model (``yamnet-cry``, or ``cnn10``, the previous detectors) it scores each window as on its own
+  (YAMNet's windows share their 10 ms log-mel frames, so its hop must be a multiple of 10 ms). A ``.onnx`` model file
   (``tools/export_onnx.py``) runs the same stream in ONNX Runtime (:mod:`monitor.inference.onnx_runtime`): the file says
   which runtime it needs, so no setting can contradict it. Its presets are its own manifest entry's. torch is
   imported only for a ``.pt`` model (:mod:`monitor.inference.torch_runtime`).
@@ -81,10 +82,11 @@ class CryDetector:
         self.runtime = open_model(config.model, "detector", config.device, config.threads)
         self.entry, self.device = self.runtime.entry, self.runtime.device
         self.streaming, self.window_samples = self.runtime.streaming, self.runtime.window_samples
+        self.frame_samples = self.runtime.frame_samples
         self.model_id = self.entry.sha256[:12]
         # whose space the window embeddings live in (None: this model gives none): a "not a cry" mark is only ever
         # compared with embeddings of the weights that made it (monitor.core.home_sounds)
-        self.embedding_space = self.model_id if self.runtime.embeds else None
+        self.embedding_space = (self.entry.embedding_space or self.model_id) if self.runtime.embeds else None
         self.hold_rules = self._hold_rules(config)
         self.presets = self.entry.operating_point
         # an uncalibrated model: 3 frames for the streaming form; the window form shipped with 0.25 s
@@ -101,21 +103,23 @@ class CryDetector:
         return HoldRules.from_dict(studied)
 
     def stream(self, hop: int) -> ModelStream | WindowStream:
+        if hop % self.frame_samples:
+            raise ConfigError(f"detector.hop_seconds must be a multiple of {self.frame_samples / SAMPLE_RATE:g} s for "
+                              f"this model (its frames are {self.frame_samples / SAMPLE_RATE:g} s apart), "
+                              f"got {hop / SAMPLE_RATE:g} s")
         if not self.streaming:
             return WindowStream(self, hop)
-        if hop % FRAME:
-            raise ConfigError(f"detector.hop_seconds must be a multiple of {FRAME / SAMPLE_RATE:g} s for this model "
-                             f"(its frames are {FRAME / SAMPLE_RATE:g} s apart), got {hop / SAMPLE_RATE:g} s")
         return ModelStream(self.runtime.frame_stream(), hop // FRAME)
 
     def score_windows(self, windows: np.ndarray) -> np.ndarray:
         """Cry probabilities (B,) for windows (B, N), each scored on its own: a window-form model's scores, and
-        the reference a streaming torch model must equal."""
-        return self.runtime.score_windows(windows)
-
-    def score_and_embed(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """:meth:`score_windows` and the windows' embeddings (B, D), None from a model without them."""
-        return self.runtime.score_and_embed(windows)
+        the reference a streaming torch model must equal. The windows are laid end to end, each padded to the
+        model's frame grid, so they share no frame."""
+        count, n = windows.shape
+        padded = -(-n // self.frame_samples) * self.frame_samples
+        audio = np.zeros((count, padded), dtype=np.float32)
+        audio[:, :n] = windows
+        return self.runtime.score_span(audio.reshape(-1), np.arange(count) * padded)[0]
 
 
 class ModelStream:
@@ -135,7 +139,8 @@ class ModelStream:
 
 
 class WindowStream:
-    """A window-form model: each window (the last second at every hop) scored on its own, in batches.
+    """A window-form model: each window (the last second at every hop) scored as on its own, up to
+    :data:`MAX_BATCH` per call, those of a call sharing their log-mel frames (``runtime.score_span``).
     ``embeddings``: those of the windows the last :meth:`push` returned (None from a model without them, or when it
     returned none)."""
 
@@ -155,7 +160,8 @@ class WindowStream:
         if ends.size:
             self._next_end = int(ends[-1]) + self.hop
         self._recent = audio[max(0, self._next_end - window - start) :]
-        scored = [self.detector.score_and_embed(np.stack([audio[e - start - window : e - start] for e in batch]))
+        scored = [self.detector.runtime.score_span(audio[batch[0] - start - window : batch[-1] - start],
+                                                   batch - batch[0])
                   for batch in np.array_split(ends, -(-ends.size // MAX_BATCH))] if ends.size else []
         embeddings = [e for _, e in scored]
         self.embeddings = np.concatenate(embeddings) if scored and embeddings[0] is not None else None

@@ -75,28 +75,31 @@ def _device(session) -> str:
 
 
 class Detector:
-    """A step-graph export (``onnx-frame-step*``: the streaming CNN10) streams; a window export (``onnx-window*``:
-    YAMNet) scores each window it is given, of the length its manifest entry records."""
+    """A step-graph export (``onnx-frame-step*``: the streaming CNN10) streams; a span export (``onnx-span*``: YAMNet)
+    scores the windows of a stretch of audio, each log-mel frame computed once
+    (:func:`monitor.training.export_onnx.span_form`)."""
 
     def __init__(self, path: Path, device: str = "cpu", threads: int = 1) -> None:
         self.session, self.entry = load_session(path, threads, device)
         self.device = _device(self.session)
-        self.streaming = not self.entry.arch.startswith("onnx-window")
+        self.streaming = self.entry.arch.startswith("onnx-frame-step")
+        if not self.streaming and not self.entry.arch.startswith("onnx-span"):
+            raise ModelFileError(f"{path}: an export of a form this version no longer runs ({self.entry.arch}); "
+                                 "run tools/export_onnx.py again")
         self.window_samples = WINDOW_SAMPLES if self.streaming else int(self.entry.kwargs["window_samples"])
+        self.frame_samples = STEP if self.streaming else int(self.entry.kwargs["frame_samples"])
         self.embeds = "embedding" in {o.name for o in self.session.get_outputs()}
 
     def frame_stream(self) -> OnnxStream:
         return OnnxStream(self.session)
 
-    def score_windows(self, windows: np.ndarray) -> np.ndarray:
-        """Cry probabilities (B,) for windows (B, window_samples), each scored on its own."""
-        return self.score_and_embed(windows)[0]
-
-    def score_and_embed(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Cry probabilities (B,) and, from a graph with an ``embedding`` output, the embeddings (B, D)."""
-        logits, *embedding = self.session.run(None, {"windows": np.ascontiguousarray(windows, dtype=np.float32)})
-        probs = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
-        return probs, (embedding[0] if embedding else None)
+    def score_span(self, audio: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Cry probabilities (W,) and embeddings (W, D) of the windows ``audio[s : s + window_samples]`` for each
+        ``s`` in ``starts`` (multiples of ``frame_samples``)."""
+        logits, embedding = self.session.run(None, {
+            "audio": np.ascontiguousarray(audio, dtype=np.float32),
+            "starts": (np.asarray(starts) // self.frame_samples).astype(np.int64)})
+        return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32), embedding
 
 
 class ReasonModel:

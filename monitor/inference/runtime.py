@@ -18,15 +18,14 @@ from monitor.inference.weights import ModelEntry, ModelFileError, verified_entry
 class DetectorRuntime(Protocol):
     entry: ModelEntry
     device: str  # "cpu" or "cuda": where it actually runs
-    streaming: bool  # the streaming CNN10 (frame_stream), else a window-form model (score_and_embed)
+    streaming: bool  # the streaming CNN10 (frame_stream), else a window-form model (score_span)
     window_samples: int
-    embeds: bool  # score_and_embed gives embeddings (YAMNet)
+    frame_samples: int  # a window-form model's windows start on this grid (YAMNet: its 10 ms log-mel frames)
+    embeds: bool  # score_span gives embeddings (YAMNet)
 
     def frame_stream(self): ...
 
-    def score_windows(self, windows: np.ndarray) -> np.ndarray: ...
-
-    def score_and_embed(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]: ...
+    def score_span(self, audio: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]: ...
 
 
 class ReasonRuntime(Protocol):

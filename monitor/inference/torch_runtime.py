@@ -13,7 +13,7 @@ import structlog
 import torch
 
 from monitor import SAMPLE_RATE
-from monitor.inference.models.streaming_cnn10 import StreamingCnn10
+from monitor.inference.models.streaming_cnn10 import FRAME, StreamingCnn10
 from monitor.inference.weights import load_model
 
 log = structlog.get_logger(__name__)
@@ -38,22 +38,24 @@ class Detector:
         self.streaming = isinstance(self.model, StreamingCnn10)
         # a window-form model says how much audio it scores (YAMNet: 0.975 s); CNN10's window form takes 1 s
         self.window_samples = getattr(self.model, "window_samples", SAMPLE_RATE)
-        self.embeds = hasattr(self.model, "score_and_embed")
+        self.embeds = hasattr(self.model, "score_span")
+        # YAMNet's windows start on its 10 ms log-mel frames, which they then share; a window of another model is
+        # scored on its own, wherever it starts
+        self.frame_samples = FRAME if self.streaming else getattr(self.model, "frame_samples", 1)
 
     def frame_stream(self):
         return self.model.stream()
 
-    def score_windows(self, windows: np.ndarray) -> np.ndarray:
-        """Cry probabilities (B,) for windows (B, N), each scored on its own."""
-        return self.score_and_embed(windows)[0]
-
     @torch.inference_mode()
-    def score_and_embed(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Cry probabilities (B,) and, from a model with ``score_and_embed`` (YAMNet), the embeddings (B, D)."""
-        batch = torch.from_numpy(np.ascontiguousarray(windows)).to(self.device)
+    def score_span(self, audio: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Cry probabilities (W,) and, from a model with ``score_span`` (YAMNet), the embeddings (W, D) of the windows
+        ``audio[s : s + window_samples]`` for each ``s`` in ``starts``."""
+        samples = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).to(self.device)
         if not self.embeds:
+            batch = torch.stack([samples[s : s + self.window_samples] for s in np.asarray(starts)])
             return torch.sigmoid(self.model(batch).float()).cpu().numpy(), None
-        logits, embedding = self.model.score_and_embed(batch)
+        frames = torch.from_numpy(np.asarray(starts) // self.frame_samples).to(self.device)
+        logits, embedding = self.model.score_span(samples, frames)
         return torch.sigmoid(logits.float()).cpu().numpy(), embedding.float().cpu().numpy()
 
 

@@ -46,6 +46,10 @@ class ModelEntry:
     # A detector's "not a cry" rules and whether they are on by default, from its study (tools/not_a_cry_study.py):
     # {"max_distance", "never_above", "announce_after_s", "on_by_default"}; None: not studied
     not_a_cry: dict | None = None
+    # Whose window embeddings this file's equal (the first 12 hex digits of that file's sha256), when an exact
+    # rewrite (tools/export_onnx.py: span form) replaced the file the home's "not a cry" marks were made with;
+    # None: its own
+    embedding_space: str | None = None
 
 
 def sha256_of(path: Path) -> str:
@@ -66,7 +70,9 @@ def read_manifest(models_dir: Path) -> dict[str, ModelEntry]:
                                  hop_seconds=None if e.get("hop_seconds") is None else float(e["hop_seconds"]),
                                  adaptation=_adaptation(e.get("adaptation")),
                                  answer_prior=_answer_prior(e.get("answer_prior")),
-                                 not_a_cry=_not_a_cry(e.get("not_a_cry")))
+                                 not_a_cry=_not_a_cry(e.get("not_a_cry")),
+                                 embedding_space=None if e.get("embedding_space") is None
+                                 else str(e["embedding_space"]))
                 for name, e in raw.items()}
     except FileNotFoundError:
         raise ModelFileError(f"{path}: model manifest missing") from None

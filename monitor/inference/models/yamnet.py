@@ -12,12 +12,14 @@ pointwise 1×1; batch norm folded into the convolutions' biases by the converter
 to the 1024-d embedding and a dense layer to 521 logits. TensorFlow's ``SAME`` padding is asymmetric for a
 stride of 2 on an even size (0 before, 1 after); :func:`_same_pad` reproduces it.
 
-Why YAMNet runs window by window, not streamed like CNN10: each window's convolutions are zero-padded at its own
-edges ("SAME"), and the top layers see 315 log-mel frames (3.15 s) of context. A frame of its feature map
-therefore depends on where the window was cut, so overlapping windows share nothing exactly; the streaming
-trick of :mod:`monitor.inference.models.streaming_cnn10` (convolutions valid in time) would change what the
-released weights compute and need 3.15 s of audio per output, about 1.1 s more delay before a cry can be
-called. The window form costs one full pass per hop instead (``tools/bench_detector.py``).
+Streaming form: the log-mel frames are shared between hops, the convolutions are not. A frame depends only on its
+own 400 samples, so :meth:`YamnetCry.score_span` computes each frame of a stretch of audio once and cuts every
+window's 96-frame patch from them (windows that start on the 10 ms frame grid), which equals scoring each window on
+its own exactly. The convolutions cannot be shared: each window's are zero-padded at its own edges ("SAME"), and
+the top layers see 315 log-mel frames (3.15 s) of context, so a frame of a feature map depends on where the window
+was cut. The streaming trick of :mod:`monitor.inference.models.streaming_cnn10` (convolutions valid in time) would
+change what the released weights compute and need 3.15 s of audio per output, about 1.1 s more delay before a cry
+can be called. So each window pays one pass of the network (``tools/bench_detector.py``).
 
 Example:
     >>> import torch
@@ -26,6 +28,9 @@ Example:
     (torch.Size([2, 521]), torch.Size([1, 1024]))
     >>> YamnetCry().eval()(torch.zeros(3, 16000)).shape
     torch.Size([3])
+    >>> logits, embeddings = YamnetCry().eval().score_span(torch.zeros(20000), torch.tensor([0, 24]))
+    >>> logits.shape, embeddings.shape
+    (torch.Size([2]), torch.Size([2, 1024]))
 """
 
 from __future__ import annotations
@@ -160,6 +165,7 @@ class YamnetCry(Yamnet):
     window ending at the last sample (B, N ≥ 15,600) → (B,). Same weights as :class:`Yamnet`."""
 
     window_samples = PATCH_SAMPLES
+    frame_samples = HOP  # windows that start on this grid share their log-mel frames (score_span)
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         return super().forward(waveform)[:, CRY_CLASS]
@@ -169,3 +175,19 @@ class YamnetCry(Yamnet):
         remembers of a detection that the parents mark "not a cry" (:mod:`monitor.core.home_sounds`)."""
         embedding = self.embed(waveform)
         return self.classify(embedding)[:, CRY_CLASS], embedding
+
+    def score_span(self, audio: torch.Tensor, starts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`score_and_embed` of the windows of ``audio`` (N,) that start at log-mel frames ``starts`` (W,)
+        (window ``i``: samples ``[160 starts[i], 160 starts[i] + 15,600)``), each log-mel frame computed once."""
+        return self.score_patches(span_patches(self.frontend(audio[None])[0], starts))
+
+    def score_patches(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cry logit (W,) and embedding (W, 1024) of log-mel patches (W, 96, 64)."""
+        embedding = self.trunk(patches).mean(dim=(2, 3))
+        return self.classify(embedding)[:, CRY_CLASS], embedding
+
+
+def span_patches(frames: torch.Tensor, starts: torch.Tensor) -> torch.Tensor:
+    """The 96-frame patches (W, 96, 64) of log-mel ``frames`` (T, 64) that start at ``starts`` (W,): a gather,
+    which the ONNX exporter shapes right for any number of windows."""
+    return frames[starts[:, None] + torch.arange(PATCH_FRAMES, device=frames.device)]

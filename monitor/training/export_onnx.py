@@ -11,6 +11,12 @@ the file it was exported from and that file's sha256, so a stale or modified exp
 and through torch and prints the largest difference of the window probabilities; if they differ by more than
 1e-4 it exits 1 and writes nothing.
 
+A YAMNet detector (``--model models/detector-yamnet-lwf.pt``) becomes the span graph of :func:`span_form`: a
+stretch of audio and its windows' start frames to each window's cry logit and embedding, every log-mel frame
+computed once. It is written via the window graph (the form the int8 quantizer calibrates on) and kept only if it
+scores real audio bit for bit as that graph does; a re-export whose scores equal the file it replaces keeps that
+file's presets, study rules and embedding space (:func:`measured_if_same`).
+
 The reason classifier (``--model models/classifier.pt``) becomes ``models/classifier.onnx``: the network from a
 prepared log-mel (1, T, 64), T from 50 to 401 frames (and, for a metadata model, the metadata vector (1, 7)), to
 calibrated logits and the embedding the per-baby adaptation uses; the log-mel and its preparation stay

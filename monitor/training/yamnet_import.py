@@ -29,8 +29,9 @@ TFLITE_SHA256 = "469be6a3"  # the prefix ../shared/models/yamnet/README.md gives
 TFLITE_SHA256_TAIL = "e04194"
 
 
-def _operators(path: Path) -> list[tuple[str, list[np.ndarray | None]]]:
-    """(operator name, its inputs as constants or None) for every operator of the file's graph, in order."""
+def _operators(path: Path) -> list[tuple[str, list[np.ndarray | None], list[float | None]]]:
+    """(operator name, its inputs as constants or None, each input's int8 scale or None) for every operator of the
+    file's graph, in order."""
     import tflite
 
     buf = path.read_bytes()
@@ -41,6 +42,7 @@ def _operators(path: Path) -> list[tuple[str, list[np.ndarray | None]]]:
                   tflite.TensorType.INT32: np.int32, tflite.TensorType.INT8: np.int8}
 
     constants: dict[int, np.ndarray] = {}
+    scales: dict[int, float] = {}  # of the int8 weights, all quantized per tensor in this file
     for i in range(graph.TensorsLength()):
         tensor = graph.Tensors(i)
         data = model.Buffers(tensor.Buffer()).DataAsNumpy()
@@ -48,6 +50,8 @@ def _operators(path: Path) -> list[tuple[str, list[np.ndarray | None]]]:
             shape = tuple(tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
             array = np.frombuffer(data.tobytes(), numpy_type[tensor.Type()]).reshape(shape)
             constants[i] = _dequantized(array, tensor.Quantization()) if array.dtype == np.int8 else array
+            if array.dtype == np.int8 and tensor.Quantization().ScaleLength() == 1:
+                scales[i] = float(tensor.Quantization().ScaleAsNumpy()[0])
 
     ops = []
     for i in range(graph.OperatorsLength()):
@@ -58,7 +62,7 @@ def _operators(path: Path) -> list[tuple[str, list[np.ndarray | None]]]:
         if name == "DEQUANTIZE" and inputs[0] is not None:  # a float16 weight: later ops read its output
             constants[int(op.OutputsAsNumpy()[0])] = inputs[0].astype(np.float32)
             continue
-        ops.append((name, inputs))
+        ops.append((name, inputs, [scales.get(int(t)) for t in op.InputsAsNumpy()]))
     return ops
 
 
@@ -72,18 +76,25 @@ def _dequantized(array: np.ndarray, quantization) -> np.ndarray:
     return ((array.astype(np.float32) - np.reshape(zero, shape)) * np.reshape(scale, shape)).astype(np.float32)
 
 
-def state_dict_from_tflite(path: Path) -> dict[str, torch.Tensor]:
-    """The :class:`Yamnet` state dict held by the TFLite file at ``path``."""
+def _layers(path: Path) -> tuple[np.ndarray, list, list, list]:
+    """The window, and the (inputs, scales) of the fully connected layers (DFT real, DFT imaginary, mel with the
+    log offset as bias, dense), the convolutions (the first, then the pointwise ones) and the depthwise ones."""
     ops = _operators(path)
-    by_kind: dict[str, list[list[np.ndarray | None]]] = {}
-    for name, inputs in ops:
-        by_kind.setdefault(name, []).append(inputs)
-    window = next(inputs[1] for name, inputs in ops if name == "MUL" and inputs[1] is not None)
-    pad = next(inputs[1] for name, inputs in ops if name == "PAD")
-    fully = by_kind["FULLY_CONNECTED"]  # DFT real, DFT imaginary, mel (with the log offset as bias), dense
-    convs, depthwise = by_kind["CONV_2D"], by_kind["DEPTHWISE_CONV_2D"]
+    by_kind: dict[str, list] = {}
+    for name, inputs, scales in ops:
+        by_kind.setdefault(name, []).append((inputs, scales))
+    window = next(inputs[1] for name, inputs, _ in ops if name == "MUL" and inputs[1] is not None)
+    pad = next(inputs[1] for name, inputs, _ in ops if name == "PAD")
+    fully, convs, depthwise = by_kind["FULLY_CONNECTED"], by_kind["CONV_2D"], by_kind["DEPTHWISE_CONV_2D"]
     if len(fully) != 4 or len(convs) != 14 or len(depthwise) != 13 or pad.tolist() != [[0, 0], [56, 56]]:
         raise ValueError(f"{path}: not the YAMNet graph this importer knows (see ../shared/models/yamnet/README.md)")
+    return window, fully, convs, depthwise
+
+
+def state_dict_from_tflite(path: Path) -> dict[str, torch.Tensor]:
+    """The :class:`Yamnet` state dict held by the TFLite file at ``path``."""
+    window, fully, convs, depthwise = (x if i == 0 else [inputs for inputs, _ in x]
+                                       for i, x in enumerate(_layers(path)))
 
     def tensor(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.array(array, dtype=np.float32))  # a copy: the flatbuffer is read-only
@@ -105,6 +116,18 @@ def state_dict_from_tflite(path: Path) -> dict[str, torch.Tensor]:
         state[f"blocks.{i}.pointwise.weight"] = tensor(pw[1].transpose(0, 3, 1, 2))
         state[f"blocks.{i}.pointwise.bias"] = tensor(pw[2])
     return state
+
+
+def tflite_weight_scales(path: Path) -> dict[str, float]:
+    """The int8 scale of each of the file's quantized weights, by :class:`Yamnet` parameter name: what
+    ``Yamnet(weight_scales=…)`` needs to compute what the file's own kernels compute."""
+    _, fully, convs, _ = _layers(path)
+    names = ["frontend.dft_real", "frontend.dft_imag", "frontend.mel", "dense.weight"]
+    found = {name: scales[1] for name, (_, scales) in zip(names, fully)}
+    found |= {f"blocks.{i}.pointwise.weight": scales[1] for i, (_, scales) in enumerate(convs[1:])}
+    if any(scale is None for scale in found.values()):
+        raise ValueError(f"{path}: a layer this importer expects in int8 is not")
+    return found
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,9 +3,11 @@ torch module whose weights come from the released ``yamnet.tflite`` (:mod:`monit
 
 The front end is YAMNet's own, not ours: 25 ms periodic-Hann frames every 10 ms (400 samples, zero-padded on both
 sides to a 512-point DFT), magnitude spectrum, 64 HTK mel bands 125–7500 Hz, ``log(mel + 0.001)``. Its window, DFT and mel
-matrices are buffers read from the same file. Built with ``tflite_kernels=True`` the module computes what the
-file's own kernels compute: on held-out audio most scores agree to 1e-7, and a few move by up to a few 1e-2 where
-an int8 rounding tie falls the other way (``tests/test_yamnet.py``).
+matrices are buffers read from the same file. Built with the file's weight scales the module computes what the
+file's own kernels compute: on 300 held-out clips of every category, scores within 1.2e-7 and log-mel equal to the
+bit (``tests/test_yamnet.py`` holds 24 clips to 1e-4). That takes every float before an int8 rounding to be the
+same to the bit, or a value on a rounding tie moves a whole step: so :func:`hybrid`'s order of operations,
+:func:`tap_by_tap`, a correctly rounded square root and the C library's ``logf``.
 
 The body follows the file's graph: a 3×3 stride-2 convolution, 13 depthwise-separable blocks (depthwise 3×3, then
 pointwise 1×1; batch norm folded into the convolutions' biases by the converter; ReLU), a global average pool
@@ -52,14 +54,39 @@ LAYERS = ((32, 2), (64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
           (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1))
 
 
-def hybrid_input(x: torch.Tensor, per_row: bool) -> torch.Tensor:
-    """What TFLite's hybrid (dynamic-range) kernels do to a layer's float input before their int8 weights see it:
-    symmetric int8 quantization with one scale per row (fully connected) or per batch item (convolution),
-    rounding half away from zero as ``std::round``. Only :class:`Yamnet` built with ``tflite_kernels=True`` uses it."""
+def hybrid(x: torch.Tensor, weight: torch.Tensor, weight_scale: float, bias: torch.Tensor | None, apply,
+           per_row: bool) -> torch.Tensor:
+    """What a TFLite hybrid (dynamic-range) kernel computes for a float input and int8 weights ``weight /
+    weight_scale``: the input rounded to int8 with one scale per row (fully connected) or per batch item
+    (convolution), ``round(x · (127 / peak))`` half away from zero as ``std::round``; the int32 sum of products
+    ``apply(q, q_weight)`` (exact here: integers in float64); then ``sum · (peak / 127 · weight_scale) + bias`` in
+    float32, in that order. Only :class:`Yamnet` built with ``weight_scales`` (the file's) uses it."""
     dims = -1 if per_row else tuple(range(1, x.dim()))
     peak = x.abs().amax(dim=dims, keepdim=True)
-    scaled = x * (127 / torch.where(peak > 0, peak, torch.ones_like(peak)))  # x · (127 / peak), as TFLite rounds it
-    return torch.sign(scaled) * torch.floor(scaled.abs() + 0.5) * (peak / 127)
+    nonzero = peak > 0
+    safe = torch.where(nonzero, peak, torch.ones_like(peak))
+    scaled = x * (127 / safe.double()).float()  # correctly rounded, as C++'s; torch's float 127 / t is not
+    whole = torch.trunc(scaled)  # std::round, half away from zero (floor(|x| + 0.5) rounds 2.4999998 up)
+    rounded = whole + torch.sign(scaled) * ((scaled - whole).abs() >= 0.5)
+    q = torch.where(nonzero, rounded, torch.zeros_like(scaled))
+    total = apply(q.double(), torch.round(weight.double() / weight_scale)).float()
+    out = total * (torch.where(nonzero, safe / 127, torch.ones_like(safe)) * torch.tensor(weight_scale))
+    return out if bias is None else out + bias
+
+
+def tap_by_tap(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stride: int, bias_first: bool) -> torch.Tensor:
+    """A 3×3 float convolution of one input channel per output channel (the first layer: one for all; depthwise:
+    its own) summed as TFLite's float kernels sum it: tap by tap, row by row, each product and sum rounded to
+    float32, the bias first (depthwise) or last (the first layer). ``x`` is already padded. Any other order
+    differs in the last bit, which an int8 rounding after it can turn into a whole step."""
+    rows, cols = (x.shape[2] - 3) // stride + 1, (x.shape[3] - 3) // stride + 1
+    total = bias.view(1, -1, 1, 1).expand(x.shape[0], -1, rows, cols) if bias_first else None
+    for ky in range(3):
+        for kx in range(3):
+            tap = weight[:, 0, ky, kx].view(1, -1, 1, 1) * x[:, :, ky : ky + stride * (rows - 1) + 1 : stride,
+                                                              kx : kx + stride * (cols - 1) + 1 : stride]
+            total = tap if total is None else total + tap
+    return total if bias_first else total + bias.view(1, -1, 1, 1)
 
 
 def _same_pad(x: torch.Tensor, stride: int) -> torch.Tensor:
@@ -75,9 +102,9 @@ def _same_pad(x: torch.Tensor, stride: int) -> torch.Tensor:
 class YamnetFrontEnd(nn.Module):
     """Waveform (B, N ≥ 400) → YAMNet's log-mel (B, frames, 64), frame ``i`` from samples ``[160 i, 160 i + 400)``."""
 
-    def __init__(self, tflite_kernels: bool = False) -> None:
+    def __init__(self, weight_scales: dict[str, float] | None = None) -> None:
         super().__init__()
-        self.tflite_kernels = tflite_kernels
+        self.weight_scales = weight_scales
         self.register_buffer("window", torch.zeros(WINDOW))
         self.register_buffer("dft_real", torch.zeros(DFT // 2 + 1, DFT))
         self.register_buffer("dft_imag", torch.zeros(DFT // 2 + 1, DFT))
@@ -89,50 +116,82 @@ class YamnetFrontEnd(nn.Module):
         index = torch.arange(count, device=waveform.device)[:, None] * HOP + torch.arange(WINDOW, device=waveform.device)
         frames = waveform[..., index] * self.window  # a gather, not unfold: the ONNX exporter mis-shapes unfold
         frames = F.pad(frames, ((DFT - WINDOW) // 2, (DFT - WINDOW) // 2))  # centred, as the file pads
-        if self.tflite_kernels:
-            frames = hybrid_input(frames, per_row=True)
+        if self.weight_scales is not None:
+            scales = self.weight_scales
+            real = hybrid(frames, self.dft_real, scales["frontend.dft_real"], None, _times_transposed, per_row=True)
+            imag = hybrid(frames, self.dft_imag, scales["frontend.dft_imag"], None, _times_transposed, per_row=True)
+            # TFLite's SQRT is correctly rounded (torch's float32 sqrt is not, on AVX-512), and its LOG is the C
+            # library's logf (glibc's is off by one in the last bit for 0.3 % of values against the correctly
+            # rounded log)
+            magnitude = torch.sqrt((real * real + imag * imag).double()).float()
+            return _c_logf(hybrid(magnitude, self.mel, scales["frontend.mel"], self.mel_offset, _times_transposed,
+                                  per_row=True))
         real, imag = frames @ self.dft_real.T, frames @ self.dft_imag.T
         magnitude = torch.sqrt(real * real + imag * imag)
-        if self.tflite_kernels:
-            magnitude = hybrid_input(magnitude, per_row=True)
         return torch.log(magnitude @ self.mel.T + self.mel_offset)
 
 
+def _c_logf(x: torch.Tensor) -> torch.Tensor:
+    """``logf`` of the C library, element by element (slow: the TFLite emulation only)."""
+    import ctypes
+    import ctypes.util
+
+    import numpy as np
+
+    libm = ctypes.CDLL(ctypes.util.find_library("m"))
+    libm.logf.restype, libm.logf.argtypes = ctypes.c_float, [ctypes.c_float]
+    values = x.detach().cpu().numpy()
+    return torch.from_numpy(np.vectorize(libm.logf, otypes=[np.float32])(values)).to(x.device)
+
+
+def _times_transposed(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return x @ weight.T
+
+
 class SeparableBlock(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, stride: int, tflite_kernels: bool = False) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int, pointwise_scale: float | None = None) -> None:
         super().__init__()
-        self.stride, self.tflite_kernels = stride, tflite_kernels
+        self.stride, self.pointwise_scale = stride, pointwise_scale
         self.depthwise = nn.Conv2d(in_channels, in_channels, 3, stride, groups=in_channels)
         self.pointwise = nn.Conv2d(in_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.depthwise(_same_pad(x, self.stride)))
-        return F.relu(self.pointwise(hybrid_input(x, per_row=False) if self.tflite_kernels else x))
+        if self.pointwise_scale is None:
+            return F.relu(self.pointwise(F.relu(self.depthwise(_same_pad(x, self.stride)))))
+        x = F.relu(tap_by_tap(_same_pad(x, self.stride), self.depthwise.weight, self.depthwise.bias, self.stride,
+                              bias_first=True))
+        return F.relu(hybrid(x, self.pointwise.weight, self.pointwise_scale, self.pointwise.bias[:, None, None],
+                             F.conv2d, per_row=False))
 
 
 class Yamnet(nn.Module):
     """Waveform (B, 15,600) at 16 kHz in [-1, 1] → 521 logits (B, 521); ``torch.sigmoid`` gives YAMNet's scores.
 
-    The file is a dynamic-range conversion: int8 weights for the DFT, mel, pointwise and dense layers, whose
-    TFLite kernels also round those layers' *inputs* to int8 at run time. ``tflite_kernels=True`` does the same, so
-    the module equals the file; the default computes those layers in float on the same (dequantized) weights,
-    which is what the released float model computed and what fine-tuning and ONNX export build on. The rounding
-    matters most on quiet frames (a frame's 8-bit scale follows its loudest sample): up to 5 in log-mel there.
+    The file is a dynamic-range conversion: int8 weights (one scale per tensor) for the DFT, mel, pointwise and
+    dense layers, whose TFLite kernels also round those layers' *inputs* to int8 at run time. Built with the file's
+    ``weight_scales`` (``{parameter name: scale}``, :func:`monitor.training.yamnet_import.tflite_weight_scales`),
+    the module computes what those kernels compute (:func:`hybrid`), so it equals the file; the default computes
+    those layers in float on the same (dequantized) weights, which is what the released float model computed and
+    what fine-tuning and ONNX export build on. The rounding matters most on quiet frames (a frame's 8-bit scale
+    follows its loudest sample): up to 5 in log-mel there.
     """
 
-    def __init__(self, tflite_kernels: bool = False) -> None:
+    def __init__(self, weight_scales: dict[str, float] | None = None) -> None:
         super().__init__()
-        self.tflite_kernels = tflite_kernels
-        self.frontend = YamnetFrontEnd(tflite_kernels)
+        self.weight_scales = weight_scales
+        self.frontend = YamnetFrontEnd(weight_scales)
         self.conv1 = nn.Conv2d(1, LAYERS[0][0], 3, LAYERS[0][1])
-        self.blocks = nn.ModuleList(SeparableBlock(a, b, stride, tflite_kernels)
-                                    for (a, _), (b, stride) in zip(LAYERS[:-1], LAYERS[1:]))
+        self.blocks = nn.ModuleList(
+            SeparableBlock(a, b, stride, weight_scales[f"blocks.{i}.pointwise.weight"] if weight_scales else None)
+            for i, ((a, _), (b, stride)) in enumerate(zip(LAYERS[:-1], LAYERS[1:])))
         self.dense = nn.Linear(LAYERS[-1][0], CLASSES)
 
     def trunk(self, logmel: torch.Tensor, blocks: int = len(LAYERS) - 1) -> torch.Tensor:
         """Log-mel patches (B, 96, 64) through layer 1 and the first ``blocks`` separable blocks (all: the last
         layer's map, (B, 1024, 3, 2))."""
-        x = F.relu(self.conv1(_same_pad(logmel.unsqueeze(1), LAYERS[0][1])))
+        padded = _same_pad(logmel.unsqueeze(1), LAYERS[0][1])
+        x = F.relu(self.conv1(padded) if self.weight_scales is None else
+                   tap_by_tap(padded, self.conv1.weight, self.conv1.bias, LAYERS[0][1], bias_first=False))
         for block in self.blocks[:blocks]:
             x = block(x)
         return x
@@ -150,7 +209,10 @@ class Yamnet(nn.Module):
 
     def classify(self, embedding: torch.Tensor) -> torch.Tensor:
         """The 521 logits of embeddings (B, 1024)."""
-        return self.dense(hybrid_input(embedding, per_row=True) if self.tflite_kernels else embedding)
+        if self.weight_scales is None:
+            return self.dense(embedding)
+        return hybrid(embedding, self.dense.weight, self.weight_scales["dense.weight"], self.dense.bias,
+                      _times_transposed, per_row=True)
 
     def embed(self, waveform: torch.Tensor) -> torch.Tensor:
         """The 1024-d embedding (B, 1024) of each 0.975 s waveform."""

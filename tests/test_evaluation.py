@@ -56,6 +56,14 @@ def test_tolerance_widens_the_cries():
     assert counts.latencies == pytest.approx((0.8, 1.2, 10.0))  # E starts 10 s after cry 3's onset
 
 
+def test_a_cry_found_within_a_window_after_it_ended_is_found_late_not_a_false_alarm():
+    late = events_for((20.4, 24), (51.5, 53))  # 0.4 s after cry 1 ended; 1.5 s after cry 2
+    counts = match_events(CRIES, detections_from_events(late), duration_s=3600, late_s=1.0)
+    assert (counts.detected_cries, counts.false_alarms) == (1, 1)
+    assert counts.latencies == pytest.approx((10.4,))  # as late as it was
+    assert match_events(CRIES, detections_from_events(late), duration_s=3600).false_alarms == 2  # without the collar
+
+
 def test_no_detections_and_no_cries():
     silent = match_events(CRIES, [], duration_s=200)
     assert (silent.precision, silent.recall, silent.f1, silent.false_alarms_per_hour) == (None, 0.0, 0.0, 0.0)

@@ -4,15 +4,19 @@
     python tools/compare_detectors.py [--calibrate models/detector-yamnet-lwf-int8.onnx] [--detector NAME=PATH ...]
 
 Sets (built if missing; every sound from groups that training never saw):
-- *nursery calibration*: ``tools/make_nursery_soundscapes.py --seed 24``: chooses every operating point here;
-- *nursery report*: the same builder, seed 23: **the headline** (other rooms, mixtures, gains and offsets);
+- *nursery calibration*: ``tools/make_nursery_soundscapes.py`` with seeds 24, 25 and 26, pooled (546 minutes, 390
+  of them cry-free): chooses every operating point here;
+- *nursery report*: the same builder, seeds 23, 27 and 28, pooled: **the headline** (other rooms, mixtures, gains
+  and offsets);
 - *old report*: ``tools/make_real_soundscapes.py --seed 11`` (close-mic 8 kHz cries), kept to show how the two
   validations disagree.
 
 Each detector's window scores are computed once per set through the daemon's own ``Pipeline`` at a 0.24 s hop
-(cached in ``cache/sweep/``, :func:`monitor.training.operating_point.scored_set`); a 0.48 s hop keeps every other
-window, as the pipeline would. The event state machine is then replayed for every operating point (start threshold
-× N of M; end threshold, hold and cool-down are the defaults).
+(cached in ``cache/sweep/``, :func:`monitor.training.operating_point.scored_set`). The event state machine is then
+replayed for every operating point (start threshold × N of M; end threshold, hold and cool-down are the defaults).
+Only the 0.24 s hop is tried since 2026-12-07: at 500× real time in a replay, the saving of a 0.48 s hop no longer
+matters, and its coarser N of M grid made one point all three presets of the int8 model on the three calibration
+sets.
 
 Rows, each measured on the two report sets:
 - the previous default (int8 CNN10) at its shipped medium preset;
@@ -23,13 +27,16 @@ Rows, each measured on the two report sets:
 - two detectors that must agree (the smaller of CNN10's and YAMNet's score, CNN10's read at the window ending
   nearest in time), also at its own calibrated point.
 
-Preset rules, on the cry-free audio of the calibration set (130 minutes): **medium** (the default) most cries found
-with at most one false alarm per hour; **low** most cries found with no false alarm, among points at least as
-strict as medium (threshold and windows); **high** most cries with at most 3 per hour, among points whose
-threshold is at most medium's. Ties go to the lower median onset latency, then the larger hop (half the cost), then
-fewer false alarms. Why stricter than the goal of 3 per hour: our held-out negatives are easier than a home.
-YAMNet out of the box at 0.1, 4 of 5 raises 0.76 false alarms an hour here but 12 on the recordings kept aside,
-whose cats, dogs, sirens, bells and baby laughter ``../shared/data`` does not have.
+Preset rules. Each preset aims at a false-alarm rate *in a home*: **low** 1 an hour, **medium** (the default) 3 (issue
+20's goal), **high** 10. Our held-out negatives are far easier than a home: on the recordings kept aside for judging,
+the int8 CNN10 at its shipped medium raised 28 false alarms an hour and YAMNet out of the box at 0.1, 4 of 5 raised
+12 (issue 20), against what each raises on the calibration sets here (measured at every run, in the card: about 10×
+and 23× fewer). A home's rate is divided by the smaller of the two factors, the one that allows more false alarms
+here. On the calibration sets' cry-free audio, each preset is then the point with the most cries within its limit:
+medium first (it picks the hop); low among points at least as strict as medium (threshold and windows); high among
+points whose threshold is at most medium's. Ties go to the lower median onset latency, then the larger hop (half the
+cost), then fewer false alarms. Until 2026-12-07 the limits were 0, 1 and 3 an hour *here*, on one calibration set:
+by these factors, 10 to 23 an hour in a home for medium.
 
 ``--calibrate MODEL`` records the chosen presets and hop in that model's manifest entry.
 """
@@ -53,14 +60,25 @@ from monitor.training.operating_point import SETS, Point, Scored, SoundscapeSet,
 
 ROOT = Path(__file__).resolve().parents[2]
 SCORED_HOP = 0.24
-HOPS = (0.24, 0.48)
-CALIBRATION = SoundscapeSet(nursery_soundscapes, 24, ROOT / "cache" / "nursery-soundscapes-calibration")
-REPORTS = {"nursery report": SoundscapeSet(nursery_soundscapes, nursery_soundscapes.DEFAULT_SEED,
-                                           ROOT / "cache" / "nursery-soundscapes"),
-           "old report": SETS["report"]}
+HOPS = (0.24,)  # the hops tried (module docstring); a longer one keeps every n-th window, as the pipeline would
+
+
+def nursery(seed: int) -> SoundscapeSet:
+    """The nursery set of ``seed``: the first two built keep their folders (docs and tests name them)."""
+    folder = {nursery_soundscapes.DEFAULT_SEED: "nursery-soundscapes",
+              24: "nursery-soundscapes-calibration"}.get(seed, f"nursery-soundscapes-seed{seed}")
+    return SoundscapeSet(nursery_soundscapes, seed, ROOT / "cache" / folder)
+
+
+# Three seeds on each side: 6.5 hours of cry-free audio each, so a rate of 1 false alarm per hour is 6 of them,
+# not 2 (one seed, as first built, left the report's rule to a single false alarm)
+CALIBRATION = tuple(nursery(seed) for seed in (24, 25, 26))
+REPORTS = {"nursery report": tuple(nursery(seed) for seed in (nursery_soundscapes.DEFAULT_SEED, 27, 28)),
+           "old report": (SETS["report"],)}
 THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 0.995, 0.999)
-N_OF_M = ((1, 1), (2, 2), (2, 3), (3, 4), (4, 5), (5, 6), (6, 8))  # windows at 0.24 s; halved at 0.48 s
-PRESET_LIMITS = {"low": 0.0, "medium": 1.0, "high": 3.0}  # false alarms per hour of cry-free calibration audio
+N_OF_M = ((1, 1), (2, 2), (2, 3), (3, 4), (4, 5), (5, 6), (6, 8))  # windows at 0.24 s; scaled at a longer hop
+HOME_LIMITS = {"low": 1.0, "medium": 3.0, "high": 10.0}  # false alarms per hour in a home (module docstring)
+KEPT_ASIDE_FA_H = 28.0, 12.0  # issue 20: the int8 CNN10 at its shipped medium, YAMNet out of the box at 0.1, 4 of 5
 CNN10 = "CNN10 int8 (previous default)"
 YAMNET = "YAMNet out of the box"
 AGREE = "CNN10 and YAMNet must agree"
@@ -93,10 +111,12 @@ def sweep(config: Config, recordings: list[Scored]) -> list[Point]:
     return points
 
 
-def choose(points: list[Point]) -> dict[str, Point]:
-    """Each preset's point by :data:`PRESET_LIMITS` (module docstring); a limit nothing meets takes the fewest
+def choose(points: list[Point], limits: dict[str, float]) -> dict[str, Point]:
+    """Each preset's point within its ``limits`` (false alarms per hour of cry-free calibration audio; the module
+    docstring says how they are set); a limit nothing meets takes the fewest
     false alarms. Medium is chosen first, and picks the hop (a model's entry has one: N of M counts windows);
-    ``low`` must then be at least as strict in both threshold and windows, and ``high`` no stricter in threshold. Without that, a short window at a very high threshold can win ``low`` on
+    ``low`` must then be at least as strict in both threshold and windows (and not medium's point: when medium
+    already raised none on calibration, low is still a stricter choice), and ``high`` no stricter in threshold. Without that, a short window at a very high threshold can win ``low`` on
     calibration by one false alarm and then raise more false alarms than ``medium`` elsewhere (it did: the
     int8 model's (0.995, 2 of 3) found 41 of 66 cries with 4 false alarms where its medium found 57 with 6)."""
     def pick(candidates: list[Point], limit: float) -> Point:
@@ -107,13 +127,13 @@ def choose(points: list[Point]) -> dict[str, Point]:
         return max(feasible, key=lambda p: (p.counts.detected_cries, -(p.counts.latency_median or 99), p.hop,
                                             -p.counts.false_alarms))
 
-    medium = pick(points, PRESET_LIMITS["medium"])
+    medium = pick(points, limits["medium"])
     m = medium.point
     stricter = [p for p in points if p.hop == medium.hop and p.point.start_threshold >= m.start_threshold
-                and p.point.confirm_windows >= m.confirm_windows]
+                and p.point.confirm_windows >= m.confirm_windows and p.point != m]  # low is never medium itself
     looser = [p for p in points if p.hop == medium.hop and p.point.start_threshold <= m.start_threshold]
-    return {"low": pick(stricter, PRESET_LIMITS["low"]), "medium": medium,
-            "high": pick(looser, PRESET_LIMITS["high"])}
+    return {"low": pick(stricter, limits["low"]) if stricter else medium, "medium": medium,
+            "high": pick(looser, limits["high"])}
 
 
 @dataclass(frozen=True)
@@ -124,6 +144,21 @@ class Row:
 
     def measure(self, config: Config, recordings: list[Scored]) -> Point:
         return evaluate(config, self.point, at_hop(recordings, self.hop), self.hop)[0]
+
+
+def reaction(recordings: list[Scored], threshold: float) -> str:
+    """How soon the model itself hears each cry: the first window at or above ``threshold`` ending after the cry's
+    onset (and before its end plus a second), as a median and 95th percentile over the cries that have one. The
+    gap between this and the onset latency of ``cry_start`` is what confirming over N of M windows costs."""
+    delays, cries = [], 0
+    for r in recordings:
+        for cry in (a for a in r.annotations if a.label == "cry"):
+            cries += 1
+            heard = r.t[(r.t > cry.onset_s) & (r.t <= cry.offset_s + 1.0) & (r.score >= threshold)]
+            if heard.size:
+                delays.append(float(heard[0] - cry.onset_s))
+    return (f"{len(delays)}/{cries} cries reach {threshold:g} in some window, the first of them "
+            f"{np.median(delays):.2f} s (median) / {np.percentile(delays, 95):.2f} s (p95) after the onset")
 
 
 def row(row: Row, p: Point) -> str:
@@ -137,12 +172,15 @@ HEADER = ("| detector | operating point | cries found | false alarms | FA/h (cry
           "onset latency median / p95 (s) |\n|---|---|---|---|---|---|---|")
 
 
-def scores(config: Config, soundscapes: SoundscapeSet, detectors: dict[str, Path]) -> dict[str, list[Scored]]:
+def scores(config: Config, soundscapes: tuple[SoundscapeSet, ...],
+           detectors: dict[str, Path]) -> dict[str, list[Scored]]:
+    """Each detector's scored recordings of all the sets, pooled."""
     out = {}
     for name, path in detectors.items():
         detector_config = dataclasses.replace(config.detector, model=Path(path))
-        out[name] = scored_set(soundscapes, dataclasses.replace(config, detector=detector_config),
-                               CryDetector(detector_config), SCORED_HOP)
+        detector = CryDetector(detector_config)
+        out[name] = [recording for one in soundscapes for recording in scored_set(
+            one, dataclasses.replace(config, detector=detector_config), detector, SCORED_HOP)]
     out[AGREE] = agreeing(out[CNN10], out[YAMNET])
     return out
 
@@ -159,11 +197,15 @@ def main(argv: list[str] | None = None) -> str:
     detectors = DETECTORS | {name: Path(path) for name, path in (item.split("=", 1) for item in args.detector)}
 
     calibration = scores(config, CALIBRATION, detectors)
-    presets = {name: choose(sweep(config, recordings)) for name, recordings in calibration.items()}
+    references = [Row(f"{CNN10}, its shipped medium", CryDetector(dataclasses.replace(
+                      config.detector, model=DETECTORS[CNN10])).presets["medium"], 0.24),
+                  Row(f"{YAMNET}, the issue's point", OperatingPoint(0.1, 4, 5), 0.24)]
+    here = [r.measure(config, calibration[name]).cry_free_fa_h for r, name in zip(references, (CNN10, YAMNET))]
+    factors = [home / max(ours, 1e-9) for home, ours in zip(KEPT_ASIDE_FA_H, here)]
+    limits = {k: v / min(factors) for k, v in HOME_LIMITS.items()}
+    presets = {name: choose(sweep(config, recordings), limits) for name, recordings in calibration.items()}
     shipped = CryDetector(config.detector)
-    rows = [Row(f"{CNN10}, its shipped medium", CryDetector(dataclasses.replace(
-                config.detector, model=DETECTORS[CNN10])).presets["medium"], 0.24),
-            Row(f"{YAMNET}, the issue's point", OperatingPoint(0.1, 4, 5), 0.24),
+    rows = [*references,
             Row(f"{YAMNET}, the issue's point", OperatingPoint(0.3, 4, 5), 0.24),
             *(Row(f"{name}, calibrated medium", chosen["medium"].point, chosen["medium"].hop)
               for name, chosen in presets.items())]
@@ -179,10 +221,15 @@ def main(argv: list[str] | None = None) -> str:
         measured = [(r, r.measure(config, source[r.name])) for r in rows]
         categories = "\n".join(f"- {r.name}: {by_category(p.counts)}" for r, p in measured
                                if r.name.endswith("calibrated medium"))
+        reactions = "\n".join(f"- {r.name}: {reaction(source[r.name], r.point.start_threshold)}" for r in rows
+                              if r.name.endswith("calibrated medium"))
         minutes = sum(x.duration_s for x in next(iter(reported.values()))) / 60
-        sections.append(f"### {set_name} ({soundscapes.folder.name}, {minutes:.0f} min)\n\n{HEADER}\n"
+        folders = ", ".join(one.folder.name for one in soundscapes)
+        sections.append(f"### {set_name} ({folders}; {minutes:.0f} min)\n\n{HEADER}\n"
                         + "\n".join(row(r, p) for r, p in measured)
-                        + f"\n\nFalse alarms by the sound under them (count, per hour of cry-free audio):\n{categories}\n")
+                        + f"\n\nFalse alarms by the sound under them (count, per hour of cry-free audio):\n{categories}\n"
+                        + f"\nHow soon each model hears a cry at its medium threshold, before N of M confirm it:\n"
+                        + f"{reactions}\n")
         print(sections[-1], flush=True)
     preset_lines = []
     for name, chosen in presets.items():
@@ -191,7 +238,13 @@ def main(argv: list[str] | None = None) -> str:
             f"({p.counts.detected_cries}/{p.counts.cries}, {fmt(p.cry_free_fa_h)} FA/h)" for k, p in chosen.items()))
     text = ("Written by `python tools/compare_detectors.py` (rules in its docstring). The default detector is "
             f"`{shipped.entry.file}` ({shipped.model_id}).\n\n"
-            f"Presets chosen on the nursery calibration set (seed 24), as found / false alarms per hour there:\n"
+            f"From a home to these sets: on the calibration sets the int8 CNN10 at its shipped medium raises "
+            f"{here[0]:.2f} false alarms an hour (28 on the recordings kept aside: {factors[0]:.1f}×) and YAMNet out "
+            f"of the box at 0.1, 4 of 5 raises {here[1]:.2f} (12 there: {factors[1]:.1f}×). Divided by "
+            f"{min(factors):.1f}, the presets' limits here are low {limits['low']:.2f}, medium {limits['medium']:.2f} "
+            f"and high {limits['high']:.2f} false alarms an hour.\n\n"
+            f"Presets chosen on the nursery calibration sets (seeds {', '.join(str(c.seed) for c in CALIBRATION)}), "
+            "as found / false alarms per hour there:\n"
             + "\n".join(preset_lines) + "\n\n" + "\n".join(sections))
     if calibrating:
         write_operating_point(args.calibrate.parent, args.calibrate.name,

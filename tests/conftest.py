@@ -318,6 +318,26 @@ def pulse(tmp_path_factory):
 TORCH = override(Config(), "detector", model=str(ROOT / "models" / "detector.pt")).detector  # the fp32 reference
 
 
+@pytest.fixture(scope="module")
+def detector():
+    """The shipped default detector, as the daemon loads it (a module may override it with another model)."""
+    from monitor.inference.detect import CryDetector
+
+    return CryDetector(Config().detector)
+
+
+@pytest.fixture(scope="module")
+def real_audio(cry_clip):
+    """Real audio with a cry's onset in it: 1 s of a quiet room, then the held-out cry (first 2.5 s)."""
+    return cry_onset(cry_clip, 40000)
+
+
+@pytest.fixture(scope="module")
+def real_audio_4s(cry_clip):
+    """The same with the cry's first 4 s."""
+    return cry_onset(cry_clip, 64000)
+
+
 def cry_onset(cry_clip: Path, samples: int) -> np.ndarray:
     """Real audio with a cry's onset in it: 1 s of a quiet room, then the first ``samples`` of the held-out cry."""
     from monitor.audio.files import read_file

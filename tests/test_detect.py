@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DATA, cry_onset, windowed
+from conftest import DATA, windowed
 from monitor.audio.files import read_file
 from monitor.config import Config
 from monitor.core.pipeline import Pipeline
@@ -52,11 +52,6 @@ def test_loudness_mode_fires_on_any_sound_held_long_enough():
     pipeline = Pipeline(config, detector)
     start = pipeline.feed(loud_then_quiet(4.0, -20)).events[0]
     assert start.t == pytest.approx(1.0 + 1.0, abs=0.01)  # 4 loud hops of 0.25 s after the onset at 1 s
-
-
-@pytest.fixture(scope="module")
-def detector():
-    return CryDetector(Config().detector)
 
 
 def in_quiet_room(clip: np.ndarray, active_dbfs: float) -> np.ndarray:
@@ -114,12 +109,6 @@ def test_held_out_cry_at_the_same_levels_fires(split, detector, prefix, level):
                     and c.duration_s >= 5), key=lambda c: c.path.name)[:4]
     cry = next(c for c in cries if c.path.name.startswith(prefix))
     assert event_types(in_quiet_room(read_file(cry.path), level), detector) == ["cry_start", "cry_end"]
-
-
-@pytest.fixture(scope="module")
-def real_audio(cry_clip):
-    """Real audio with a cry's onset in it: 1 s of a quiet room, then the held-out cry (first 2.5 s)."""
-    return cry_onset(cry_clip, 40000)
 
 
 def test_a_window_form_model_is_scored_window_by_window(tmp_path, real_audio):

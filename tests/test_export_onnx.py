@@ -4,7 +4,7 @@ held-out cries, and the shipped int8 detectors stay close to fp32, on this CPU a
 import numpy as np
 import pytest
 
-from conftest import ROOT, cry_onset
+from conftest import ROOT
 from monitor.audio.files import read_file
 from monitor.inference.onnx_runtime import load_session
 from monitor.inference.weights import MODELS_DIR, load_model
@@ -37,13 +37,8 @@ def test_the_shipped_onnx_classifier_is_the_shipped_torch_classifier():
     load_session(ROOT / "models" / "classifier.onnx")
 
 
-@pytest.fixture(scope="module")
-def real_audio(cry_clip):
-    return cry_onset(cry_clip, 64000)
-
-
 @pytest.mark.xdist_group("onnx-exports")
-def test_the_shipped_int8_export_stays_close_to_fp32_and_carries_its_own_presets(real_audio):
+def test_the_shipped_int8_export_stays_close_to_fp32_and_carries_its_own_presets(real_audio_4s):
     from monitor.config import Config, override
     from monitor.inference.detect import CryDetector
     from monitor.inference.weights import read_manifest
@@ -57,8 +52,8 @@ def test_the_shipped_int8_export_stays_close_to_fp32_and_carries_its_own_presets
     int8 = CryDetector(override(Config(), "detector", model=str(int8_path)).detector)
     fp32 = CryDetector(override(Config(), "detector", model=str(fp32_path)).detector)
     hop = 3 * 1280
-    ends, probs = int8.stream(hop).push(real_audio)
-    fp32_ends, fp32_probs = fp32.stream(hop).push(real_audio)
+    ends, probs = int8.stream(hop).push(real_audio_4s)
+    fp32_ends, fp32_probs = fp32.stream(hop).push(real_audio_4s)
     np.testing.assert_array_equal(ends, fp32_ends)
     assert np.max(np.abs(probs - fp32_probs)) < 0.15 and probs.max() > 0.5
 
@@ -110,7 +105,7 @@ def exported_yamnet(tmp_path_factory):
 
 @pytest.mark.slow  # a YAMNet export: seconds of real work
 @pytest.mark.xdist_group("onnx-exports")
-def test_yamnets_span_export_scores_what_torch_scores_with_every_pad_inside_a_convolution(exported_yamnet, real_audio):
+def test_yamnets_span_export_scores_what_torch_scores_with_every_pad_inside_a_convolution(exported_yamnet, real_audio_4s):
     import onnx
     import torch
 
@@ -125,8 +120,8 @@ def test_yamnets_span_export_scores_what_torch_scores_with_every_pad_inside_a_co
     onnx_detector, torch_detector = (
         CryDetector(override(Config(), "detector", model=str(exported_yamnet / name)).detector)
         for name in ("detector-yamnet.onnx", "detector-yamnet.pt"))
-    onnx_ends, onnx_scores = onnx_detector.stream(3840).push(real_audio)
-    torch_ends, torch_scores = torch_detector.stream(3840).push(real_audio)
+    onnx_ends, onnx_scores = onnx_detector.stream(3840).push(real_audio_4s)
+    torch_ends, torch_scores = torch_detector.stream(3840).push(real_audio_4s)
     np.testing.assert_array_equal(onnx_ends, torch_ends)
     np.testing.assert_allclose(onnx_scores, torch_scores, atol=1e-4)
     assert torch_scores.max() > 0.1 and torch.get_num_threads() >= 1
@@ -134,11 +129,11 @@ def test_yamnets_span_export_scores_what_torch_scores_with_every_pad_inside_a_co
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("onnx-exports")
-def test_an_exact_rewrite_keeps_the_files_measurements_and_a_different_model_does_not(exported_yamnet, real_audio):
+def test_an_exact_rewrite_keeps_the_files_measurements_and_a_different_model_does_not(exported_yamnet, real_audio_4s):
     from monitor.training.export_onnx import measured_if_same, span_scores
 
     export = exported_yamnet / "detector-yamnet.onnx"
-    logits, embeddings = span_scores(export, real_audio)
-    carried = measured_if_same(export, (logits, embeddings), real_audio)
+    logits, embeddings = span_scores(export, real_audio_4s)
+    carried = measured_if_same(export, (logits, embeddings), real_audio_4s)
     assert carried["embedding_space"] == load_session(export)[1].sha256[:12]
-    assert measured_if_same(export, (logits + 1e-6, embeddings), real_audio) == {}
+    assert measured_if_same(export, (logits + 1e-6, embeddings), real_audio_4s) == {}

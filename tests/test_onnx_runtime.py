@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import ROOT, cry_onset
+from conftest import ROOT
 from monitor.inference.onnx_runtime import OnnxStream, load_session
 from monitor.inference.weights import ModelFileError, load_model
 
@@ -18,14 +18,9 @@ from monitor.inference.weights import ModelFileError, load_model
 pytestmark = pytest.mark.xdist_group("onnx-exports")  # one worker makes the exports (conftest.exported), once
 
 
-@pytest.fixture(scope="module")
-def real_audio(cry_clip):
-    return cry_onset(cry_clip, 64000)
-
-
 @pytest.mark.parametrize("chunk", [1, 1600, 80000], ids=["1-sample", "0.1s", "5s"])
-def test_onnx_runtime_scores_equal_torch_on_real_audio(exported, real_audio, chunk):
-    audio = real_audio[:24000] if chunk == 1 else real_audio
+def test_onnx_runtime_scores_equal_torch_on_real_audio(exported, real_audio_4s, chunk):
+    audio = real_audio_4s[:24000] if chunk == 1 else real_audio_4s
     model, _ = load_model(exported / "detector.pt")
     torch_ends, torch_logits = model.stream().push(audio)
     stream = OnnxStream(load_session(exported / "detector.onnx")[0])
@@ -69,13 +64,13 @@ def test_without_onnxruntime_the_error_names_the_extra(exported, monkeypatch):
         load_session(exported / "detector.onnx")
 
 
-def test_on_a_gpu_the_cuda_provider_runs_the_same_graph(exported, real_audio):
+def test_on_a_gpu_the_cuda_provider_runs_the_same_graph(exported, real_audio_4s):
     onnxruntime = pytest.importorskip("onnxruntime")
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         pytest.skip("no CUDA build of ONNX Runtime here (a Jetson with onnxruntime-gpu has one)")
     session, _ = load_session(exported / "detector.onnx", device="cuda")
     assert session.get_providers()[0] == "CUDAExecutionProvider"
-    cpu_ends, cpu_logits = OnnxStream(load_session(exported / "detector.onnx")[0]).push(real_audio)
-    ends, logits = OnnxStream(session).push(real_audio)
+    cpu_ends, cpu_logits = OnnxStream(load_session(exported / "detector.onnx")[0]).push(real_audio_4s)
+    ends, logits = OnnxStream(session).push(real_audio_4s)
     np.testing.assert_array_equal(ends, cpu_ends)
     np.testing.assert_allclose(logits, cpu_logits, atol=1e-3)

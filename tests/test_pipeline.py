@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import TORCH, cry_onset, windowed
+from conftest import TORCH, windowed
 from monitor.config import Config, override
 from monitor.core.pipeline import Pipeline
 from monitor.inference.detect import CryDetector
@@ -14,12 +14,6 @@ from monitor.inference.detect import CryDetector
 @pytest.fixture(scope="module")
 def detector():
     return CryDetector(TORCH)
-
-
-@pytest.fixture(scope="module")
-def real_audio(cry_clip):
-    """Real audio with a cry's onset in it: 1 s of a quiet room, then the held-out cry (first 2.5 s)."""
-    return cry_onset(cry_clip, 40000)
 
 
 def test_pipeline_scores_do_not_depend_on_how_the_audio_is_chunked(detector, real_audio):

@@ -15,11 +15,6 @@ from monitor.inference.detect import CryDetector
 from monitor.inference.weights import read_manifest
 
 
-@pytest.fixture(scope="module")
-def detector():
-    return CryDetector(Config().detector)
-
-
 def test_the_operating_point_comes_from_the_model_manifest(tmp_path, detector):
     calibrated = read_manifest(ROOT / "models")[Config().detector.model.name]
     shipped = calibrated.operating_point

@@ -27,11 +27,6 @@ from monitor.inference.weights import read_manifest
 from monitor.offline.replay import BLOCK_SECONDS, Collector, JsonLines, replay_file
 
 
-@pytest.fixture(scope="module")
-def detector():
-    return CryDetector(Config().detector)
-
-
 def replay_events(path, detector) -> list[dict]:
     collector = Collector()
     replay_file(str(path), Config(), detector, [collector])

@@ -48,6 +48,7 @@ from monitor.offline.data import read_clips
 from monitor.training.augment import make_example
 from monitor.training.material import Pool, load_cache
 from monitor.training.negatives import Negatives
+from monitor.training.soundscapes import coloured_noise
 from monitor.training.nursery_soundscapes import nursery_room, wideband_cries
 from monitor.audio.files import read_file
 
@@ -88,7 +89,22 @@ def room_bank(rooms: int, seed: int) -> list[np.ndarray]:
     return bank
 
 
-def examples(rng: np.random.Generator, count: int, material: Material) -> tuple[np.ndarray, np.ndarray]:
+def noise_machine_example(rng: np.random.Generator, material: Material, positive: bool) -> np.ndarray:
+    """A white or pink noise machine, half the time with a real non-cry sound over it, and for a positive a cry at
+    −5…+10 dB SNR (its RMS against the noise's), set to −45…−20 dBFS."""
+    n = PATCH_SAMPLES
+    x = coloured_noise(rng, n, float(rng.choice([0.0, 1.0])))
+    if rng.random() < 0.5:
+        event = material.negatives.crop(rng, n)
+        x = x + event * (rng.uniform(0.3, 3.0) / max(float(np.sqrt(np.mean(event**2))), 1e-6))
+    if positive:
+        cry = material.cries.crop(rng, n)
+        x = cry + x * (np.sqrt(np.mean(cry**2)) / (np.sqrt(np.mean(x**2)) * 10 ** (rng.uniform(-5, 10) / 20)))
+    return (x * 10 ** (rng.uniform(-45, -20) / 20) / max(float(np.sqrt(np.mean(x**2))), 1e-9)).astype(np.float32)
+
+
+def examples(rng: np.random.Generator, count: int, material: Material,
+             noise_machines: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     from audiomentations import PitchShift
 
     # ±3 semitones on both classes (so its artefacts carry no label): more voices and animals than we have
@@ -96,8 +112,9 @@ def examples(rng: np.random.Generator, count: int, material: Material) -> tuple[
     labels = rng.random(count) < POSITIVE_FRACTION
     out = np.empty((count, PATCH_SAMPLES), dtype=np.float32)
     for i, positive in enumerate(labels):
-        x = shift(make_example(rng, material.cries, material.negatives, bool(positive), n=PATCH_SAMPLES),
-                  sample_rate=SAMPLE_RATE)
+        x = (noise_machine_example(rng, material, bool(positive)) if rng.random() < noise_machines else
+             make_example(rng, material.cries, material.negatives, bool(positive), n=PATCH_SAMPLES))
+        x = shift(x, sample_rate=SAMPLE_RATE)
         if rng.random() < 0.8:
             level = np.sqrt(np.mean(x**2) + 1e-12)
             x = fftconvolve(x, material.rooms[int(rng.integers(len(material.rooms)))])[:PATCH_SAMPLES]
@@ -124,7 +141,7 @@ def train(args: argparse.Namespace) -> Path:
     material = training_material(args.data, args.rooms)
     rng = np.random.default_rng(args.seed)
     started = time.time()
-    x, y = examples(rng, args.examples, material)
+    x, y = examples(rng, args.examples, material, args.noise_machines)
     print(f"{args.examples} examples ({int(y.sum())} cries) in {time.time() - started:.0f} s", flush=True)
     model, _ = load_model(args.init)
     trunk, teacher = frozen_part(model, x)
@@ -181,6 +198,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--lwf", type=float, default=3.0, help="weight of holding the other 520 outputs")
     parser.add_argument("--rooms", type=int, default=40)
+    parser.add_argument("--noise-machines", type=float, default=0.0,
+                        help="share of examples over a white or pink noise machine at −5…+10 dB SNR")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     train(parser.parse_args(argv))
